@@ -1,0 +1,25 @@
+//! songpei-core: the shared core of songpei, built into the Android and iOS apps, the CLI and the
+//! district server.
+//!
+//! - [`domain`] and [`catalog`]: the records of village training and their vocabularies.
+//! - [`validate`]: checks on everything a person types, each refusal naming its field.
+//! - [`doc`]: the automerge documents that hold the records, read back with their conflicts.
+//! - [`rules`]: payable days, the living allowance and the subsidy caps, with policy values as data.
+//! - [`store`]: the phone's store (encrypted SQLite) behind the [`store::DocStore`] seam.
+//! - [`phone`]: the coordinator's operations and queries over a store.
+
+pub mod blind_index;
+pub mod catalog;
+pub mod clock;
+pub mod doc;
+pub mod domain;
+pub mod error;
+pub mod ids;
+pub mod phone;
+pub mod query;
+pub mod rules;
+pub mod store;
+pub mod validate;
+
+pub use error::{Error, ErrorKind, Result};
+pub use phone::Phone;

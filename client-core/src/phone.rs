@@ -1,0 +1,432 @@
+//! The coordinator's phone: every operation and query of the offline record, over a [`DocStore`].
+//!
+//! Each operation validates first, then changes the documents it touches in memory, then writes the
+//! new chunks with the documents' index rows in one store transaction. If the store refuses (disk
+//! full, say), the in-memory copies are dropped and reloaded from the store, so memory never runs
+//! ahead of what is durable.
+
+mod cache;
+mod ops;
+
+pub use ops::MAX_CLASS_DAYS;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use automerge::{ActorId, Automerge, ChangeHash};
+
+use crate::blind_index::BlindIndexKey;
+use crate::clock::{Clock, SystemClock};
+use crate::doc::{self, Conflict, DocKind};
+use crate::error::{Error, Result};
+use crate::ids::{DeviceId, DistrictCode, DocId, VillageCode};
+use crate::rules::PolicyTable;
+use crate::store::{ClassRow, DocStore, DocWrite, HouseholdRow, IndexRow, TraineeRow};
+use crate::validate::{Field, Invalid, Problem};
+
+use cache::DocCache;
+
+/// Chunks a document may gather before it is compacted into one snapshot.
+pub const COMPACT_AFTER_CHUNKS: usize = 64;
+
+const META_DISTRICT: &str = "district";
+const META_VILLAGES: &str = "villages";
+const META_DEVICE: &str = "device_id";
+const META_ACTOR: &str = "actor_id";
+
+/// Who this phone is and what it covers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Profile {
+    /// The district the phone works in.
+    pub district: DistrictCode,
+    /// The villages it records for.
+    pub villages: BTreeSet<VillageCode>,
+    /// The device id.
+    pub device: DeviceId,
+    /// The automerge actor of this phone's changes.
+    pub actor: ActorId,
+}
+
+/// The offline record on one phone.
+#[derive(Debug)]
+pub struct Phone<S: DocStore> {
+    store: S,
+    profile: Profile,
+    blind_key: BlindIndexKey,
+    clock: Arc<dyn Clock>,
+    policy: PolicyTable,
+    cache: DocCache,
+}
+
+/// The result of merging a document received from elsewhere.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Merged {
+    /// The document.
+    pub id: DocId,
+    /// What it holds.
+    pub kind: DocKind,
+    /// Whether anything new arrived.
+    pub changed: bool,
+    /// The document's heads after the merge.
+    pub heads: Vec<ChangeHash>,
+}
+
+impl<S: DocStore> Phone<S> {
+    /// Sets up a new phone for `district` and its `villages`, with a fresh device id and actor.
+    pub fn init(
+        mut store: S,
+        district: &str,
+        villages: &[String],
+        blind_key: BlindIndexKey,
+    ) -> Result<Self> {
+        if store.meta(META_DEVICE)?.is_some() {
+            return Err(Error::AlreadyInitialised);
+        }
+        let district = DistrictCode::parse(district)
+            .ok_or(Invalid::new(Field::District, Problem::BadFormat))?;
+        if villages.is_empty() {
+            return Err(Invalid::new(Field::Village, Problem::Missing).into());
+        }
+        let mut set = BTreeSet::new();
+        for v in villages {
+            let v = VillageCode::parse(v).ok_or(Invalid::new(Field::Village, Problem::BadFormat))?;
+            if v.district() != district {
+                return Err(Invalid::new(Field::Village, Problem::NotInScope).into());
+            }
+            set.insert(v);
+        }
+        let device = DeviceId::random();
+        let actor = ActorId::random();
+        let villages_text = set.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(",");
+        store.set_meta(&[
+            (META_DISTRICT, district.as_str()),
+            (META_VILLAGES, &villages_text),
+            (META_DEVICE, &device.to_string()),
+            (META_ACTOR, &actor.to_hex_string()),
+        ])?;
+        Self::open(store, blind_key)
+    }
+
+    /// Opens a phone that was set up before.
+    pub fn open(store: S, blind_key: BlindIndexKey) -> Result<Self> {
+        let corrupt = |path: &str| Error::Schema {
+            doc: DocId::from(crate::ids::ClassId::from(uuid::Uuid::nil())),
+            path: format!("meta.{path}"),
+        };
+        let Some(device) = store.meta(META_DEVICE)? else {
+            return Err(Error::NotInitialised);
+        };
+        let device = device.parse().map_err(|_| corrupt(META_DEVICE))?;
+        let district = store
+            .meta(META_DISTRICT)?
+            .and_then(|d| DistrictCode::parse(&d))
+            .ok_or_else(|| corrupt(META_DISTRICT))?;
+        let villages = store
+            .meta(META_VILLAGES)?
+            .ok_or_else(|| corrupt(META_VILLAGES))?
+            .split(',')
+            .map(|v| VillageCode::parse(v).ok_or_else(|| corrupt(META_VILLAGES)))
+            .collect::<Result<_>>()?;
+        let actor = store
+            .meta(META_ACTOR)?
+            .and_then(|a| hex::decode(a).ok())
+            .map(ActorId::from)
+            .ok_or_else(|| corrupt(META_ACTOR))?;
+        Ok(Self {
+            store,
+            profile: Profile {
+                district,
+                villages,
+                device,
+                actor,
+            },
+            blind_key,
+            clock: Arc::new(SystemClock),
+            policy: PolicyTable::default(),
+            cache: DocCache::new(32),
+        })
+    }
+
+    /// Replaces the clock (tests, scripted demos).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Replaces the policy table.
+    pub fn with_policy(mut self, policy: PolicyTable) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Who this phone is.
+    pub fn profile(&self) -> &Profile {
+        &self.profile
+    }
+
+    /// The underlying store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The policy values in use.
+    pub fn policy(&self) -> &PolicyTable {
+        &self.policy
+    }
+
+    /// Gives the store back.
+    pub fn into_store(self) -> S {
+        self.store
+    }
+
+    /// The blind index of an ID number under this phone's key.
+    pub(crate) fn blind_index_of(&self, id: &crate::validate::IdNumber) -> Vec<u8> {
+        self.blind_key.index(id).to_vec()
+    }
+
+    pub(crate) fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    pub(crate) fn today(&self) -> chrono::NaiveDate {
+        self.clock.today()
+    }
+
+    /// Checks that a village code is well formed and one of this phone's villages.
+    pub(crate) fn village_in_scope(&self, raw: &str) -> Result<VillageCode> {
+        let v = VillageCode::parse(raw).ok_or(Invalid::new(Field::Village, Problem::BadFormat))?;
+        if !self.profile.villages.contains(&v) {
+            return Err(Invalid::new(Field::Village, Problem::NotInScope).into());
+        }
+        Ok(v)
+    }
+
+    /// The document, loaded from the cache or the store.
+    pub(crate) fn doc(&mut self, id: DocId) -> Result<Option<&mut Automerge>> {
+        if !self.cache.contains(id) {
+            let Some(stored) = self.store.load(id)? else {
+                return Ok(None);
+            };
+            let mut d = match &stored.snapshot {
+                Some(s) => Automerge::load(s)?,
+                None => Automerge::new(),
+            };
+            for chunk in &stored.chunks {
+                d.load_incremental(chunk)?;
+            }
+            d.set_actor(self.profile.actor.clone());
+            self.cache.insert(id, d, stored.chunks.len());
+        }
+        Ok(self.cache.get_mut(id))
+    }
+
+    /// Reads a document's index rows and conflicts from its current state.
+    pub(crate) fn project(&self, id: DocId, d: &Automerge) -> Result<(IndexRow, Vec<Conflict>)> {
+        let header = doc::read_header(d, id)?;
+        Ok(match header.kind {
+            DocKind::Class => {
+                let (c, conflicts) = doc::class::read(d, header.id.uuid().into())?;
+                let row = ClassRow {
+                    id: c.id,
+                    village: c.village,
+                    title: c.title,
+                    status: c.status,
+                    occupation: c.occupation,
+                    level: c.level,
+                    training_type: c.training_type,
+                    subsidised: c.subsidised,
+                    first_day: c.first_day,
+                    last_day: c.last_day,
+                    enrolled: c.roster.keys().copied().collect(),
+                };
+                (IndexRow::Class(row), conflicts)
+            }
+            DocKind::Trainee => {
+                let (t, conflicts) = doc::trainee::read(d, header.id.uuid().into())?;
+                let row = TraineeRow {
+                    id: t.id,
+                    village: t.village,
+                    blind_index: self.blind_key.index(&t.id_number).to_vec(),
+                    name_masked: t.name.masked(),
+                    household: t.household,
+                };
+                (IndexRow::Trainee(row), conflicts)
+            }
+            DocKind::Household => {
+                let (h, conflicts) = doc::household::read(d, header.id.uuid().into())?;
+                let row = HouseholdRow {
+                    id: h.id,
+                    village: h.village,
+                    poverty_status: h.poverty_status,
+                };
+                (IndexRow::Household(row), conflicts)
+            }
+        })
+    }
+
+    /// Applies `f` to a document in one automerge transaction and returns the chunk it produced,
+    /// or `None` when `f` changed nothing. The document must exist (or be new in the cache).
+    pub(crate) fn change<T>(
+        &mut self,
+        id: DocId,
+        f: impl FnOnce(&mut automerge::transaction::Transaction<'_>) -> Result<T>,
+    ) -> Result<(T, Option<Vec<u8>>)> {
+        let d = self
+            .doc(id)?
+            .ok_or(Invalid::new(Field::Class, Problem::NotFound))?;
+        let before = d.get_heads();
+        let mut tx = d.transaction();
+        match f(&mut tx) {
+            Ok(out) => {
+                let (hash, _) = tx.commit();
+                let chunk = hash.map(|_| d.save_after(&before));
+                Ok((out, chunk))
+            }
+            Err(e) => {
+                tx.rollback();
+                Err(e)
+            }
+        }
+    }
+
+    /// Creates a new document in the cache by running `f` on it; returns its first chunk.
+    pub(crate) fn create(
+        &mut self,
+        id: DocId,
+        f: impl FnOnce(&mut automerge::transaction::Transaction<'_>) -> Result<()>,
+    ) -> Result<Vec<u8>> {
+        let mut d = Automerge::new().with_actor(self.profile.actor.clone());
+        let mut tx = d.transaction();
+        f(&mut tx)?;
+        tx.commit();
+        let chunk = d.save_after(&[]);
+        // Counted as zero chunks: the first write appends it.
+        self.cache.insert(id, d, 0);
+        Ok(chunk)
+    }
+
+    /// Writes the chunks of the given documents with their fresh index rows, atomically. On
+    /// failure the documents are dropped from the cache so that memory matches the store.
+    pub(crate) fn commit(&mut self, changes: Vec<(DocId, Option<Vec<u8>>)>, local: bool) -> Result<()> {
+        let result = self.commit_inner(&changes, local);
+        if result.is_err() {
+            for (id, _) in &changes {
+                self.cache.remove(*id);
+            }
+        }
+        result
+    }
+
+    fn commit_inner(&mut self, changes: &[(DocId, Option<Vec<u8>>)], local: bool) -> Result<()> {
+        let mut writes = Vec::with_capacity(changes.len());
+        for (id, chunk) in changes {
+            let (d, _) = self
+                .cache
+                .get_with_chunks(*id)
+                .ok_or(Invalid::new(Field::Class, Problem::NotFound))?;
+            let (index, conflicts) = self.project(*id, d)?;
+            writes.push(DocWrite {
+                id: *id,
+                chunk: chunk.clone(),
+                index,
+                conflicts,
+                local,
+            });
+        }
+        self.store.write(&writes)?;
+        for (id, chunk) in changes {
+            if chunk.is_some() {
+                self.cache.note_chunk(*id);
+            }
+            self.compact_if_due(*id);
+        }
+        Ok(())
+    }
+
+    fn compact_if_due(&mut self, id: DocId) {
+        let Some((d, chunks)) = self.cache.get_with_chunks(id) else {
+            return;
+        };
+        if chunks < COMPACT_AFTER_CHUNKS {
+            return;
+        }
+        let snapshot = d.save();
+        match self.store.compact(id, &snapshot, chunks) {
+            Ok(()) => self.cache.reset_chunks(id),
+            // The chunks are still there and still load; compaction is retried on a later write.
+            Err(e) => tracing::warn!(doc = %id, error = %e, "compaction failed"),
+        }
+    }
+
+    /// Compacts every document into one snapshot each.
+    pub fn compact_all(&mut self) -> Result<usize> {
+        let ids: Vec<DocId> = self.store.documents()?.into_iter().map(|(id, _)| id).collect();
+        let mut n = 0;
+        for id in ids {
+            let Some(stored) = self.store.load(id)? else {
+                continue;
+            };
+            if stored.chunks.is_empty() {
+                continue;
+            }
+            let Some(d) = self.doc(id)? else { continue };
+            let snapshot = d.save();
+            self.store.compact(id, &snapshot, stored.chunks.len())?;
+            self.cache.reset_chunks(id);
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// The whole document as automerge bytes, to hand to another replica.
+    pub fn document_bytes(&mut self, id: DocId) -> Result<Option<Vec<u8>>> {
+        Ok(self.doc(id)?.map(|d| d.save()))
+    }
+
+    /// The document's current heads.
+    pub fn heads(&mut self, id: DocId) -> Result<Option<Vec<ChangeHash>>> {
+        Ok(self.doc(id)?.map(|d| d.get_heads()))
+    }
+
+    /// Merges a document (full save or changes) received from another replica. The result must
+    /// follow the schema and lie in this phone's villages, or nothing is written.
+    pub fn merge_document(&mut self, id: DocId, bytes: &[u8]) -> Result<Merged> {
+        if bytes.is_empty() {
+            return Err(Error::Schema {
+                doc: id,
+                path: String::new(),
+            });
+        }
+        let mut incoming = Automerge::load(bytes)?;
+        let header = doc::read_header(&incoming, id)?;
+        if header.district != self.profile.district || !self.profile.villages.contains(&header.village)
+        {
+            return Err(Invalid::new(Field::Village, Problem::NotInScope).into());
+        }
+        let chunk = match self.doc(id)? {
+            Some(d) => {
+                let before = d.get_heads();
+                let new = d.merge(&mut incoming)?;
+                (!new.is_empty()).then(|| d.save_after(&before))
+            }
+            None => {
+                let mut d = incoming;
+                d.set_actor(self.profile.actor.clone());
+                let chunk = d.save_after(&[]);
+                self.cache.insert(id, d, 0);
+                Some(chunk)
+            }
+        };
+        let changed = chunk.is_some();
+        if changed {
+            self.commit(vec![(id, chunk)], false)?;
+        }
+        let heads = self.doc(id)?.map(|d| d.get_heads()).unwrap_or_default();
+        Ok(Merged {
+            id,
+            kind: header.kind,
+            changed,
+            heads,
+        })
+    }
+}
