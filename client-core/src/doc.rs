@@ -272,6 +272,44 @@ impl<'a> Reader<'a> {
             .map_err(|_| self.schema_error(path))
     }
 
+    /// Every key of a small map read in one pass (much cheaper than one look-up per key). Keys that
+    /// hold concurrent values are read again through [`Reader::opt`] so their conflicts are kept.
+    pub(crate) fn record(&mut self, obj: &ObjId, path: &str) -> Result<Record> {
+        let mut fields = std::collections::BTreeMap::new();
+        let mut conflicted = Vec::new();
+        for item in self.doc.map_range(obj, ..) {
+            if item.conflict {
+                conflicted.push(item.key.to_string());
+            }
+            let id = matches!(item.value, automerge::ValueRef::Object(_)).then(|| item.id());
+            let v = match (item.value.into_value(), id) {
+                (Value::Object(t), Some(id)) => RecordValue::Object(t, id),
+                (Value::Object(_), None) => continue,
+                (Value::Scalar(s), _) => match s.into_owned() {
+                    ScalarValue::Null => continue,
+                    s => RecordValue::Scalar(s),
+                },
+            };
+            fields.insert(item.key.to_string(), v);
+        }
+        for key in conflicted {
+            let p = format!("{path}.{key}");
+            match self.opt(obj, &key, &p, |s| Some(s.clone()), Shown::Plain)? {
+                Some(s) => {
+                    fields.insert(key, RecordValue::Scalar(s));
+                }
+                None => {
+                    fields.remove(&key);
+                }
+            }
+        }
+        Ok(Record {
+            fields,
+            doc: self.id,
+            path: path.to_owned(),
+        })
+    }
+
     /// The keys of a map used as a set (`key → true`), each parsed.
     pub(crate) fn set<T: FromStr + Ord>(
         &self,
@@ -286,6 +324,56 @@ impl<'a> Reader<'a> {
             .iter()
             .map(|k| k.parse().map_err(|_| self.schema_error(path)))
             .collect()
+    }
+}
+
+/// One value of a [`Record`].
+pub(crate) enum RecordValue {
+    Scalar(ScalarValue),
+    Object(ObjType, ObjId),
+}
+
+/// A map read in one pass, with typed getters that fail with the field's path.
+pub(crate) struct Record {
+    fields: std::collections::BTreeMap<String, RecordValue>,
+    doc: DocId,
+    path: String,
+}
+
+impl Record {
+    fn error(&self, key: &str) -> Error {
+        Error::Schema {
+            doc: self.doc,
+            path: format!("{}.{key}", self.path),
+        }
+    }
+
+    /// An optional scalar converted by `conv`.
+    pub(crate) fn opt<T>(&self, key: &str, conv: fn(&ScalarValue) -> Option<T>) -> Result<Option<T>> {
+        match self.fields.get(key) {
+            None => Ok(None),
+            Some(RecordValue::Scalar(s)) => conv(s).map(Some).ok_or_else(|| self.error(key)),
+            Some(RecordValue::Object(..)) => Err(self.error(key)),
+        }
+    }
+
+    /// A required scalar converted by `conv`.
+    pub(crate) fn req<T>(&self, key: &str, conv: fn(&ScalarValue) -> Option<T>) -> Result<T> {
+        self.opt(key, conv)?.ok_or_else(|| self.error(key))
+    }
+
+    /// A required text parsed with `FromStr`.
+    pub(crate) fn parsed<T: FromStr>(&self, key: &str) -> Result<T> {
+        self.req(key, as_str)?.parse().map_err(|_| self.error(key))
+    }
+
+    /// An optional nested map.
+    pub(crate) fn map(&self, key: &str) -> Result<Option<ObjId>> {
+        match self.fields.get(key) {
+            None => Ok(None),
+            Some(RecordValue::Object(ObjType::Map, id)) => Ok(Some(id.clone())),
+            Some(_) => Err(self.error(key)),
+        }
     }
 }
 

@@ -220,12 +220,24 @@ impl<S: DocStore> Phone<S> {
         Ok(self.cache.get_mut(id))
     }
 
-    /// Reads a document's index rows and conflicts from its current state.
-    pub(crate) fn project(&self, id: DocId, d: &Automerge) -> Result<(IndexRow, Vec<Conflict>)> {
+    /// Reads a document's index rows and conflicts from its current state. `full` also checks
+    /// every attendance fact against the schema (needed for documents from elsewhere; this phone's
+    /// own writes are well-formed by construction).
+    pub(crate) fn project(
+        &self,
+        id: DocId,
+        d: &Automerge,
+        full: bool,
+    ) -> Result<(IndexRow, Vec<Conflict>)> {
         let header = doc::read_header(d, id)?;
         Ok(match header.kind {
             DocKind::Class => {
-                let (c, conflicts) = doc::class::read(d, header.id.uuid().into())?;
+                let class_id = header.id.uuid().into();
+                let (c, conflicts) = if full {
+                    doc::class::read(d, class_id)?
+                } else {
+                    doc::class::read_plan(d, class_id)?
+                };
                 let row = ClassRow {
                     id: c.id,
                     village: c.village,
@@ -324,7 +336,7 @@ impl<S: DocStore> Phone<S> {
                 .cache
                 .get_with_chunks(*id)
                 .ok_or(Invalid::new(Field::Class, Problem::NotFound))?;
-            let (index, conflicts) = self.project(*id, d)?;
+            let (index, conflicts) = self.project(*id, d, !local)?;
             writes.push(DocWrite {
                 id: *id,
                 chunk: chunk.clone(),

@@ -1,1 +1,191 @@
-//! x
+//! Helpers for the end-to-end tests: run the real `songpei` binary against a store in a temporary
+//! folder, and build valid test data.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The workspace's `target/<profile>` folder, found from the running test binary.
+fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/<profile>/deps/<test binary>
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps")
+        .to_path_buf()
+}
+
+/// Path of a workspace binary, built if missing (the test command builds them all first).
+pub fn binary(name: &str) -> PathBuf {
+    let path = target_dir().join(name);
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--bins", "--workspace"])
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build failed");
+    }
+    assert!(path.exists(), "{} was not built", path.display());
+    path
+}
+
+/// Makes an 18-digit ID number that passes GB 11643 from its first 17 digits.
+pub fn id_number(first17: &str) -> String {
+    const W: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
+    let sum: u32 = first17
+        .bytes()
+        .zip(W)
+        .map(|(d, w)| u32::from(d - b'0') * w)
+        .sum();
+    let check = b"10X98765432"[(sum % 11) as usize] as char;
+    format!("{first17}{check}")
+}
+
+/// A phone simulated by the CLI: a store folder and its key.
+pub struct CliPhone {
+    /// Keeps the folder alive.
+    _dir: tempfile::TempDir,
+    /// Store folder.
+    pub data: PathBuf,
+    /// Store key, 64 hex characters.
+    pub key: String,
+}
+
+/// District and village used throughout the tests.
+pub const DISTRICT: &str = "450802";
+/// First village.
+pub const VILLAGE_A: &str = "450802101201";
+/// Second village.
+pub const VILLAGE_B: &str = "450802101202";
+
+impl CliPhone {
+    /// A new phone, initialised for both test villages.
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("phone");
+        let key = hex_key(rand::random());
+        let p = Self {
+            _dir: dir,
+            data,
+            key,
+        };
+        p.ok(&[
+            "init",
+            "--district",
+            DISTRICT,
+            "--village",
+            VILLAGE_A,
+            "--village",
+            VILLAGE_B,
+        ]);
+        p
+    }
+
+    /// A command for this phone with its data folder and key set.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(binary("songpei"));
+        c.arg("--data")
+            .arg(&self.data)
+            .args(args)
+            .env("SONGPEI_KEY", &self.key)
+            .env_remove("SONGPEI_NOW");
+        c
+    }
+
+    /// Runs a command and returns its output, whatever the exit code.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run songpei")
+    }
+
+    /// Runs a command that must succeed; returns its stdout, trimmed.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "songpei {args:?} failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8").trim().to_owned()
+    }
+
+    /// Runs a command with `--json` that must succeed; returns the parsed output.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        serde_json::from_str(&self.ok(&all)).expect("JSON output")
+    }
+
+    /// The store file.
+    pub fn store_file(&self) -> PathBuf {
+        self.data.join("songpei.db")
+    }
+
+    /// Plans a class of `days` days starting 2026-03-02 in village A; returns its id.
+    pub fn class(&self, days: u32, extra: &[&str]) -> String {
+        let days = days.to_string();
+        let mut args = vec![
+            "class",
+            "create",
+            "--title",
+            "大湾村中式烹调师培训班",
+            "--village",
+            VILLAGE_A,
+            "--occupation",
+            "中式烹调师",
+            "--level",
+            "初级工",
+            "--type",
+            "就业技能培训",
+            "--start",
+            "2026-03-02",
+            "--days",
+            &days,
+        ];
+        args.extend_from_slice(extra);
+        self.ok(&args)
+    }
+
+    /// Registers a trainee in village A; returns the id.
+    pub fn trainee(&self, name: &str, id_number: &str, extra: &[&str]) -> String {
+        let mut args = vec![
+            "trainee",
+            "add",
+            "--name",
+            name,
+            "--id-number",
+            id_number,
+            "--village",
+            VILLAGE_A,
+        ];
+        args.extend_from_slice(extra);
+        self.ok(&args)
+    }
+}
+
+impl Default for CliPhone {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A key as the CLI takes it.
+pub fn hex_key(bytes: [u8; 32]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Every file of a folder, concatenated (to search a store for plaintext).
+pub fn folder_bytes(dir: &Path) -> Vec<u8> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).expect("read dir").flatten() {
+        if e.path().is_file() {
+            out.extend(std::fs::read(e.path()).expect("read file"));
+        }
+    }
+    out
+}
+
+/// True if `needle` occurs in `hay`.
+pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+}

@@ -168,6 +168,16 @@ pub(crate) fn complete(
 
 /// Reads a whole class document, with the conflicts it holds.
 pub fn read(doc: &Automerge, id: ClassId) -> Result<(Class, Vec<Conflict>)> {
+    read_parts(doc, id, true)
+}
+
+/// Reads a class document without its attendance facts: what the index needs after a local write,
+/// at a cost that does not grow with the attendance taken.
+pub fn read_plan(doc: &Automerge, id: ClassId) -> Result<(Class, Vec<Conflict>)> {
+    read_parts(doc, id, false)
+}
+
+fn read_parts(doc: &Automerge, id: ClassId, with_attendance: bool) -> Result<(Class, Vec<Conflict>)> {
     let header = super::read_header(doc, id.into())?;
     let mut r = Reader::new(doc, DocId::from(id), DocKind::Class);
     if header.kind != DocKind::Class {
@@ -218,7 +228,8 @@ pub fn read(doc: &Automerge, id: ClassId) -> Result<(Class, Vec<Conflict>)> {
 
     let mut attendance = std::collections::BTreeMap::new();
     let att_obj = r.req_map(&ROOT, "attendance", "attendance")?;
-    for key in r.keys(&att_obj) {
+    let att_keys = if with_attendance { r.keys(&att_obj) } else { Vec::new() };
+    for key in att_keys {
         let path = format!("attendance.{key}");
         let id = key.parse().map_err(|_| r.schema_error(&path))?;
         let rec = r.req_map(&att_obj, &key, &path)?;
@@ -291,30 +302,25 @@ fn read_attendance(
     id: crate::ids::AttendanceId,
     path: &str,
 ) -> Result<Attendance> {
-    let trainee = r
-        .req_str(rec, "trainee", path)?
-        .parse()
-        .map_err(|_| r.schema_error(path))?;
-    let day = r.req(rec, "day", path, as_date)?;
-    let kind = match r.req_str(rec, "kind", path)?.as_str() {
+    let f = r.record(rec, path)?;
+    let trainee = f.parsed("trainee")?;
+    let day = f.req("day", as_date)?;
+    let kind = match f.req("kind", as_str)?.as_str() {
         "in" => AttendanceKind::SignIn,
         "out" => AttendanceKind::SignOut,
-        _ => return Err(r.schema_error(path)),
+        _ => return Err(r.schema_error(&format!("{path}.kind"))),
     };
-    let at_ms = r.req(rec, "at", path, as_ms)?;
-    let device = r
-        .req_str(rec, "device", path)?
-        .parse()
-        .map_err(|_| r.schema_error(path))?;
-    let method = match r.req_str(rec, "method", path)?.as_str() {
+    let at_ms = f.req("at", as_ms)?;
+    let device = f.parsed("device")?;
+    let method = match f.req("method", as_str)?.as_str() {
         "hand" => AttendanceMethod::Hand {
-            reason: r.opt(rec, "reason", path, as_str, Shown::Plain)?.unwrap_or_default(),
+            reason: f.opt("reason", as_str)?.unwrap_or_default(),
         },
         other => AttendanceMethod::Other {
             code: other.to_owned(),
         },
     };
-    let gps = match r.map(rec, "gps", path)? {
+    let gps = match f.map("gps")? {
         Some(g) => read_gps(r, &g, &format!("{path}.gps"))?,
         None => None,
     };
