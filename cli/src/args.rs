@@ -9,7 +9,12 @@ use clap::{Args, Parser, Subcommand};
 #[command(name = "songpei", version, about, long_about = None)]
 pub(crate) struct Cli {
     /// Folder of the phone's store.
-    #[arg(long, global = true, default_value = "./songpei-phone", env = "SONGPEI_DATA")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "./songpei-phone",
+        env = "SONGPEI_DATA"
+    )]
     pub(crate) data: PathBuf,
     /// Print results (and errors, on stderr) as JSON.
     #[arg(long, global = true)]
@@ -80,7 +85,7 @@ pub(crate) enum Command {
 #[derive(Debug, Subcommand)]
 pub(crate) enum ClassCommand {
     /// Plan a new class; prints its id.
-    Create(ClassCreateArgs),
+    Create(Box<ClassCreateArgs>),
     /// List classes.
     List {
         /// Only this village.
@@ -247,7 +252,11 @@ pub(crate) struct AttendArgs {
     #[arg(long)]
     pub(crate) day: String,
     /// Sign in.
-    #[arg(long = "in", conflicts_with = "sign_out", required_unless_present = "sign_out")]
+    #[arg(
+        long = "in",
+        conflicts_with = "sign_out",
+        required_unless_present = "sign_out"
+    )]
     pub(crate) sign_in: bool,
     /// Sign out.
     #[arg(long = "out")]

@@ -82,10 +82,11 @@ impl CliError {
         };
         if json {
             let mut body = serde_json::json!({ "code": self.code(), "message": message });
-            if let CliError::Core(Error::Invalid(inv)) = self {
-                if let Ok(serde_json::Value::Object(m)) = serde_json::to_value(inv) {
-                    body.as_object_mut().map(|b| b.extend(m));
-                }
+            if let CliError::Core(Error::Invalid(inv)) = self
+                && let Ok(serde_json::Value::Object(m)) = serde_json::to_value(inv)
+                && let Some(b) = body.as_object_mut()
+            {
+                b.extend(m);
             }
             eprintln!("{}", serde_json::json!({ "error": body }));
         } else {
@@ -190,7 +191,11 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
                     "key_file": key_file.map(|k| k.display().to_string()),
                 }))?;
             } else {
-                println!("Store ready in {} for district {}.", cli.data.display(), p.district);
+                println!(
+                    "Store ready in {} for district {}.",
+                    cli.data.display(),
+                    p.district
+                );
                 println!("Device {}.", p.device);
             }
         }
@@ -215,7 +220,9 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
             let mut phone = open_phone(&cli)?;
             let decision = phone.enrol(class, trainee)?;
             if json {
-                print_json(&serde_json::json!({ "class": class, "trainee": trainee, "subsidy": decision }))?;
+                print_json(
+                    &serde_json::json!({ "class": class, "trainee": trainee, "subsidy": decision }),
+                )?;
             } else {
                 println!("Enrolled. {}", show::subsidy(&decision));
             }
@@ -266,7 +273,9 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
             let mut phone = open_phone(&cli)?;
             phone.complete(class, trainee, result, certificate)?;
             if json {
-                print_json(&serde_json::json!({ "class": class, "trainee": trainee, "result": result }))?;
+                print_json(
+                    &serde_json::json!({ "class": class, "trainee": trainee, "result": result }),
+                )?;
             } else {
                 println!("Recorded: {}.", result.label_zh());
             }
@@ -300,7 +309,14 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
             if json {
                 print_json(&serde_json::json!({ "ok": ok }))?;
             } else {
-                println!("{}", if ok { "Store is intact." } else { "Store is DAMAGED." });
+                println!(
+                    "{}",
+                    if ok {
+                        "Store is intact."
+                    } else {
+                        "Store is DAMAGED."
+                    }
+                );
             }
             if !ok {
                 return Err(CliError::Core(Error::Schema {
@@ -418,8 +434,12 @@ fn trainee(cli: &Cli, t: &TraineeCommand) -> Result<(), CliError> {
     match t {
         TraineeCommand::Add(a) => {
             let household = match (&a.household, &a.poverty) {
-                (Some(h), _) => HouseholdChoice::Existing(parse_id::<HouseholdId>(h, Field::Household)?),
-                (None, Some(p)) => HouseholdChoice::New(parse_catalog::<PovertyStatus>(p, Field::PovertyStatus)?),
+                (Some(h), _) => {
+                    HouseholdChoice::Existing(parse_id::<HouseholdId>(h, Field::Household)?)
+                }
+                (None, Some(p)) => {
+                    HouseholdChoice::New(parse_catalog::<PovertyStatus>(p, Field::PovertyStatus)?)
+                }
                 (None, None) => HouseholdChoice::None,
             };
             let key_groups = a
@@ -519,9 +539,13 @@ fn attend_batch(cli: &Cli, reason: &str) -> Result<(), CliError> {
         })();
         match result {
             Ok(id) => {
-                writeln!(out, "{}", serde_json::json!({ "line": n + 1, "id": id.to_string() }))
-                    .and_then(|()| out.flush())
-                    .map_err(CliError::Io)?;
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::json!({ "line": n + 1, "id": id.to_string() })
+                )
+                .and_then(|()| out.flush())
+                .map_err(CliError::Io)?;
             }
             Err(e) if e.exit_code() == 2 => {
                 refused += 1;

@@ -4,6 +4,12 @@ use songpei_core::doc::Conflict;
 use songpei_core::query::{ClassSummary, ClassView, TraineeView};
 use songpei_core::rules::SubsidyDecision;
 
+/// Pads to a display width, counting CJK characters as two columns.
+fn pad(s: &str, width: usize) -> String {
+    let w = unicode_width::UnicodeWidthStr::width(s);
+    format!("{s}{}", " ".repeat(width.saturating_sub(w)))
+}
+
 fn yuan(fen: i64) -> String {
     format!("{}.{:02}", fen / 100, (fen % 100).abs())
 }
@@ -58,11 +64,24 @@ pub(crate) fn class(v: &ClassView) {
         v.first_day,
         v.last_day,
         v.days.len(),
-        if v.sign_out_required { ", sign-out required" } else { "" }
+        if v.sign_out_required {
+            ", sign-out required"
+        } else {
+            ""
+        }
     );
     println!();
-    let header: String = v.days.iter().map(|d| d.format(" %m-%d").to_string()).collect();
-    println!("  {:<36} {:<10}{}  payable  allowance", "trainee", "name", header);
+    let header: String = v
+        .days
+        .iter()
+        .map(|d| d.format(" %m-%d").to_string())
+        .collect();
+    println!(
+        "  {:<36} {}{}  payable  allowance",
+        "trainee",
+        pad("name", 12),
+        header
+    );
     for r in &v.roster {
         let marks: String = r
             .days
@@ -70,17 +89,17 @@ pub(crate) fn class(v: &ClassView) {
             .map(|d| {
                 let m = match (d.attendance.signed_in, d.attendance.signed_out) {
                     (true, true) => "入出",
-                    (true, false) => "入  ",
+                    (true, false) => "入",
                     (false, true) => "  出",
-                    (false, false) => " ·  ",
+                    (false, false) => " ·",
                 };
-                format!(" {m:<4}")
+                format!(" {}", pad(m, 5))
             })
             .collect();
         println!(
-            "  {} {:<10}{}  {:>7}  {:>9}",
+            "  {} {}{}  {:>7}  {:>9}",
             r.trainee_id,
-            r.name_masked,
+            pad(&r.name_masked, 12),
             marks,
             r.payable_days,
             yuan(r.allowance_fen)

@@ -106,7 +106,10 @@ impl CliPhone {
             out.status,
             String::from_utf8_lossy(&out.stderr)
         );
-        String::from_utf8(out.stdout).expect("utf-8").trim().to_owned()
+        String::from_utf8(out.stdout)
+            .expect("utf-8")
+            .trim()
+            .to_owned()
     }
 
     /// Runs a command with `--json` that must succeed; returns the parsed output.

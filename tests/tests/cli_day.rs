@@ -27,7 +27,11 @@ fn five_day_class_pays_the_poverty_household_trainee_for_two_full_days() {
     let phone = CliPhone::new();
     let class = phone.class(5, &["--subsidised", "--sign-out-required"]);
     let ids = ids();
-    let poor = phone.trainee(NAMES[0], &ids[0], &["--phone", "13812345678", "--poverty", "脱贫户"]);
+    let poor = phone.trainee(
+        NAMES[0],
+        &ids[0],
+        &["--phone", "13812345678", "--poverty", "脱贫户"],
+    );
     let other = phone.trainee(NAMES[1], &ids[1], &["--phone", "13912345678"]);
     let third = phone.trainee(NAMES[2], &ids[2], &["--poverty", "ordinary"]);
     for t in [&poor, &other, &third] {
@@ -42,7 +46,10 @@ fn five_day_class_pays_the_poverty_household_trainee_for_two_full_days() {
 
     let view = phone.json(&["class", "show", &class]);
     assert_eq!(view["id"], class.as_str());
-    assert_eq!(view["status"], "running", "the first attendance starts the class");
+    assert_eq!(
+        view["status"], "running",
+        "the first attendance starts the class"
+    );
     let p = roster_entry(&view, &poor);
     assert_eq!(p["payable_days"], 2);
     assert_eq!(p["allowance_fen"], 10_000);
@@ -69,7 +76,14 @@ fn five_day_class_pays_the_poverty_household_trainee_for_two_full_days() {
     assert_eq!(roster_entry(&closed, &poor)["allowance_fen"], 10_000);
 
     // Lists and lookups.
-    let list = phone.json(&["class", "list", "--village", VILLAGE_A, "--status", "closed"]);
+    let list = phone.json(&[
+        "class",
+        "list",
+        "--village",
+        VILLAGE_A,
+        "--status",
+        "closed",
+    ]);
     assert_eq!(list.as_array().map(Vec::len), Some(1));
     let empty = phone.json(&["class", "list", "--village", VILLAGE_B]);
     assert_eq!(empty.as_array().map(Vec::len), Some(0));
@@ -85,8 +99,15 @@ fn five_day_class_pays_the_poverty_household_trainee_for_two_full_days() {
 
     // The store file holds no plaintext name, ID number or phone number.
     let bytes = folder_bytes(&phone.data);
-    for secret in NAMES.iter().map(|n| n.to_string()).chain(ids.iter().cloned()) {
-        assert!(!contains(&bytes, secret.as_bytes()), "plaintext found in the store");
+    for secret in NAMES
+        .iter()
+        .map(|n| n.to_string())
+        .chain(ids.iter().cloned())
+    {
+        assert!(
+            !contains(&bytes, secret.as_bytes()),
+            "plaintext found in the store"
+        );
     }
     assert!(!contains(&bytes, b"13812345678"));
     // …but the export (the coordinator's own backup) does.
@@ -104,21 +125,49 @@ fn wrong_check_digit_exits_2_names_the_field_and_changes_nothing() {
     let last = bad.pop().unwrap_or('0');
     bad.push(if last == '7' { '8' } else { '7' });
 
-    let out = phone.run(&["trainee", "add", "--name", "张三", "--id-number", &bad, "--village", VILLAGE_A, "--poverty", "lifted"]);
+    let out = phone.run(&[
+        "trainee",
+        "add",
+        "--name",
+        "张三",
+        "--id-number",
+        &bad,
+        "--village",
+        VILLAGE_A,
+        "--poverty",
+        "lifted",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("id_number"), "message names the field: {err}");
     assert!(!err.contains(&bad), "message does not repeat the number");
 
-    let out = phone.run(&["--json", "trainee", "add", "--name", "张三", "--id-number", &bad, "--village", VILLAGE_A]);
+    let out = phone.run(&[
+        "--json",
+        "trainee",
+        "add",
+        "--name",
+        "张三",
+        "--id-number",
+        &bad,
+        "--village",
+        VILLAGE_A,
+    ]);
     assert_eq!(out.status.code(), Some(2));
     let err: serde_json::Value = serde_json::from_slice(&out.stderr).expect("JSON error");
     assert_eq!(err["error"]["code"], "invalid");
     assert_eq!(err["error"]["field"], "id_number");
     assert_eq!(err["error"]["problem"], "bad_check_digit");
 
-    assert_eq!(phone.ok(&["export"]), before_export, "no document was written");
-    assert_eq!(std::fs::read(phone.store_file()).expect("store file"), before_file);
+    assert_eq!(
+        phone.ok(&["export"]),
+        before_export,
+        "no document was written"
+    );
+    assert_eq!(
+        std::fs::read(phone.store_file()).expect("store file"),
+        before_file
+    );
     let view = phone.json(&["class", "show", &class]);
     assert_eq!(view["roster"].as_array().map(Vec::len), Some(0));
 }
@@ -135,20 +184,201 @@ fn refusals_table() {
     let fifteen = "450802920215002";
     let fresh = id_number("45080219900101123");
     let rows: Vec<(&str, Vec<&str>, &str)> = vec![
-        ("15-digit ID number", vec!["trainee", "add", "--name", "甲", "--id-number", fifteen, "--village", VILLAGE_A], "id_number"),
-        ("impossible birth date", vec!["trainee", "add", "--name", "甲", "--id-number", "450802194902301234", "--village", VILLAGE_A], "id_number"),
-        ("already registered", vec!["trainee", "add", "--name", "甲", "--id-number", &existing, "--village", VILLAGE_A], "id_number"),
-        ("bad phone", vec!["trainee", "add", "--name", "甲", "--id-number", &fresh, "--phone", "12345", "--village", VILLAGE_A], "phone"),
-        ("emoji name", vec!["trainee", "add", "--name", "甲😀", "--id-number", &fresh, "--village", VILLAGE_A], "name"),
-        ("village not on this phone", vec!["trainee", "add", "--name", "甲", "--id-number", &fresh, "--village", "450802101299"], "village"),
-        ("unknown poverty status", vec!["trainee", "add", "--name", "甲", "--id-number", &fresh, "--village", VILLAGE_A, "--poverty", "rich"], "poverty_status"),
-        ("unknown level", vec!["class", "create", "--title", "x", "--village", VILLAGE_A, "--occupation", "电工", "--level", "wizard", "--type", "employment_skills", "--start", "2026-03-02", "--days", "2"], "level"),
-        ("zero days", vec!["class", "create", "--title", "x", "--village", VILLAGE_A, "--occupation", "电工", "--level", "junior", "--type", "employment_skills", "--start", "2026-03-02", "--days", "0"], "days"),
-        ("bad start date", vec!["class", "create", "--title", "x", "--village", VILLAGE_A, "--occupation", "电工", "--level", "junior", "--type", "employment_skills", "--start", "2026-02-30", "--days", "2"], "first_day"),
-        ("not enrolled", vec!["attend", &class, &other, "--day", "2026-03-02", "--in"], "trainee"),
-        ("not a training day", vec!["attend", &class, &t, "--day", "2026-03-09", "--in"], "day"),
-        ("unknown class", vec!["attend", "8d0b2b3e-9f5c-4a8e-9a57-0e6a2f1c0b11", &t, "--day", "2026-03-02", "--in"], "class"),
-        ("malformed class id", vec!["enrol", "not-an-id", &t], "class"),
+        (
+            "15-digit ID number",
+            vec![
+                "trainee",
+                "add",
+                "--name",
+                "甲",
+                "--id-number",
+                fifteen,
+                "--village",
+                VILLAGE_A,
+            ],
+            "id_number",
+        ),
+        (
+            "impossible birth date",
+            vec![
+                "trainee",
+                "add",
+                "--name",
+                "甲",
+                "--id-number",
+                "450802194902301234",
+                "--village",
+                VILLAGE_A,
+            ],
+            "id_number",
+        ),
+        (
+            "already registered",
+            vec![
+                "trainee",
+                "add",
+                "--name",
+                "甲",
+                "--id-number",
+                &existing,
+                "--village",
+                VILLAGE_A,
+            ],
+            "id_number",
+        ),
+        (
+            "bad phone",
+            vec![
+                "trainee",
+                "add",
+                "--name",
+                "甲",
+                "--id-number",
+                &fresh,
+                "--phone",
+                "12345",
+                "--village",
+                VILLAGE_A,
+            ],
+            "phone",
+        ),
+        (
+            "emoji name",
+            vec![
+                "trainee",
+                "add",
+                "--name",
+                "甲😀",
+                "--id-number",
+                &fresh,
+                "--village",
+                VILLAGE_A,
+            ],
+            "name",
+        ),
+        (
+            "village not on this phone",
+            vec![
+                "trainee",
+                "add",
+                "--name",
+                "甲",
+                "--id-number",
+                &fresh,
+                "--village",
+                "450802101299",
+            ],
+            "village",
+        ),
+        (
+            "unknown poverty status",
+            vec![
+                "trainee",
+                "add",
+                "--name",
+                "甲",
+                "--id-number",
+                &fresh,
+                "--village",
+                VILLAGE_A,
+                "--poverty",
+                "rich",
+            ],
+            "poverty_status",
+        ),
+        (
+            "unknown level",
+            vec![
+                "class",
+                "create",
+                "--title",
+                "x",
+                "--village",
+                VILLAGE_A,
+                "--occupation",
+                "电工",
+                "--level",
+                "wizard",
+                "--type",
+                "employment_skills",
+                "--start",
+                "2026-03-02",
+                "--days",
+                "2",
+            ],
+            "level",
+        ),
+        (
+            "zero days",
+            vec![
+                "class",
+                "create",
+                "--title",
+                "x",
+                "--village",
+                VILLAGE_A,
+                "--occupation",
+                "电工",
+                "--level",
+                "junior",
+                "--type",
+                "employment_skills",
+                "--start",
+                "2026-03-02",
+                "--days",
+                "0",
+            ],
+            "days",
+        ),
+        (
+            "bad start date",
+            vec![
+                "class",
+                "create",
+                "--title",
+                "x",
+                "--village",
+                VILLAGE_A,
+                "--occupation",
+                "电工",
+                "--level",
+                "junior",
+                "--type",
+                "employment_skills",
+                "--start",
+                "2026-02-30",
+                "--days",
+                "2",
+            ],
+            "first_day",
+        ),
+        (
+            "not enrolled",
+            vec!["attend", &class, &other, "--day", "2026-03-02", "--in"],
+            "trainee",
+        ),
+        (
+            "not a training day",
+            vec!["attend", &class, &t, "--day", "2026-03-09", "--in"],
+            "day",
+        ),
+        (
+            "unknown class",
+            vec![
+                "attend",
+                "8d0b2b3e-9f5c-4a8e-9a57-0e6a2f1c0b11",
+                &t,
+                "--day",
+                "2026-03-02",
+                "--in",
+            ],
+            "class",
+        ),
+        (
+            "malformed class id",
+            vec!["enrol", "not-an-id", &t],
+            "class",
+        ),
     ];
     let before = phone.ok(&["export"]);
     for (what, args, field) in rows {
@@ -159,7 +389,11 @@ fn refusals_table() {
         let err: serde_json::Value = serde_json::from_slice(&out.stderr)
             .unwrap_or_else(|_| panic!("row '{what}': JSON error on stderr"));
         assert_eq!(err["error"]["field"], field, "row '{what}': field");
-        assert_eq!(phone.ok(&["export"]), before, "row '{what}': nothing written");
+        assert_eq!(
+            phone.ok(&["export"]),
+            before,
+            "row '{what}': nothing written"
+        );
     }
 }
 
@@ -175,8 +409,14 @@ fn store_refuses_a_wrong_key_and_keeps_the_file() {
         .expect("run");
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("key"));
-    assert_eq!(std::fs::read(phone.store_file()).expect("store file"), before);
-    assert_eq!(phone.json(&["class", "list"]).as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        std::fs::read(phone.store_file()).expect("store file"),
+        before
+    );
+    assert_eq!(
+        phone.json(&["class", "list"]).as_array().map(Vec::len),
+        Some(1)
+    );
 }
 
 #[test]
@@ -198,7 +438,10 @@ fn init_without_a_key_makes_a_key_file_and_later_commands_use_it() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(data.join("store.key")).expect("meta").permissions().mode();
+        let mode = std::fs::metadata(data.join("store.key"))
+            .expect("meta")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o077, 0, "key file readable by its owner only");
     }
     let list = std::process::Command::new(&bin)
@@ -223,7 +466,11 @@ fn init_without_a_key_makes_a_key_file_and_later_commands_use_it() {
 #[test]
 fn editing_on_one_phone_replaces_the_value_without_a_conflict() {
     let phone = CliPhone::new();
-    let t = phone.trainee("王芳", &id_number("45080219920215002"), &["--phone", "13812345678"]);
+    let t = phone.trainee(
+        "王芳",
+        &id_number("45080219920215002"),
+        &["--phone", "13812345678"],
+    );
     phone.ok(&["trainee", "set-phone", &t, "13912345678"]);
     let v = phone.json(&["trainee", "show", &t, "--reveal"]);
     assert_eq!(v["phone"], "13912345678");

@@ -90,7 +90,10 @@ fn sigkill_during_attendance_writes_loses_no_acknowledged_record() {
         acked.extend(ids);
 
         let check = phone.json(&["check"]);
-        assert_eq!(check["ok"], true, "round {round}: integrity check (seed {seed})");
+        assert_eq!(
+            check["ok"], true,
+            "round {round}: integrity check (seed {seed})"
+        );
     }
 
     // Every acknowledged record is in the class document.
@@ -108,7 +111,11 @@ fn sigkill_during_attendance_writes_loses_no_acknowledged_record() {
         })
         .collect();
     let lost: Vec<_> = acked.difference(&stored).collect();
-    assert!(lost.is_empty(), "{} acknowledged records lost (seed {seed})", lost.len());
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged records lost (seed {seed})",
+        lost.len()
+    );
     assert!(!acked.is_empty(), "the runs acknowledged records");
     assert!(
         kills_mid_stream >= KILLS / 4,

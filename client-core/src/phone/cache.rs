@@ -37,10 +37,11 @@ impl DocCache {
     }
 
     pub(crate) fn insert(&mut self, id: DocId, doc: Automerge, chunks: usize) {
-        if self.map.len() >= self.cap && !self.map.contains_key(&id) {
-            if let Some(oldest) = self.map.iter().min_by_key(|(_, e)| e.used).map(|(k, _)| *k) {
-                self.map.remove(&oldest);
-            }
+        if self.map.len() >= self.cap
+            && !self.map.contains_key(&id)
+            && let Some(oldest) = self.map.iter().min_by_key(|(_, e)| e.used).map(|(k, _)| *k)
+        {
+            self.map.remove(&oldest);
         }
         self.tick += 1;
         self.map.insert(
