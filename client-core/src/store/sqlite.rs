@@ -113,9 +113,21 @@ impl SqliteDocStore {
         Ok(ok == "ok" && cipher_errors == 0)
     }
 
+    /// Caps the file at its current size plus `extra_pages` (`None` lifts the cap), so
+    /// tests can make the store run out of room the way a full phone does.
+    #[doc(hidden)]
+    pub fn limit_growth(&self, extra_pages: Option<u32>) -> Result<()> {
+        let pages: i64 = self.conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+        let max = extra_pages.map_or(i64::from(u32::MAX - 1), |e| pages + i64::from(e));
+        self.conn
+            .query_row(&format!("PRAGMA max_page_count = {max}"), [], |_| Ok(()))?;
+        Ok(())
+    }
+
     /// Rewrites the file without free pages (after compaction).
     pub fn vacuum(&self) -> Result<()> {
-        self.conn.execute_batch("VACUUM; PRAGMA wal_checkpoint(TRUNCATE);")?;
+        self.conn
+            .execute_batch("VACUUM; PRAGMA wal_checkpoint(TRUNCATE);")?;
         Ok(())
     }
 
@@ -460,9 +472,9 @@ impl DocStore for SqliteDocStore {
     }
 
     fn conflicts(&self) -> Result<Vec<Conflict>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT doc_id, path, kind, winner, vals FROM conflicts ORDER BY doc_id, path")?;
+        let mut stmt = self.conn.prepare(
+            "SELECT doc_id, path, kind, winner, vals FROM conflicts ORDER BY doc_id, path",
+        )?;
         let rows = stmt
             .query_map([], |r| {
                 let kind: String = r.get(2)?;
