@@ -85,7 +85,7 @@ fn trainee(phone: &mut Phone<SqliteDocStore>, n: usize) -> TraineeId {
             id_number: id_number(n),
             phone: Some(format!("138{:08}", n)),
             village: VILLAGE.into(),
-            household: HouseholdChoice::New(if n % 3 == 0 {
+            household: HouseholdChoice::New(if n.is_multiple_of(3) {
                 PovertyStatus::Lifted
             } else {
                 PovertyStatus::Ordinary
@@ -238,7 +238,7 @@ fn main() {
     let mut open_times = Vec::new();
     let mut list_times = Vec::new();
     let mut show_times = Vec::new();
-    for i in 0..5 {
+    for class_id in classes.iter().take(5) {
         let t = Instant::now();
         let mut phone = open(year.path());
         open_times.push(t.elapsed());
@@ -247,7 +247,7 @@ fn main() {
         assert_eq!(list.len(), 20);
         list_times.push(t.elapsed());
         let t = Instant::now();
-        let view = phone.class_view(classes[i]).expect("view");
+        let view = phone.class_view(*class_id).expect("view");
         assert_eq!(view.attendance.len(), 500);
         show_times.push(t.elapsed());
     }

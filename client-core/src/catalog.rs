@@ -214,7 +214,10 @@ mod tests {
         for p in PovertyStatus::ALL {
             assert_eq!(p.label_zh().parse::<PovertyStatus>(), Ok(*p));
         }
-        assert_eq!("监测对象".parse::<PovertyStatus>(), Ok(PovertyStatus::Monitored));
+        assert_eq!(
+            "监测对象".parse::<PovertyStatus>(),
+            Ok(PovertyStatus::Monitored)
+        );
         assert_eq!("JUNIOR".parse::<Level>(), Ok(Level::Junior));
         assert!("wizard".parse::<Level>().is_err());
     }
@@ -222,7 +225,9 @@ mod tests {
     #[test]
     fn serde_uses_codes() {
         assert_eq!(
-            serde_json::to_string(&TrainingType::WorkAsTraining).ok().as_deref(),
+            serde_json::to_string(&TrainingType::WorkAsTraining)
+                .ok()
+                .as_deref(),
             Some("\"work_as_training\"")
         );
     }

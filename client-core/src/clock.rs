@@ -10,7 +10,6 @@ pub fn china() -> FixedOffset {
     FixedOffset::east_opt(8 * 3600).unwrap_or_else(|| Utc.fix())
 }
 
-
 /// The local date in China of an instant given in ms since the epoch.
 pub fn local_date(ms: i64) -> NaiveDate {
     DateTime::<Utc>::from_timestamp_millis(ms)
@@ -70,6 +69,9 @@ mod tests {
     fn local_date_is_china() {
         // 2026-03-01T16:30Z is already 2026-03-02 in Beijing.
         let ms = 1_772_382_600_000;
-        assert_eq!(local_date(ms), NaiveDate::from_ymd_opt(2026, 3, 2).unwrap_or_default());
+        assert_eq!(
+            local_date(ms),
+            NaiveDate::from_ymd_opt(2026, 3, 2).unwrap_or_default()
+        );
     }
 }

@@ -212,15 +212,16 @@ impl<'a> Reader<'a> {
         if all.is_empty() {
             return Ok(None);
         }
-        let mut shown_values = Vec::with_capacity(all.len());
+        // (stored value as text, value as shown)
+        let mut values = Vec::with_capacity(all.len());
         for (v, _) in &all {
             match v {
                 Value::Scalar(s) if matches!(s.as_ref(), ScalarValue::Null) => {
-                    shown_values.push("∅".to_owned())
+                    values.push(("∅".to_owned(), "∅".to_owned()))
                 }
                 Value::Scalar(s) => {
                     conv(s).ok_or_else(|| self.schema_error(path))?;
-                    shown_values.push(show(s, shown));
+                    values.push((show(s, Shown::Plain), show(s, shown)));
                 }
                 Value::Object(_) => return Err(self.schema_error(path)),
             }
@@ -230,9 +231,13 @@ impl<'a> Reader<'a> {
             _ => return Err(self.schema_error(path)),
         };
         if all.len() > 1 {
-            shown_values.sort();
-            shown_values.dedup();
-            if shown_values.len() > 1 {
+            // Distinct by the stored value, not the masked one: two phone numbers that differ only
+            // in the hidden digits are still two values.
+            values.sort();
+            values.dedup_by(|a, b| a.0 == b.0);
+            if values.len() > 1 {
+                let mut shown_values: Vec<String> = values.into_iter().map(|(_, s)| s).collect();
+                shown_values.sort();
                 self.conflicts.push(Conflict {
                     doc: self.id,
                     kind: self.kind,
@@ -349,7 +354,11 @@ impl Record {
     }
 
     /// An optional scalar converted by `conv`.
-    pub(crate) fn opt<T>(&self, key: &str, conv: fn(&ScalarValue) -> Option<T>) -> Result<Option<T>> {
+    pub(crate) fn opt<T>(
+        &self,
+        key: &str,
+        conv: fn(&ScalarValue) -> Option<T>,
+    ) -> Result<Option<T>> {
         match self.fields.get(key) {
             None => Ok(None),
             Some(RecordValue::Scalar(s)) => conv(s).map(Some).ok_or_else(|| self.error(key)),
@@ -446,8 +455,7 @@ pub(crate) fn put_if_changed<V: Into<ScalarValue>>(
 ) -> Result<()> {
     let value = value.into();
     let all = tx.get_all(obj, key)?;
-    let same = all.len() == 1
-        && matches!(&all[0].0, Value::Scalar(s) if s.as_ref() == &value);
+    let same = all.len() == 1 && matches!(&all[0].0, Value::Scalar(s) if s.as_ref() == &value);
     if !same {
         tx.put(obj, key, value)?;
     }

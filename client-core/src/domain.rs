@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 use crate::catalog::{
     Certificate, ClassStatus, CompletionResult, KeyGroup, Level, PovertyStatus, TrainingType,
 };
-use crate::ids::{AttendanceId, ClassId, DeviceId, DistrictCode, HouseholdId, TraineeId, VillageCode};
+use crate::ids::{
+    AttendanceId, ClassId, DeviceId, DistrictCode, HouseholdId, TraineeId, VillageCode,
+};
 use crate::validate::{IdNumber, PersonName, PhoneNumber, Sex};
 
 /// A GPS fix.
@@ -253,7 +255,9 @@ pub struct Class {
 impl Class {
     /// Every training day, first to last.
     pub fn training_days(&self) -> impl Iterator<Item = NaiveDate> + '_ {
-        self.first_day.iter_days().take_while(|d| *d <= self.last_day)
+        self.first_day
+            .iter_days()
+            .take_while(|d| *d <= self.last_day)
     }
 
     /// True if `day` is a training day of this class.

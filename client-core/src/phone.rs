@@ -89,7 +89,8 @@ impl<S: DocStore> Phone<S> {
         }
         let mut set = BTreeSet::new();
         for v in villages {
-            let v = VillageCode::parse(v).ok_or(Invalid::new(Field::Village, Problem::BadFormat))?;
+            let v =
+                VillageCode::parse(v).ok_or(Invalid::new(Field::Village, Problem::BadFormat))?;
             if v.district() != district {
                 return Err(Invalid::new(Field::Village, Problem::NotInScope).into());
             }
@@ -319,7 +320,11 @@ impl<S: DocStore> Phone<S> {
 
     /// Writes the chunks of the given documents with their fresh index rows, atomically. On
     /// failure the documents are dropped from the cache so that memory matches the store.
-    pub(crate) fn commit(&mut self, changes: Vec<(DocId, Option<Vec<u8>>)>, local: bool) -> Result<()> {
+    pub(crate) fn commit(
+        &mut self,
+        changes: Vec<(DocId, Option<Vec<u8>>)>,
+        local: bool,
+    ) -> Result<()> {
         let result = self.commit_inner(&changes, local);
         if result.is_err() {
             for (id, _) in &changes {
@@ -372,7 +377,12 @@ impl<S: DocStore> Phone<S> {
 
     /// Compacts every document into one snapshot each.
     pub fn compact_all(&mut self) -> Result<usize> {
-        let ids: Vec<DocId> = self.store.documents()?.into_iter().map(|(id, _)| id).collect();
+        let ids: Vec<DocId> = self
+            .store
+            .documents()?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
         let mut n = 0;
         for id in ids {
             let Some(stored) = self.store.load(id)? else {
@@ -411,15 +421,18 @@ impl<S: DocStore> Phone<S> {
         }
         let mut incoming = Automerge::load(bytes)?;
         let header = doc::read_header(&incoming, id)?;
-        if header.district != self.profile.district || !self.profile.villages.contains(&header.village)
+        if header.district != self.profile.district
+            || !self.profile.villages.contains(&header.village)
         {
             return Err(Invalid::new(Field::Village, Problem::NotInScope).into());
         }
         let chunk = match self.doc(id)? {
             Some(d) => {
                 let before = d.get_heads();
-                let new = d.merge(&mut incoming)?;
-                (!new.is_empty()).then(|| d.save_after(&before))
+                // `merge` returns the heads after the merge, not the changes it added: compare
+                // heads to learn whether anything arrived.
+                d.merge(&mut incoming)?;
+                (d.get_heads() != before).then(|| d.save_after(&before))
             }
             None => {
                 let mut d = incoming;

@@ -236,7 +236,10 @@ pub fn decide_subsidies(
         };
         out.insert(c.class, decision);
     }
-    for c in classes.iter().filter(|c| c.status == ClassStatus::Cancelled) {
+    for c in classes
+        .iter()
+        .filter(|c| c.status == ClassStatus::Cancelled)
+    {
         out.insert(c.class, SubsidyDecision::ClassNotSubsidised);
     }
     out

@@ -14,6 +14,8 @@ mod sqlite;
 
 #[cfg(test)]
 mod conformance;
+#[cfg(test)]
+mod sqlite_tests;
 
 use chrono::NaiveDate;
 use serde::Serialize;

@@ -11,8 +11,8 @@ use std::fmt;
 use serde::Serialize;
 
 pub use id_number::{IdNumber, Sex, check_char};
-pub use name::{NAME_MAX_CHARS, PersonName, clean_text};
 pub(crate) use name::text_field;
+pub use name::{NAME_MAX_CHARS, PersonName, clean_text};
 pub use phone::PhoneNumber;
 
 /// A field of a record, as named in errors, JSON and the CLI.

@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 use songpei_tests::{CliPhone, id_number};
 
 /// Kills per run; each costs a process start and a few dozen fsyncs.
-const KILLS: usize = 60;
+const KILLS: usize = 100;
 
 #[test]
 fn sigkill_during_attendance_writes_loses_no_acknowledged_record() {
@@ -71,7 +71,7 @@ fn sigkill_during_attendance_writes_loses_no_acknowledged_record() {
             }
             ids
         });
-        let wait = Duration::from_millis(rng.random_range(5..120));
+        let wait = Duration::from_millis(rng.random_range(10..160));
         let start = Instant::now();
         while start.elapsed() < wait {
             if child.try_wait().expect("try_wait").is_some() {

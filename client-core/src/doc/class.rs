@@ -25,10 +25,10 @@ use super::{
     put_if_changed, write_header,
 };
 use crate::catalog::ClassStatus;
+use crate::doc::{Conflict, DocKind};
 use crate::domain::{
     Attendance, AttendanceKind, AttendanceMethod, Class, Completion, Enrolment, Gps, Venue,
 };
-use crate::doc::{Conflict, DocKind};
 use crate::error::Result;
 use crate::ids::{ClassId, DeviceId, DocId, TraineeId};
 
@@ -177,7 +177,11 @@ pub fn read_plan(doc: &Automerge, id: ClassId) -> Result<(Class, Vec<Conflict>)>
     read_parts(doc, id, false)
 }
 
-fn read_parts(doc: &Automerge, id: ClassId, with_attendance: bool) -> Result<(Class, Vec<Conflict>)> {
+fn read_parts(
+    doc: &Automerge,
+    id: ClassId,
+    with_attendance: bool,
+) -> Result<(Class, Vec<Conflict>)> {
     let header = super::read_header(doc, id.into())?;
     let mut r = Reader::new(doc, DocId::from(id), DocKind::Class);
     if header.kind != DocKind::Class {
@@ -189,7 +193,13 @@ fn read_parts(doc: &Automerge, id: ClassId, with_attendance: bool) -> Result<(Cl
     let level = r.req_code(&info, "level", "info.level")?;
     let training_type = r.req_code(&info, "training_type", "info.training_type")?;
     let subsidised = r.req(&info, "subsidised", "info.subsidised", as_bool)?;
-    let institution = r.opt(&info, "institution", "info.institution", as_str, Shown::Plain)?;
+    let institution = r.opt(
+        &info,
+        "institution",
+        "info.institution",
+        as_str,
+        Shown::Plain,
+    )?;
     let instructors = r.set(&info, "instructors", "info.instructors")?;
     let venue = match r.map(&info, "venue", "info.venue")? {
         None => None,
@@ -203,10 +213,27 @@ fn read_parts(doc: &Automerge, id: ClassId, with_attendance: bool) -> Result<(Cl
     if last_day < first_day {
         return Err(r.schema_error("info.last_day"));
     }
-    let daily_hours = r.opt(&info, "daily_hours", "info.daily_hours", as_f64, Shown::Plain)?;
-    let sign_out_required = r.req(&info, "sign_out_required", "info.sign_out_required", as_bool)?;
+    let daily_hours = r.opt(
+        &info,
+        "daily_hours",
+        "info.daily_hours",
+        as_f64,
+        Shown::Plain,
+    )?;
+    let sign_out_required = r.req(
+        &info,
+        "sign_out_required",
+        "info.sign_out_required",
+        as_bool,
+    )?;
     let planned_size = r
-        .opt(&info, "planned_size", "info.planned_size", as_u64, Shown::Plain)?
+        .opt(
+            &info,
+            "planned_size",
+            "info.planned_size",
+            as_u64,
+            Shown::Plain,
+        )?
         .map(|n| u32::try_from(n).unwrap_or(u32::MAX));
     let status = read_status(&r, doc)?;
 
@@ -228,7 +255,11 @@ fn read_parts(doc: &Automerge, id: ClassId, with_attendance: bool) -> Result<(Cl
 
     let mut attendance = std::collections::BTreeMap::new();
     let att_obj = r.req_map(&ROOT, "attendance", "attendance")?;
-    let att_keys = if with_attendance { r.keys(&att_obj) } else { Vec::new() };
+    let att_keys = if with_attendance {
+        r.keys(&att_obj)
+    } else {
+        Vec::new()
+    };
     for key in att_keys {
         let path = format!("attendance.{key}");
         let id = key.parse().map_err(|_| r.schema_error(&path))?;
@@ -246,7 +277,13 @@ fn read_parts(doc: &Automerge, id: ClassId, with_attendance: bool) -> Result<(Cl
         let c = Completion {
             result: r.req_code(&entry, "result", &format!("{path}.result"))?,
             certificate: r
-                .opt(&entry, "certificate", &format!("{path}.certificate"), as_str, Shown::Plain)?
+                .opt(
+                    &entry,
+                    "certificate",
+                    &format!("{path}.certificate"),
+                    as_str,
+                    Shown::Plain,
+                )?
                 .map(|c| c.parse().map_err(|_| r.schema_error(&path)))
                 .transpose()?,
             at_ms: r.req(&entry, "at", &format!("{path}.at"), as_ms)?,
@@ -282,9 +319,17 @@ fn read_parts(doc: &Automerge, id: ClassId, with_attendance: bool) -> Result<(Cl
 fn read_gps(r: &mut Reader<'_>, obj: &ObjId, path: &str) -> Result<Option<Gps>> {
     let lat = r.opt(obj, "lat", &format!("{path}.lat"), as_f64, Shown::Plain)?;
     let lon = r.opt(obj, "lon", &format!("{path}.lon"), as_f64, Shown::Plain)?;
-    let accuracy_m = r.opt(obj, "accuracy_m", &format!("{path}.accuracy_m"), as_f64, Shown::Plain)?;
+    let accuracy_m = r.opt(
+        obj,
+        "accuracy_m",
+        &format!("{path}.accuracy_m"),
+        as_f64,
+        Shown::Plain,
+    )?;
     match (lat, lon) {
-        (Some(lat), Some(lon)) if (-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon) => {
+        (Some(lat), Some(lon))
+            if (-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon) =>
+        {
             Ok(Some(Gps {
                 lat,
                 lon,

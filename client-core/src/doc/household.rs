@@ -65,7 +65,13 @@ pub fn read(doc: &Automerge, id: HouseholdId) -> Result<(Household, Vec<Conflict
         return Err(r.schema_error("kind"));
     }
     let head_name = r
-        .opt(&ROOT, "head_name", "head_name", as_str, Shown::Masked(mask_name))?
+        .opt(
+            &ROOT,
+            "head_name",
+            "head_name",
+            as_str,
+            Shown::Masked(mask_name),
+        )?
         .map(PersonName::from_stored);
     let poverty_status: PovertyStatus = r.req_code(&ROOT, "poverty_status", "poverty_status")?;
     let members = r.set(&ROOT, "members", "members")?;

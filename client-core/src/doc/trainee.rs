@@ -98,7 +98,13 @@ pub fn read(doc: &Automerge, id: TraineeId) -> Result<(Trainee, Vec<Conflict>)> 
         .opt(&ROOT, "name", "name", as_str, Shown::Masked(mask_name))?
         .ok_or_else(|| r.schema_error("name"))?;
     let id_number = r
-        .opt(&ROOT, "id_number", "id_number", as_str, Shown::Masked(mask_id))?
+        .opt(
+            &ROOT,
+            "id_number",
+            "id_number",
+            as_str,
+            Shown::Masked(mask_id),
+        )?
         .ok_or_else(|| r.schema_error("id_number"))?;
     let phone = r.opt(&ROOT, "phone", "phone", as_str, Shown::Masked(mask_phone))?;
     let household = r
@@ -106,7 +112,13 @@ pub fn read(doc: &Automerge, id: TraineeId) -> Result<(Trainee, Vec<Conflict>)> 
         .map(|h| h.parse().map_err(|_| r.schema_error("household")))
         .transpose()?;
     let key_groups = r.set(&ROOT, "key_groups", "key_groups")?;
-    let training_wish = r.opt(&ROOT, "training_wish", "training_wish", as_str, Shown::Plain)?;
+    let training_wish = r.opt(
+        &ROOT,
+        "training_wish",
+        "training_wish",
+        as_str,
+        Shown::Plain,
+    )?;
     let consent_at_ms = r.req(&ROOT, "consent_at", "consent_at", as_ms)?;
     let t = Trainee {
         id,

@@ -61,7 +61,12 @@ impl<S: DocStore> Phone<S> {
         let instructors = c
             .instructors
             .iter()
-            .map(|n| Ok(PersonName::parse(n).map_err(|_| invalid(Field::Instructor, Problem::DisallowedCharacters))?.expose().to_owned()))
+            .map(|n| {
+                Ok(PersonName::parse(n)
+                    .map_err(|_| invalid(Field::Instructor, Problem::DisallowedCharacters))?
+                    .expose()
+                    .to_owned())
+            })
             .collect::<Result<_>>()?;
         let venue = match c.venue {
             None => None,
@@ -76,7 +81,9 @@ impl<S: DocStore> Phone<S> {
         if (c.last_day - c.first_day).num_days() >= MAX_CLASS_DAYS {
             return Err(invalid(Field::LastDay, Problem::OutOfRange));
         }
-        if c.daily_hours.is_some_and(|h| !(h.is_finite() && h > 0.0 && h <= 24.0)) {
+        if c.daily_hours
+            .is_some_and(|h| !(h.is_finite() && h > 0.0 && h <= 24.0))
+        {
             return Err(invalid(Field::DailyHours, Problem::OutOfRange));
         }
         if c.planned_size.is_some_and(|n| n == 0 || n > 1000) {
@@ -153,7 +160,9 @@ impl<S: DocStore> Phone<S> {
         if self.store.household_row(id)?.is_none() {
             return Err(invalid(Field::Household, Problem::NotFound));
         }
-        let (_, chunk) = self.change(id.into(), |tx| doc::household::set_poverty_status(tx, status))?;
+        let (_, chunk) = self.change(id.into(), |tx| {
+            doc::household::set_poverty_status(tx, status)
+        })?;
         self.commit(vec![(id.into(), chunk)], true)
     }
 
@@ -219,7 +228,9 @@ impl<S: DocStore> Phone<S> {
             consent_at_ms: t.consent_at_ms,
         };
         let (device, now) = (self.profile.device, self.now_ms());
-        let chunk = self.create(id.into(), |tx| doc::trainee::create(tx, &trainee, device, now))?;
+        let chunk = self.create(id.into(), |tx| {
+            doc::trainee::create(tx, &trainee, device, now)
+        })?;
         changes.push((id.into(), Some(chunk)));
         let ids: Vec<DocId> = changes.iter().map(|(d, _)| *d).collect();
         if let Err(e) = self.commit(changes, true) {
@@ -245,7 +256,8 @@ impl<S: DocStore> Phone<S> {
             None | Some("") => None,
             Some(p) => Some(PhoneNumber::parse(p)?),
         };
-        let (_, chunk) = self.change(id.into(), |tx| doc::trainee::set_phone(tx, phone.as_ref()))?;
+        let (_, chunk) =
+            self.change(id.into(), |tx| doc::trainee::set_phone(tx, phone.as_ref()))?;
         self.commit(vec![(id.into(), chunk)], true)
     }
 
@@ -264,7 +276,9 @@ impl<S: DocStore> Phone<S> {
         }
         self.require_trainee(trainee)?;
         let (device, now) = (self.profile.device, self.now_ms());
-        let (_, chunk) = self.change(class.into(), |tx| doc::class::enrol(tx, trainee, device, now))?;
+        let (_, chunk) = self.change(class.into(), |tx| {
+            doc::class::enrol(tx, trainee, device, now)
+        })?;
         self.commit(vec![(class.into(), chunk)], true)?;
         Ok(self
             .subsidies_of(trainee)?
@@ -356,7 +370,9 @@ impl<S: DocStore> Phone<S> {
             at_ms: self.now_ms(),
         };
         let device = self.profile.device;
-        let (_, chunk) = self.change(class.into(), |tx| doc::class::complete(tx, trainee, &c, device))?;
+        let (_, chunk) = self.change(class.into(), |tx| {
+            doc::class::complete(tx, trainee, &c, device)
+        })?;
         self.commit(vec![(class.into(), chunk)], true)
     }
 

@@ -71,15 +71,27 @@ fn i3_five_payable_days_pay_25000_fen_to_poverty_households_only() {
     let mut c = class("2026-03-02", "2026-03-06", true);
     let t = TraineeId::random();
     enrol(&mut c, t);
-    for day in ["2026-03-02", "2026-03-03", "2026-03-04", "2026-03-05", "2026-03-06"] {
+    for day in [
+        "2026-03-02",
+        "2026-03-03",
+        "2026-03-04",
+        "2026-03-05",
+        "2026-03-06",
+    ] {
         attend(&mut c, t, day, AttendanceKind::SignIn);
         attend(&mut c, t, day, AttendanceKind::SignOut);
     }
     let days = payable_days(&c, t);
     assert_eq!(days.len(), 5);
     let p = PolicyTable::default();
-    assert_eq!(allowance_fen(&days, Some(PovertyStatus::Lifted), &p), 25_000);
-    assert_eq!(allowance_fen(&days, Some(PovertyStatus::Monitored), &p), 25_000);
+    assert_eq!(
+        allowance_fen(&days, Some(PovertyStatus::Lifted), &p),
+        25_000
+    );
+    assert_eq!(
+        allowance_fen(&days, Some(PovertyStatus::Monitored), &p),
+        25_000
+    );
     assert_eq!(allowance_fen(&days, Some(PovertyStatus::Dibao), &p), 0);
     assert_eq!(allowance_fen(&days, Some(PovertyStatus::Ordinary), &p), 0);
     assert_eq!(allowance_fen(&days, None, &p), 0);
@@ -96,7 +108,11 @@ fn i4_sign_in_without_sign_out_is_not_payable_when_required() {
         attend(&mut c, t, "2026-03-03", AttendanceKind::SignIn);
         // A sign-out alone never makes a day payable.
         attend(&mut c, t, "2026-03-04", AttendanceKind::SignOut);
-        assert_eq!(payable_days(&c, t).len(), expected, "sign-out required: {required}");
+        assert_eq!(
+            payable_days(&c, t).len(),
+            expected,
+            "sign-out required: {required}"
+        );
     }
 }
 
@@ -151,7 +167,10 @@ fn i5_each_day_judged_by_the_rate_in_force_that_day() {
         .into_iter()
         .collect();
     // 2 days at 50 yuan, 2 at 60 yuan.
-    assert_eq!(allowance_fen(&days, Some(PovertyStatus::Lifted), &p), 22_000);
+    assert_eq!(
+        allowance_fen(&days, Some(PovertyStatus::Lifted), &p),
+        22_000
+    );
 }
 
 fn facts(first: &str, occupation: &str, level: Level, subsidised: bool) -> SubsidyFacts {
@@ -215,7 +234,12 @@ fn cancelled_classes_do_not_use_the_cap() {
     cancelled.status = ClassStatus::Cancelled;
     let mut classes = vec![cancelled.clone()];
     for (i, occ) in ["a", "b", "c"].iter().enumerate() {
-        classes.push(facts(&format!("2026-0{}-01", i + 2), occ, Level::Junior, true));
+        classes.push(facts(
+            &format!("2026-0{}-01", i + 2),
+            occ,
+            Level::Junior,
+            true,
+        ));
     }
     let out = decide_subsidies(&classes, &PolicyTable::default());
     assert_eq!(out[&cancelled.class], SubsidyDecision::ClassNotSubsidised);

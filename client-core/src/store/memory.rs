@@ -95,7 +95,11 @@ impl DocStore for MemoryDocStore {
             .filter(|c| filter.statuses.is_empty() || filter.statuses.contains(&c.status))
             .cloned()
             .collect();
-        rows.sort_by(|a, b| b.first_day.cmp(&a.first_day).then(a.id.to_string().cmp(&b.id.to_string())));
+        rows.sort_by(|a, b| {
+            b.first_day
+                .cmp(&a.first_day)
+                .then(a.id.to_string().cmp(&b.id.to_string()))
+        });
         for r in &mut rows {
             r.enrolled.sort_by_key(|t| t.to_string());
         }
@@ -103,22 +107,34 @@ impl DocStore for MemoryDocStore {
     }
 
     fn class_row(&self, id: ClassId) -> Result<Option<ClassRow>> {
-        Ok(match self.docs.get(&DocId::from(id)).and_then(|e| e.index.as_ref()) {
-            Some(IndexRow::Class(c)) => {
-                let mut c = c.clone();
-                c.enrolled.sort_by_key(|t| t.to_string());
-                Some(c)
-            }
-            _ => None,
-        })
+        Ok(
+            match self
+                .docs
+                .get(&DocId::from(id))
+                .and_then(|e| e.index.as_ref())
+            {
+                Some(IndexRow::Class(c)) => {
+                    let mut c = c.clone();
+                    c.enrolled.sort_by_key(|t| t.to_string());
+                    Some(c)
+                }
+                _ => None,
+            },
+        )
     }
 
     fn trainee_rows(&self, ids: &[TraineeId]) -> Result<Vec<TraineeRow>> {
         Ok(ids
             .iter()
-            .filter_map(|id| match self.docs.get(&DocId::from(*id)).and_then(|e| e.index.as_ref()) {
-                Some(IndexRow::Trainee(t)) => Some(t.clone()),
-                _ => None,
+            .filter_map(|id| {
+                match self
+                    .docs
+                    .get(&DocId::from(*id))
+                    .and_then(|e| e.index.as_ref())
+                {
+                    Some(IndexRow::Trainee(t)) => Some(t.clone()),
+                    _ => None,
+                }
             })
             .collect())
     }
@@ -135,10 +151,16 @@ impl DocStore for MemoryDocStore {
     }
 
     fn household_row(&self, id: HouseholdId) -> Result<Option<HouseholdRow>> {
-        Ok(match self.docs.get(&DocId::from(id)).and_then(|e| e.index.as_ref()) {
-            Some(IndexRow::Household(h)) => Some(h.clone()),
-            _ => None,
-        })
+        Ok(
+            match self
+                .docs
+                .get(&DocId::from(id))
+                .and_then(|e| e.index.as_ref())
+            {
+                Some(IndexRow::Household(h)) => Some(h.clone()),
+                _ => None,
+            },
+        )
     }
 
     fn classes_of_trainee(&self, trainee: TraineeId) -> Result<Vec<ClassRow>> {
@@ -147,7 +169,11 @@ impl DocStore for MemoryDocStore {
             .filter(|c| c.enrolled.contains(&trainee))
             .cloned()
             .collect();
-        rows.sort_by(|a, b| a.first_day.cmp(&b.first_day).then(a.id.to_string().cmp(&b.id.to_string())));
+        rows.sort_by(|a, b| {
+            a.first_day
+                .cmp(&b.first_day)
+                .then(a.id.to_string().cmp(&b.id.to_string()))
+        });
         for r in &mut rows {
             r.enrolled.sort_by_key(|t| t.to_string());
         }
@@ -155,13 +181,21 @@ impl DocStore for MemoryDocStore {
     }
 
     fn conflicts(&self) -> Result<Vec<Conflict>> {
-        let mut out: Vec<Conflict> = self.docs.values().flat_map(|e| e.conflicts.clone()).collect();
+        let mut out: Vec<Conflict> = self
+            .docs
+            .values()
+            .flat_map(|e| e.conflicts.clone())
+            .collect();
         out.sort_by(|a, b| (a.doc.to_string(), &a.path).cmp(&(b.doc.to_string(), &b.path)));
         Ok(out)
     }
 
     fn sync_mark(&self, id: DocId) -> Result<SyncMark> {
-        Ok(self.docs.get(&id).map(|e| e.mark.clone()).unwrap_or_default())
+        Ok(self
+            .docs
+            .get(&id)
+            .map(|e| e.mark.clone())
+            .unwrap_or_default())
     }
 
     fn set_acked_heads(
@@ -172,7 +206,11 @@ impl DocStore for MemoryDocStore {
     ) -> Result<()> {
         let a: BTreeSet<_> = acked.iter().collect();
         let c: BTreeSet<_> = current.iter().collect();
-        let e = self.docs.entry(id).or_default();
+        // Only stored documents have marks (the SQLite store refuses the others by foreign key);
+        // an entry made here would turn up as an empty document in `load`.
+        let Some(e) = self.docs.get_mut(&id) else {
+            return Ok(());
+        };
         let mut sorted = acked.to_vec();
         sorted.sort();
         e.mark = SyncMark {

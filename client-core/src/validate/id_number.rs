@@ -148,7 +148,11 @@ pub fn check_char(first17: &str) -> Option<char> {
     if b.len() != 17 || !b.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    let sum: u32 = b.iter().zip(WEIGHTS).map(|(d, w)| u32::from(d - b'0') * w).sum();
+    let sum: u32 = b
+        .iter()
+        .zip(WEIGHTS)
+        .map(|(d, w)| u32::from(d - b'0') * w)
+        .sum();
     Some(CHECK[(sum % 11) as usize] as char)
 }
 
@@ -187,18 +191,56 @@ mod tests {
             ("check character X", with_x.into(), Ok(with_x)),
             ("lowercase x normalised", with_x.to_lowercase(), Ok(with_x)),
             ("full-width digits normalised", fullwidth, Ok(good.as_str())),
-            ("spaces removed", format!(" {} {} ", &good[..6], &good[6..]), Ok(good.as_str())),
+            (
+                "spaces removed",
+                format!(" {} {} ", &good[..6], &good[6..]),
+                Ok(good.as_str()),
+            ),
             ("empty", "".into(), Err(Problem::Missing)),
-            ("wrong check digit", wrong_check, Err(Problem::BadCheckDigit)),
-            ("15 digits", "450802900307123".into(), Err(Problem::FirstGenerationIdNumber)),
-            ("17 characters", good[..17].into(), Err(Problem::WrongLength { expected: 18, found: 17 })),
-            ("19 characters", format!("{good}1"), Err(Problem::WrongLength { expected: 18, found: 19 })),
-            ("letter inside", format!("4508021990A307123{}", "1"), Err(Problem::NotDigits)),
-            ("impossible date 19490230", impossible, Err(Problem::BadBirthDate)),
+            (
+                "wrong check digit",
+                wrong_check,
+                Err(Problem::BadCheckDigit),
+            ),
+            (
+                "15 digits",
+                "450802900307123".into(),
+                Err(Problem::FirstGenerationIdNumber),
+            ),
+            (
+                "17 characters",
+                good[..17].into(),
+                Err(Problem::WrongLength {
+                    expected: 18,
+                    found: 17,
+                }),
+            ),
+            (
+                "19 characters",
+                format!("{good}1"),
+                Err(Problem::WrongLength {
+                    expected: 18,
+                    found: 19,
+                }),
+            ),
+            (
+                "letter inside",
+                format!("4508021990A307123{}", "1"),
+                Err(Problem::NotDigits),
+            ),
+            (
+                "impossible date 19490230",
+                impossible,
+                Err(Problem::BadBirthDate),
+            ),
             ("future birth date", future, Err(Problem::BirthDateInFuture)),
             ("born before 1900", too_old, Err(Problem::BadBirthDate)),
             ("region 000000", region0, Err(Problem::BadRegion)),
-            ("unknown province", unknown_province, Err(Problem::BadRegion)),
+            (
+                "unknown province",
+                unknown_province,
+                Err(Problem::BadRegion),
+            ),
         ];
         for (what, input, expected) in rows {
             let got = IdNumber::parse(&input, today());

@@ -31,7 +31,10 @@ fn is_invisible(c: char) -> bool {
 pub fn clean_text(input: &str) -> String {
     let mut out = String::with_capacity(input.len());
     let mut pending_space = false;
-    for c in input.nfc().filter(|c| !is_invisible(*c) || *c == '\t' || *c == '\n') {
+    for c in input
+        .nfc()
+        .filter(|c| !is_invisible(*c) || *c == '\t' || *c == '\n')
+    {
         if c.is_whitespace() {
             pending_space = !out.is_empty();
             continue;
@@ -79,7 +82,10 @@ impl PersonName {
                 max_chars: NAME_MAX_CHARS,
             }));
         }
-        if !s.chars().all(|c| c.is_alphabetic() || c == ' ' || c == MIDDLE_DOT || is_mark(c)) {
+        if !s
+            .chars()
+            .all(|c| c.is_alphabetic() || c == ' ' || c == MIDDLE_DOT || is_mark(c))
+        {
             return Err(err(Problem::DisallowedCharacters));
         }
         Ok(Self(s))
@@ -146,25 +152,63 @@ mod tests {
         let rows: Vec<(&str, String, Result<&str, Problem>)> = vec![
             ("plain", "张三".into(), Ok("张三")),
             ("trimmed", "  张三 \u{3000}".into(), Ok("张三")),
-            ("zero-width removed", "张\u{200B}三\u{FEFF}".into(), Ok("张三")),
-            ("direction override removed", "\u{202E}张三\u{202C}".into(), Ok("张三")),
+            (
+                "zero-width removed",
+                "张\u{200B}三\u{FEFF}".into(),
+                Ok("张三"),
+            ),
+            (
+                "direction override removed",
+                "\u{202E}张三\u{202C}".into(),
+                Ok("张三"),
+            ),
             ("control removed", "张\u{0007}三".into(), Ok("张三")),
-            ("minority name with ·", "买买提·艾力".into(), Ok("买买提·艾力")),
-            ("look-alike dot unified", "买买提•艾力".into(), Ok("买买提·艾力")),
-            ("katakana dot unified", "买买提・艾力".into(), Ok("买买提·艾力")),
+            (
+                "minority name with ·",
+                "买买提·艾力".into(),
+                Ok("买买提·艾力"),
+            ),
+            (
+                "look-alike dot unified",
+                "买买提•艾力".into(),
+                Ok("买买提·艾力"),
+            ),
+            (
+                "katakana dot unified",
+                "买买提・艾力".into(),
+                Ok("买买提·艾力"),
+            ),
             ("NFC applied", "Jose\u{0301}".into(), Ok("Jos\u{00E9}")),
             ("inner spaces folded", "Anna   Li".into(), Ok("Anna Li")),
-            ("2,000 characters", long, Err(Problem::TooLong { max_chars: NAME_MAX_CHARS })),
+            (
+                "2,000 characters",
+                long,
+                Err(Problem::TooLong {
+                    max_chars: NAME_MAX_CHARS,
+                }),
+            ),
             ("emoji", "张三😀".into(), Err(Problem::DisallowedCharacters)),
             ("digits", "张三2".into(), Err(Problem::DisallowedCharacters)),
-            ("only invisible", "\u{200B}\u{200D}".into(), Err(Problem::Missing)),
+            (
+                "only invisible",
+                "\u{200B}\u{200D}".into(),
+                Err(Problem::Missing),
+            ),
             ("empty", "".into(), Err(Problem::Missing)),
         ];
         for (what, input, expected) in rows {
             let got = PersonName::parse(&input);
             match expected {
-                Ok(s) => assert_eq!(got.as_ref().map(PersonName::expose).ok(), Some(s), "row '{what}'"),
-                Err(p) => assert_eq!(got.err(), Some(Invalid::new(Field::Name, p)), "row '{what}'"),
+                Ok(s) => assert_eq!(
+                    got.as_ref().map(PersonName::expose).ok(),
+                    Some(s),
+                    "row '{what}'"
+                ),
+                Err(p) => assert_eq!(
+                    got.err(),
+                    Some(Invalid::new(Field::Name, p)),
+                    "row '{what}'"
+                ),
             }
         }
     }
@@ -174,19 +218,30 @@ mod tests {
         let n = PersonName::parse("买买提·艾力").expect("valid");
         assert_eq!(n.masked(), "买**·艾*");
         assert_eq!(PersonName::parse("张三").expect("valid").masked(), "张*");
-        assert_eq!(format!("{:?}", PersonName::parse("王小明").expect("valid")), "PersonName(王**)");
+        assert_eq!(
+            format!("{:?}", PersonName::parse("王小明").expect("valid")),
+            "PersonName(王**)"
+        );
     }
 
     #[test]
     fn free_text() {
-        assert_eq!(text_field(Field::Title, " 中式 \u{200B}烹调 ", 10).ok().as_deref(), Some("中式 烹调"));
+        assert_eq!(
+            text_field(Field::Title, " 中式 \u{200B}烹调 ", 10)
+                .ok()
+                .as_deref(),
+            Some("中式 烹调")
+        );
         assert_eq!(
             text_field(Field::Title, "", 10).err(),
             Some(Invalid::new(Field::Title, Problem::Missing))
         );
         assert_eq!(
             text_field(Field::Title, &"x".repeat(11), 10).err(),
-            Some(Invalid::new(Field::Title, Problem::TooLong { max_chars: 10 }))
+            Some(Invalid::new(
+                Field::Title,
+                Problem::TooLong { max_chars: 10 }
+            ))
         );
     }
 }

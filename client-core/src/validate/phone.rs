@@ -74,7 +74,11 @@ mod tests {
         let rows: &[(&str, &str, Option<&str>)] = &[
             ("plain", "13812345678", Some("13812345678")),
             ("with +86", "+86 138 1234 5678", Some("13812345678")),
-            ("with 0086 and dashes", "0086-138-1234-5678", Some("13812345678")),
+            (
+                "with 0086 and dashes",
+                "0086-138-1234-5678",
+                Some("13812345678"),
+            ),
             ("full-width", "１３８１２３４５６７８", Some("13812345678")),
             ("19x prefix", "19912345678", Some("19912345678")),
             ("10 digits", "1381234567", None),
@@ -86,7 +90,11 @@ mod tests {
         for (what, input, expected) in rows {
             let got = PhoneNumber::parse(input);
             match expected {
-                Some(n) => assert_eq!(got.as_ref().map(PhoneNumber::expose).ok(), Some(*n), "{what}"),
+                Some(n) => assert_eq!(
+                    got.as_ref().map(PhoneNumber::expose).ok(),
+                    Some(*n),
+                    "{what}"
+                ),
                 None => assert_eq!(
                     got.err(),
                     Some(Invalid::new(Field::Phone, Problem::NotMobileNumber)),
