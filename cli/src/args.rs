@@ -13,7 +13,7 @@ pub(crate) struct Cli {
         long,
         global = true,
         default_value = "./songpei-phone",
-        env = "SONGPEI_DATA"
+        env = "SONGPEI_PHONE_DATA"
     )]
     pub(crate) data: PathBuf,
     /// Print results (and errors, on stderr) as JSON.
@@ -80,6 +80,16 @@ pub(crate) enum Command {
     Compact,
     /// Check the store's integrity.
     Check,
+    /// Sync with the district server: push what was recorded here, pull what is new in this
+    /// phone's villages.
+    Sync {
+        /// Server address, e.g. http://127.0.0.1:8080.
+        #[arg(long, env = "SONGPEI_SERVER")]
+        server: String,
+        /// Seconds before a round trip is given up (and retried).
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -30,6 +30,8 @@ pub(crate) enum CliError {
     Usage(String),
     /// Reading or writing files or streams failed.
     Io(std::io::Error),
+    /// Sync failed.
+    Sync(songpei_core::sync::engine::SyncError),
 }
 
 impl From<Error> for CliError {
@@ -70,6 +72,10 @@ impl CliError {
             },
             CliError::Usage(_) => "usage",
             CliError::Io(_) => "io",
+            CliError::Sync(songpei_core::sync::engine::SyncError::Transport(
+                songpei_core::sync::engine::TransportError::Refused { .. },
+            )) => "refused",
+            CliError::Sync(_) => "sync",
         }
     }
 
@@ -79,6 +85,7 @@ impl CliError {
             CliError::Core(e) => e.to_string(),
             CliError::Usage(m) => m.clone(),
             CliError::Io(e) => format!("file error: {e}"),
+            CliError::Sync(e) => format!("sync failed: {e}"),
         };
         if json {
             let mut body = serde_json::json!({ "code": self.code(), "message": message });
@@ -301,6 +308,47 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
                 print_json(&serde_json::json!({ "compacted": n }))?;
             } else {
                 println!("Compacted {n} documents.");
+            }
+        }
+        Command::Sync { server, timeout } => {
+            let mut phone = open_phone(&cli)?;
+            let mut transport = songpei_core::sync::http::HttpTransport::new(
+                server,
+                std::time::Duration::from_secs(*timeout),
+            );
+            let limits = songpei_core::sync::engine::SyncLimits::default();
+            let mut progress = |r: &songpei_core::sync::engine::SyncReport| {
+                if r.round_trips > 1 {
+                    eprintln!(
+                        "… {} round trips, {} documents received so far",
+                        r.round_trips, r.docs_pulled
+                    );
+                }
+            };
+            let report = songpei_core::sync::engine::sync_with(
+                &mut phone,
+                &mut transport,
+                &limits,
+                &mut progress,
+            )
+            .map_err(CliError::Sync)?;
+            if json {
+                print_json(&report)?;
+            } else {
+                println!(
+                    "Synced in {} round trip(s): {} documents sent, {} received ({} bytes up, {} down).",
+                    report.round_trips,
+                    report.docs_pushed,
+                    report.docs_pulled,
+                    report.bytes_sent,
+                    report.bytes_received
+                );
+                if report.docs_refused > 0 {
+                    println!(
+                        "{} documents from the server were refused.",
+                        report.docs_refused
+                    );
+                }
             }
         }
         Command::Check => {

@@ -19,6 +19,7 @@ pub mod phone;
 pub mod query;
 pub mod rules;
 pub mod store;
+pub mod sync;
 pub mod validate;
 
 pub use error::{Error, ErrorKind, Result};

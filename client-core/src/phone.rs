@@ -5,7 +5,7 @@
 //! full, say), the in-memory copies are dropped and reloaded from the store, so memory never runs
 //! ahead of what is durable.
 
-mod cache;
+pub(crate) mod cache;
 mod ops;
 
 pub use ops::MAX_CLASS_DAYS;
@@ -24,7 +24,7 @@ use crate::rules::PolicyTable;
 use crate::store::{ClassRow, DocStore, DocWrite, HouseholdRow, IndexRow, TraineeRow};
 use crate::validate::{Field, Invalid, Problem};
 
-use cache::DocCache;
+pub(crate) use cache::DocCache;
 
 /// Chunks a document may gather before it is compacted into one snapshot.
 pub const COMPACT_AFTER_CHUNKS: usize = 64;
@@ -50,12 +50,21 @@ pub struct Profile {
 /// The offline record on one phone.
 #[derive(Debug)]
 pub struct Phone<S: DocStore> {
-    store: S,
+    pub(crate) store: S,
     profile: Profile,
     blind_key: BlindIndexKey,
     clock: Arc<dyn Clock>,
     policy: PolicyTable,
-    cache: DocCache,
+    pub(crate) cache: DocCache,
+    pub(crate) pending_sync: Option<crate::sync::engine::PendingSync>,
+}
+
+/// Content of a document received from elsewhere.
+pub(crate) enum Incoming<'a> {
+    /// A whole document in automerge's save format (or concatenated change chunks).
+    Document(&'a [u8]),
+    /// Parsed changes.
+    Changes(Vec<automerge::Change>),
 }
 
 /// The result of merging a document received from elsewhere.
@@ -145,6 +154,7 @@ impl<S: DocStore> Phone<S> {
             clock: Arc::new(SystemClock),
             policy: PolicyTable::default(),
             cache: DocCache::new(32),
+            pending_sync: None,
         })
     }
 
@@ -413,35 +423,7 @@ impl<S: DocStore> Phone<S> {
     /// Merges a document (full save or changes) received from another replica. The result must
     /// follow the schema and lie in this phone's villages, or nothing is written.
     pub fn merge_document(&mut self, id: DocId, bytes: &[u8]) -> Result<Merged> {
-        if bytes.is_empty() {
-            return Err(Error::Schema {
-                doc: id,
-                path: String::new(),
-            });
-        }
-        let mut incoming = Automerge::load(bytes)?;
-        let header = doc::read_header(&incoming, id)?;
-        if header.district != self.profile.district
-            || !self.profile.villages.contains(&header.village)
-        {
-            return Err(Invalid::new(Field::Village, Problem::NotInScope).into());
-        }
-        let chunk = match self.doc(id)? {
-            Some(d) => {
-                let before = d.get_heads();
-                // `merge` returns the heads after the merge, not the changes it added: compare
-                // heads to learn whether anything arrived.
-                d.merge(&mut incoming)?;
-                (d.get_heads() != before).then(|| d.save_after(&before))
-            }
-            None => {
-                let mut d = incoming;
-                d.set_actor(self.profile.actor.clone());
-                let chunk = d.save_after(&[]);
-                self.cache.insert(id, d, 0);
-                Some(chunk)
-            }
-        };
+        let (kind, chunk) = self.merge_into_cache(id, Incoming::Document(bytes))?;
         let changed = chunk.is_some();
         if changed {
             self.commit(vec![(id, chunk)], false)?;
@@ -449,9 +431,79 @@ impl<S: DocStore> Phone<S> {
         let heads = self.doc(id)?.map(|d| d.get_heads()).unwrap_or_default();
         Ok(Merged {
             id,
-            kind: header.kind,
+            kind,
             changed,
             heads,
         })
+    }
+
+    /// Merges incoming content into the cached document (creating it if new) and checks the result
+    /// against the schema and this phone's scope. Returns the document's kind and the chunk of
+    /// what was new, or `None` when nothing was. On any error the cached copy is dropped, so memory
+    /// again matches the store; the caller commits.
+    pub(crate) fn merge_into_cache(
+        &mut self,
+        id: DocId,
+        incoming: Incoming<'_>,
+    ) -> Result<(DocKind, Option<Vec<u8>>)> {
+        let result = self.merge_into_cache_inner(id, incoming);
+        if result.is_err() {
+            self.cache.remove(id);
+        }
+        result
+    }
+
+    fn merge_into_cache_inner(
+        &mut self,
+        id: DocId,
+        incoming: Incoming<'_>,
+    ) -> Result<(DocKind, Option<Vec<u8>>)> {
+        let empty = Error::Schema {
+            doc: id,
+            path: String::new(),
+        };
+        let chunk = match (incoming, self.doc(id)?) {
+            (Incoming::Document([]), _) => return Err(empty),
+            (Incoming::Document(b), Some(d)) => {
+                let mut other = Automerge::load(b)?;
+                let before = d.get_heads();
+                // `merge` returns the heads after the merge, not the changes it added: compare
+                // heads to learn whether anything arrived.
+                d.merge(&mut other)?;
+                (d.get_heads() != before).then(|| d.save_after(&before))
+            }
+            (Incoming::Changes(changes), Some(d)) => {
+                // Changes apply to the document they extend; any whose dependencies are missing
+                // are held back by automerge and do not show in the heads.
+                let before = d.get_heads();
+                d.apply_changes(changes)?;
+                (d.get_heads() != before).then(|| d.save_after(&before))
+            }
+            (incoming, None) => {
+                let mut d = match incoming {
+                    Incoming::Document(b) => Automerge::load(b)?,
+                    Incoming::Changes(changes) => {
+                        let mut d = Automerge::new();
+                        d.apply_changes(changes)?;
+                        d
+                    }
+                };
+                if d.get_heads().is_empty() {
+                    return Err(empty);
+                }
+                d.set_actor(self.profile.actor.clone());
+                let chunk = d.save_after(&[]);
+                self.cache.insert(id, d, 0);
+                Some(chunk)
+            }
+        };
+        let d = self.doc(id)?.ok_or(empty)?;
+        let header = doc::read_header(d, id)?;
+        if header.district != self.profile.district
+            || !self.profile.villages.contains(&header.village)
+        {
+            return Err(Invalid::new(Field::Village, Problem::NotInScope).into());
+        }
+        Ok((header.kind, chunk))
     }
 }

@@ -154,6 +154,17 @@ pub struct SyncMark {
     pub dirty: bool,
 }
 
+/// Heads the server acknowledged for one document, with the document's current heads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Acked {
+    /// Document.
+    pub id: DocId,
+    /// Heads the server is known to have.
+    pub acked: Vec<automerge::ChangeHash>,
+    /// The document's heads on the phone.
+    pub current: Vec<automerge::ChangeHash>,
+}
+
 /// The storage seam of the phone.
 pub trait DocStore: Send {
     /// A profile value.
@@ -164,6 +175,14 @@ pub trait DocStore: Send {
     fn load(&self, id: DocId) -> Result<Option<StoredDoc>>;
     /// Applies the writes atomically: all or nothing, durable when it returns.
     fn write(&mut self, writes: &[DocWrite]) -> Result<()>;
+    /// Applies a sync response atomically: merged documents, acknowledged heads, and profile values
+    /// (cursors, server time).
+    fn apply_sync(
+        &mut self,
+        writes: &[DocWrite],
+        acks: &[Acked],
+        meta: &[(String, String)],
+    ) -> Result<()>;
     /// Replaces the document's snapshot and its first `chunks_replaced` chunks with `snapshot`,
     /// atomically.
     fn compact(&mut self, id: DocId, snapshot: &[u8], chunks_replaced: usize) -> Result<()>;

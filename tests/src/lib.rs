@@ -192,3 +192,127 @@ pub fn folder_bytes(dir: &Path) -> Vec<u8> {
 pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
 }
+
+/// The real sync server, started from its binary on a free loopback port with its own data folder.
+pub struct ServerProcess {
+    child: Option<std::process::Child>,
+    /// Base URL, e.g. `http://127.0.0.1:40123`.
+    pub url: String,
+    /// Data folder (kept across restarts).
+    pub data: PathBuf,
+    config: Option<PathBuf>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl ServerProcess {
+    /// Starts a server with a fresh data folder.
+    pub fn start() -> Self {
+        Self::start_with_config(None)
+    }
+
+    /// Starts a server with a fresh data folder and an optional TOML configuration.
+    pub fn start_with_config(config_toml: Option<&str>) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("server");
+        let config = config_toml.map(|t| {
+            let p = dir.path().join("server.toml");
+            std::fs::write(&p, t).expect("write config");
+            p
+        });
+        let mut s = Self {
+            child: None,
+            url: String::new(),
+            data,
+            config,
+            _dir: Some(dir),
+        };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        use std::io::BufRead;
+        let mut cmd = Command::new(binary("songpei-server"));
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(&self.data)
+            .env("SONGPEI_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit());
+        if let Some(c) = &self.config {
+            cmd.arg("--config").arg(c);
+        }
+        let mut child = cmd.spawn().expect("start songpei-server");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("server prints its address");
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+            .to_owned();
+        self.url = url;
+        self.child = Some(child);
+    }
+
+    /// Kills the server with SIGKILL (no graceful shutdown).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().ok();
+            c.wait().ok();
+        }
+    }
+
+    /// Stops the server gracefully (SIGTERM) and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let pid = c.id().to_string();
+            Command::new("kill").args(["-TERM", &pid]).status().ok();
+            let status = c.wait().expect("wait for server");
+            assert!(status.success(), "server stopped with {status}");
+        }
+    }
+
+    /// Starts the server again on the same data folder (a new port).
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// Kills the server and starts it again on the same data folder.
+    pub fn crash_and_restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+impl CliPhone {
+    /// Syncs with the server; returns the `--json` report.
+    pub fn sync(&self, server: &str) -> serde_json::Value {
+        self.json(&["sync", "--server", server])
+    }
+
+    /// Every document's content, keyed by id (heads left out).
+    pub fn documents(&self) -> std::collections::BTreeMap<String, serde_json::Value> {
+        let export: serde_json::Value =
+            serde_json::from_str(&self.ok(&["export"])).expect("export is JSON");
+        export
+            .as_array()
+            .expect("array")
+            .iter()
+            .map(|d| {
+                (
+                    d["id"].as_str().expect("id").to_owned(),
+                    serde_json::json!({ "heads": d["heads"], "content": d["content"] }),
+                )
+            })
+            .collect()
+    }
+}

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{
-    ClassFilter, ClassRow, DocStore, DocWrite, HouseholdRow, IndexRow, StoredDoc, SyncMark,
+    Acked, ClassFilter, ClassRow, DocStore, DocWrite, HouseholdRow, IndexRow, StoredDoc, SyncMark,
     TraineeRow,
 };
 use crate::doc::{Conflict, DocKind};
@@ -67,6 +67,22 @@ impl DocStore for MemoryDocStore {
             e.index = Some(w.index.clone());
             e.conflicts = w.conflicts.clone();
             e.mark.dirty |= w.local;
+        }
+        Ok(())
+    }
+
+    fn apply_sync(
+        &mut self,
+        writes: &[DocWrite],
+        acks: &[Acked],
+        meta: &[(String, String)],
+    ) -> Result<()> {
+        self.write(writes)?;
+        for a in acks {
+            self.set_acked_heads(a.id, &a.acked, &a.current)?;
+        }
+        for (k, v) in meta {
+            self.meta.insert(k.clone(), v.clone());
         }
         Ok(())
     }

@@ -7,7 +7,7 @@ use std::path::Path;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    ClassFilter, ClassRow, DocStore, DocWrite, HouseholdRow, IndexRow, StoredDoc, SyncMark,
+    Acked, ClassFilter, ClassRow, DocStore, DocWrite, HouseholdRow, IndexRow, StoredDoc, SyncMark,
     TraineeRow,
 };
 use crate::doc::{Conflict, DocKind};
@@ -210,6 +210,113 @@ fn decode_heads(bytes: &[u8]) -> Result<Vec<automerge::ChangeHash>> {
         .collect()
 }
 
+/// Appends chunks and replaces index rows of documents inside an open transaction.
+fn write_docs(tx: &rusqlite::Transaction<'_>, writes: &[DocWrite]) -> Result<()> {
+    for w in writes {
+        let id = w.id.to_string();
+        tx.execute(
+            "INSERT INTO docs (id, kind, village) VALUES (?1, ?2, ?3) ON CONFLICT (id) DO NOTHING",
+            params![id, w.index.kind().code(), w.index.village().as_str()],
+        )?;
+        if let Some(chunk) = &w.chunk {
+            let seq: i64 = tx.query_row(
+                "UPDATE docs SET next_seq = next_seq + 1 WHERE id = ?1 RETURNING next_seq - 1",
+                [&id],
+                |r| r.get(0),
+            )?;
+            tx.execute(
+                "INSERT INTO chunks (doc_id, seq, data) VALUES (?1, ?2, ?3)",
+                params![id, seq, chunk],
+            )?;
+        }
+        match &w.index {
+            IndexRow::Class(c) => {
+                tx.execute(
+                    "INSERT OR REPLACE INTO classes (id, village, title, status, occupation, \
+                     level, training_type, subsidised, first_day, last_day) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                    params![
+                        id,
+                        c.village.as_str(),
+                        c.title,
+                        c.status.code(),
+                        c.occupation,
+                        c.level.code(),
+                        c.training_type.code(),
+                        c.subsidised,
+                        text(c.first_day),
+                        text(c.last_day)
+                    ],
+                )?;
+                tx.execute("DELETE FROM enrolments WHERE class_id = ?1", [&id])?;
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO enrolments (class_id, trainee_id) VALUES (?1, ?2)",
+                )?;
+                for t in &c.enrolled {
+                    stmt.execute(params![id, t.to_string()])?;
+                }
+            }
+            IndexRow::Trainee(t) => {
+                tx.execute(
+                    "INSERT OR REPLACE INTO trainees (id, village, blind_index, name_masked, household) \
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![
+                        id,
+                        t.village.as_str(),
+                        t.blind_index,
+                        t.name_masked,
+                        t.household.map(text)
+                    ],
+                )?;
+            }
+            IndexRow::Household(h) => {
+                tx.execute(
+                    "INSERT OR REPLACE INTO households (id, village, poverty_status) VALUES (?1, ?2, ?3)",
+                    params![id, h.village.as_str(), h.poverty_status.code()],
+                )?;
+            }
+        }
+        tx.execute("DELETE FROM conflicts WHERE doc_id = ?1", [&id])?;
+        for c in &w.conflicts {
+            tx.execute(
+                "INSERT INTO conflicts (doc_id, path, kind, winner, vals) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    id,
+                    c.path,
+                    c.kind.code(),
+                    c.winner,
+                    serde_json::to_string(&c.values).unwrap_or_default()
+                ],
+            )?;
+        }
+        tx.execute(
+            "INSERT INTO sync_marks (doc_id, dirty) VALUES (?1, ?2)
+             ON CONFLICT (doc_id) DO UPDATE SET dirty = max(dirty, excluded.dirty)",
+            params![id, w.local],
+        )?;
+    }
+    Ok(())
+}
+
+/// Records acknowledged heads inside an open transaction (see [`DocStore::set_acked_heads`]).
+fn set_acked(
+    conn: &Connection,
+    id: DocId,
+    acked: &[automerge::ChangeHash],
+    current: &[automerge::ChangeHash],
+) -> Result<()> {
+    let mut a = acked.to_vec();
+    let mut c = current.to_vec();
+    a.sort();
+    c.sort();
+    conn.execute(
+        "INSERT INTO sync_marks (doc_id, acked_heads, dirty) VALUES (?1, ?2, ?3)
+         ON CONFLICT (doc_id) DO UPDATE SET acked_heads = excluded.acked_heads, dirty = excluded.dirty",
+        params![id.to_string(), encode_heads(&a), a != c],
+    )?;
+    Ok(())
+}
+
 impl DocStore for SqliteDocStore {
     fn meta(&self, key: &str) -> Result<Option<String>> {
         Ok(self
@@ -258,87 +365,29 @@ impl DocStore for SqliteDocStore {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        for w in writes {
-            let id = w.id.to_string();
+        write_docs(&tx, writes)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn apply_sync(
+        &mut self,
+        writes: &[DocWrite],
+        acks: &[Acked],
+        meta: &[(String, String)],
+    ) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        write_docs(&tx, writes)?;
+        for a in acks {
+            set_acked(&tx, a.id, &a.acked, &a.current)?;
+        }
+        for (k, v) in meta {
             tx.execute(
-                "INSERT INTO docs (id, kind, village) VALUES (?1, ?2, ?3) ON CONFLICT (id) DO NOTHING",
-                params![id, w.index.kind().code(), w.index.village().as_str()],
-            )?;
-            if let Some(chunk) = &w.chunk {
-                let seq: i64 = tx.query_row(
-                    "UPDATE docs SET next_seq = next_seq + 1 WHERE id = ?1 RETURNING next_seq - 1",
-                    [&id],
-                    |r| r.get(0),
-                )?;
-                tx.execute(
-                    "INSERT INTO chunks (doc_id, seq, data) VALUES (?1, ?2, ?3)",
-                    params![id, seq, chunk],
-                )?;
-            }
-            match &w.index {
-                IndexRow::Class(c) => {
-                    tx.execute(
-                        "INSERT OR REPLACE INTO classes (id, village, title, status, occupation, \
-                         level, training_type, subsidised, first_day, last_day) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                        params![
-                            id,
-                            c.village.as_str(),
-                            c.title,
-                            c.status.code(),
-                            c.occupation,
-                            c.level.code(),
-                            c.training_type.code(),
-                            c.subsidised,
-                            text(c.first_day),
-                            text(c.last_day)
-                        ],
-                    )?;
-                    tx.execute("DELETE FROM enrolments WHERE class_id = ?1", [&id])?;
-                    let mut stmt = tx.prepare_cached(
-                        "INSERT INTO enrolments (class_id, trainee_id) VALUES (?1, ?2)",
-                    )?;
-                    for t in &c.enrolled {
-                        stmt.execute(params![id, t.to_string()])?;
-                    }
-                }
-                IndexRow::Trainee(t) => {
-                    tx.execute(
-                        "INSERT OR REPLACE INTO trainees (id, village, blind_index, name_masked, household) \
-                         VALUES (?1, ?2, ?3, ?4, ?5)",
-                        params![
-                            id,
-                            t.village.as_str(),
-                            t.blind_index,
-                            t.name_masked,
-                            t.household.map(text)
-                        ],
-                    )?;
-                }
-                IndexRow::Household(h) => {
-                    tx.execute(
-                        "INSERT OR REPLACE INTO households (id, village, poverty_status) VALUES (?1, ?2, ?3)",
-                        params![id, h.village.as_str(), h.poverty_status.code()],
-                    )?;
-                }
-            }
-            tx.execute("DELETE FROM conflicts WHERE doc_id = ?1", [&id])?;
-            for c in &w.conflicts {
-                tx.execute(
-                    "INSERT INTO conflicts (doc_id, path, kind, winner, vals) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![
-                        id,
-                        c.path,
-                        c.kind.code(),
-                        c.winner,
-                        serde_json::to_string(&c.values).unwrap_or_default()
-                    ],
-                )?;
-            }
-            tx.execute(
-                "INSERT INTO sync_marks (doc_id, dirty) VALUES (?1, ?2)
-                 ON CONFLICT (doc_id) DO UPDATE SET dirty = max(dirty, excluded.dirty)",
-                params![id, w.local],
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![k, v],
             )?;
         }
         tx.commit()?;
@@ -529,16 +578,7 @@ impl DocStore for SqliteDocStore {
         acked: &[automerge::ChangeHash],
         current: &[automerge::ChangeHash],
     ) -> Result<()> {
-        let mut a = acked.to_vec();
-        let mut c = current.to_vec();
-        a.sort();
-        c.sort();
-        self.conn.execute(
-            "INSERT INTO sync_marks (doc_id, acked_heads, dirty) VALUES (?1, ?2, ?3)
-             ON CONFLICT (doc_id) DO UPDATE SET acked_heads = excluded.acked_heads, dirty = excluded.dirty",
-            params![id.to_string(), encode_heads(&a), a != c],
-        )?;
-        Ok(())
+        set_acked(&self.conn, id, acked, current)
     }
 
     fn dirty_documents(&self) -> Result<Vec<DocId>> {

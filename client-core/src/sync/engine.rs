@@ -1,0 +1,426 @@
+//! The phone's side of sync, without I/O: [`Phone::prepare_sync`] turns local state into request
+//! bytes; [`Phone::apply_sync_response`] applies the response and all its bookkeeping in one store
+//! transaction. A transport moves the bytes in between; [`sync_with`] drives the rounds.
+
+use std::collections::BTreeMap;
+
+use automerge::{ChangeHash, ReadDoc};
+use serde::Serialize;
+
+use super::changes::{ChangeCaps, parse_changes};
+use super::protocol::{
+    AckOutcome, Cursor, PROTOCOL_VERSION, Payload, Push, SyncRequest, SyncResponse, WireError,
+    decode, encode, from_wire, to_wire,
+};
+use crate::doc::DocKind;
+use crate::error::{Error, Result};
+use crate::ids::DocId;
+use crate::phone::{Incoming, Phone};
+use crate::store::{Acked, DocStore, DocWrite};
+
+/// Limits of one request.
+#[derive(Clone, Copy, Debug)]
+pub struct SyncLimits {
+    /// Documents pushed per request.
+    pub max_pushes: usize,
+    /// Uncompressed bytes of changes pushed per request (at least one document is always sent).
+    pub max_push_bytes: usize,
+    /// Budget for the documents in the response, uncompressed.
+    pub max_response_bytes: u32,
+    /// Largest response accepted, decompressed.
+    pub max_response_decompressed: usize,
+}
+
+impl Default for SyncLimits {
+    fn default() -> Self {
+        Self {
+            max_pushes: 500,
+            max_push_bytes: 2 << 20,
+            max_response_bytes: 2 << 20,
+            max_response_decompressed: 64 << 20,
+        }
+    }
+}
+
+/// What a prepared request pushed, kept until its response arrives.
+#[derive(Clone, Debug)]
+pub(crate) struct PendingSync {
+    request_id: [u8; 16],
+    /// Heads pushed per document.
+    pushed: BTreeMap<DocId, Vec<ChangeHash>>,
+    /// Dirty documents left for a later round.
+    left_behind: usize,
+}
+
+/// What one round did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SyncRound {
+    /// Documents the server acknowledged as merged.
+    pub docs_pushed: usize,
+    /// Documents received and merged.
+    pub docs_pulled: usize,
+    /// Documents the server could not merge for lack of their base (pushed again next round).
+    pub missing_base: usize,
+    /// Documents received that were refused (out of scope or not following the schema).
+    pub refused: usize,
+    /// Another round is needed: more to pull, to push, or to push again.
+    pub more: bool,
+    /// The server's clock, ms since the epoch.
+    pub server_time_ms: i64,
+}
+
+/// Why a sync failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// The core failed.
+    #[error(transparent)]
+    Core(#[from] Error),
+    /// The response could not be decoded.
+    #[error("the server's response could not be read: {0}")]
+    Wire(#[from] WireError),
+    /// The response does not answer the request that was sent.
+    #[error("the server's response answers another request")]
+    Mismatch,
+    /// No request is waiting for a response.
+    #[error("no sync request is waiting for a response")]
+    NothingPending,
+    /// The transport failed.
+    #[error("{0}")]
+    Transport(#[from] TransportError),
+    /// The server kept asking for more rounds.
+    #[error("sync did not finish within {0} round trips")]
+    TooManyRounds(usize),
+}
+
+/// A failure to move bytes.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// No connection, a timeout, a dropped response: the same request may be sent again.
+    #[error("the server could not be reached: {0}")]
+    Unreachable(String),
+    /// The server refused the request.
+    #[error("the server refused the sync ({status} {code}): {message}")]
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// Stable error code.
+        code: String,
+        /// Message.
+        message: String,
+    },
+}
+
+impl TransportError {
+    /// True when sending the same bytes again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            TransportError::Unreachable(_) => true,
+            TransportError::Refused { status, .. } => *status == 429 || *status >= 500,
+        }
+    }
+}
+
+/// Moves one request's bytes to the server and its response's bytes back.
+pub trait Transport {
+    /// Sends `body`; returns the response body.
+    fn round_trip(&mut self, body: &[u8]) -> Result<Vec<u8>, TransportError>;
+}
+
+/// Totals of a whole sync.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SyncReport {
+    /// HTTP round trips made (retries included).
+    pub round_trips: usize,
+    /// Request bytes sent, compressed.
+    pub bytes_sent: usize,
+    /// Response bytes received, compressed.
+    pub bytes_received: usize,
+    /// Documents pushed and acknowledged.
+    pub docs_pushed: usize,
+    /// Documents pulled.
+    pub docs_pulled: usize,
+    /// Documents refused on arrival.
+    pub docs_refused: usize,
+    /// The server's clock at the end, ms since the epoch.
+    pub server_time_ms: i64,
+}
+
+const META_CURSOR: &str = "sync.cursor.";
+const META_SERVER_TIME: &str = "sync.server_time_ms";
+const META_LOCAL_TIME: &str = "sync.local_time_ms";
+
+/// Caps on changes the server sends; generous, but no response may make the phone load without
+/// bound.
+const PULL_CAPS: ChangeCaps = ChangeCaps {
+    max_changes: 1_000_000,
+    max_ops: 50_000_000,
+};
+
+impl<S: DocStore> Phone<S> {
+    /// Builds the next sync request: changes of every document not yet acknowledged (up to the
+    /// limits) and the feed cursors of the phone's villages.
+    pub fn prepare_sync(&mut self, limits: &SyncLimits) -> Result<Vec<u8>> {
+        let dirty = self.store.dirty_documents()?;
+        let mut pushes = Vec::new();
+        let mut pushed = BTreeMap::new();
+        let mut bytes = 0usize;
+        let mut left_behind = 0;
+        for id in dirty {
+            if pushes.len() >= limits.max_pushes
+                || (bytes >= limits.max_push_bytes && !pushes.is_empty())
+            {
+                left_behind += 1;
+                continue;
+            }
+            let mark = self.store.sync_mark(id)?;
+            let Some(d) = self.doc(id)? else { continue };
+            // Only heads this document still has can be a base (a restored phone may not).
+            let base: Vec<ChangeHash> = mark
+                .acked_heads
+                .into_iter()
+                .filter(|h| d.get_change_by_hash(h).is_some())
+                .collect();
+            let heads = d.get_heads();
+            let changes = d.save_after(&base);
+            bytes += changes.len();
+            pushed.insert(id, heads.clone());
+            pushes.push(Push {
+                doc: id.uuid(),
+                base: to_wire(&base),
+                heads: to_wire(&heads),
+                changes,
+            });
+        }
+        let mut cursors = Vec::new();
+        for v in &self.profile().villages {
+            let seq = self
+                .store
+                .meta(&format!("{META_CURSOR}{v}"))?
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            cursors.push(Cursor {
+                village: v.to_string(),
+                seq,
+            });
+        }
+        let request_id: [u8; 16] = rand::random();
+        let req = SyncRequest {
+            version: PROTOCOL_VERSION,
+            request_id,
+            device: self.profile().device.uuid(),
+            district: self.profile().district.to_string(),
+            cursors,
+            pushes,
+            max_response_bytes: limits.max_response_bytes,
+        };
+        self.pending_sync = Some(PendingSync {
+            request_id,
+            pushed,
+            left_behind,
+        });
+        Ok(encode(&req))
+    }
+
+    /// Applies the response to the last prepared request: merges what arrived, records what the
+    /// server acknowledged and the new cursors, all in one transaction.
+    pub fn apply_sync_response(
+        &mut self,
+        bytes: &[u8],
+        limits: &SyncLimits,
+    ) -> Result<SyncRound, SyncError> {
+        let resp: SyncResponse = decode(bytes, limits.max_response_decompressed)?;
+        let pending = self
+            .pending_sync
+            .as_ref()
+            .ok_or(SyncError::NothingPending)?;
+        if resp.request_id != pending.request_id {
+            return Err(SyncError::Mismatch);
+        }
+        let pending = self.pending_sync.take().ok_or(SyncError::NothingPending)?;
+        let mut round = SyncRound {
+            server_time_ms: resp.server_time_ms,
+            more: resp.more || pending.left_behind > 0,
+            ..SyncRound::default()
+        };
+
+        // 1. Merge what arrived, in memory.
+        let mut merged: Vec<(DocId, Option<Vec<u8>>)> = Vec::new();
+        let mut acked: BTreeMap<DocId, Vec<ChangeHash>> = BTreeMap::new();
+        let mut incomplete = std::collections::BTreeSet::new();
+        for update in resp.docs {
+            let id = DocId::from(crate::ids::ClassId::from(update.doc));
+            let incoming = match &update.payload {
+                Payload::Snapshot(b) => Ok(Incoming::Document(b)),
+                Payload::Changes(b) => parse_changes(b, PULL_CAPS)
+                    .map(|p| Incoming::Changes(p.changes))
+                    .map_err(|_| Error::Schema {
+                        doc: id,
+                        path: String::new(),
+                    }),
+            };
+            match incoming.and_then(|inc| self.merge_into_cache(id, inc)) {
+                Ok((_, chunk)) => {
+                    let heads = from_wire(&update.heads);
+                    if let Some(d) = self.doc(id)?
+                        && heads.iter().any(|h| d.get_change_by_hash(h).is_none())
+                    {
+                        // Some changes wait for dependencies that did not come: keep this
+                        // village's cursor so they are sent again.
+                        let village = crate::doc::read_header(d, id)?.village;
+                        incomplete.insert(village.to_string());
+                    }
+                    merged.push((id, chunk));
+                    acked.insert(id, heads);
+                    round.docs_pulled += 1;
+                }
+                Err(e) => {
+                    // The server checks every document; one that still fails here is left out
+                    // rather than blocking the phone's sync. It is counted in the report.
+                    tracing::warn!(doc = %id, error = %e, "refused a document from the server");
+                    round.refused += 1;
+                }
+            }
+        }
+
+        // 2. What the server acknowledged.
+        for ack in &resp.acks {
+            let id = DocId::from(crate::ids::ClassId::from(ack.doc));
+            match ack.outcome {
+                AckOutcome::Merged => {
+                    round.docs_pushed += 1;
+                    if let Some(heads) = pending.pushed.get(&id) {
+                        acked.entry(id).or_insert_with(|| heads.clone());
+                    }
+                }
+                AckOutcome::MissingBase => {
+                    round.missing_base += 1;
+                    round.more = true;
+                    // Push again from the heads both sides have.
+                    let server = from_wire(&ack.server_heads);
+                    let shared: Vec<ChangeHash> = match self.doc(id)? {
+                        Some(d) => server
+                            .into_iter()
+                            .filter(|h| d.get_change_by_hash(h).is_some())
+                            .collect(),
+                        None => Vec::new(),
+                    };
+                    acked.insert(id, shared);
+                }
+            }
+        }
+
+        // 3. Index rows of merged documents, marks, cursors, server time: one transaction.
+        let mut writes = Vec::new();
+        let mut acks = Vec::new();
+        let outcome = (|| -> Result<()> {
+            for (id, chunk) in &merged {
+                if chunk.is_none() {
+                    continue;
+                }
+                let (d, _) = self.cache.get_with_chunks(*id).ok_or(Error::Schema {
+                    doc: *id,
+                    path: String::new(),
+                })?;
+                let (index, conflicts) = self.project(*id, d, true)?;
+                writes.push(DocWrite {
+                    id: *id,
+                    chunk: chunk.clone(),
+                    index,
+                    conflicts,
+                    local: false,
+                });
+            }
+            for (id, heads) in &acked {
+                let Some(d) = self.doc(*id)? else { continue };
+                // Record only heads the phone holds: a head it lacks would be a base it cannot
+                // compute changes from.
+                let heads: Vec<ChangeHash> = heads
+                    .iter()
+                    .copied()
+                    .filter(|h| d.get_change_by_hash(h).is_some())
+                    .collect();
+                acks.push(Acked {
+                    id: *id,
+                    acked: heads,
+                    current: d.get_heads(),
+                });
+            }
+            let mut meta: Vec<(String, String)> = resp
+                .cursors
+                .iter()
+                .filter(|c| {
+                    self.profile()
+                        .villages
+                        .iter()
+                        .any(|v| v.as_str() == c.village)
+                })
+                .filter(|c| !incomplete.contains(&c.village))
+                .map(|c| (format!("{META_CURSOR}{}", c.village), c.seq.to_string()))
+                .collect();
+            meta.push((META_SERVER_TIME.into(), resp.server_time_ms.to_string()));
+            meta.push((META_LOCAL_TIME.into(), self.now_ms().to_string()));
+            self.store.apply_sync(&writes, &acks, &meta)
+        })();
+        if let Err(e) = outcome {
+            for (id, _) in &merged {
+                self.cache.remove(*id);
+            }
+            return Err(e.into());
+        }
+        for w in &writes {
+            self.cache.note_chunk(w.id);
+        }
+        Ok(round)
+    }
+
+    /// The kind of a stored document.
+    pub fn document_kind(&self, id: DocId) -> Result<Option<DocKind>> {
+        Ok(self
+            .store
+            .documents()?
+            .into_iter()
+            .find(|(d, _)| *d == id)
+            .map(|(_, k)| k))
+    }
+}
+
+/// Most round trips one sync may take (pages of a long first pull included).
+pub const MAX_ROUNDS: usize = 200;
+/// Times a round is retried with the same bytes after a retryable failure.
+pub const RETRIES: usize = 3;
+
+/// Syncs until the server has everything and the phone has everything new, retrying each round
+/// with the same request bytes (the server recognises a retry by its id). `progress` is told after
+/// every round.
+pub fn sync_with<S: DocStore>(
+    phone: &mut Phone<S>,
+    transport: &mut dyn Transport,
+    limits: &SyncLimits,
+    progress: &mut dyn FnMut(&SyncReport),
+) -> Result<SyncReport, SyncError> {
+    let mut report = SyncReport::default();
+    for _ in 0..MAX_ROUNDS {
+        let body = phone.prepare_sync(limits)?;
+        let mut attempt = 0;
+        let response = loop {
+            report.round_trips += 1;
+            report.bytes_sent += body.len();
+            match transport.round_trip(&body) {
+                Ok(r) => break r,
+                Err(e) if e.is_retryable() && attempt < RETRIES => attempt += 1,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        report.bytes_received += response.len();
+        let round = phone.apply_sync_response(&response, limits)?;
+        report.docs_pushed += round.docs_pushed;
+        report.docs_pulled += round.docs_pulled;
+        report.docs_refused += round.refused;
+        report.server_time_ms = round.server_time_ms;
+        progress(&report);
+        if !round.more {
+            return Ok(report);
+        }
+    }
+    Err(SyncError::TooManyRounds(MAX_ROUNDS))
+}

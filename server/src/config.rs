@@ -1,0 +1,159 @@
+//! Configuration: flags, then `SONGPEI_*` environment variables, then an optional TOML file, then
+//! defaults — the first that sets a value wins.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Caps on what one request may hold. A phone stays far below them; they exist so that no request
+/// can exhaust the server.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Compressed request body.
+    pub max_body_bytes: usize,
+    /// Request body after decompression, enforced while decompressing.
+    pub max_decompressed_bytes: usize,
+    /// Documents pushed in one request.
+    pub max_docs_per_request: usize,
+    /// Automerge changes in one request.
+    pub max_changes_per_request: usize,
+    /// Automerge operations in one request.
+    pub max_ops_per_request: u64,
+    /// Automerge operations in one document, over its whole life.
+    pub max_ops_per_doc: u64,
+    /// Documents in one response, in uncompressed bytes (the phone may ask for less).
+    pub max_response_bytes: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 8 << 20,
+            max_decompressed_bytes: 64 << 20,
+            max_docs_per_request: 1_000,
+            max_changes_per_request: 10_000,
+            max_ops_per_request: 1_000_000,
+            max_ops_per_doc: 2_000_000,
+            max_response_bytes: 4 << 20,
+        }
+    }
+}
+
+/// The server's configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Folder of the database and keys.
+    pub data: PathBuf,
+    /// Request caps.
+    pub limits: Limits,
+    /// Documents kept loaded in memory.
+    pub cache_docs: usize,
+    /// How often the background compaction runs.
+    pub compact_every: Duration,
+    /// Longest time a request may take, body upload included.
+    pub request_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data: PathBuf::from("./songpei-data"),
+            limits: Limits::default(),
+            cache_docs: 256,
+            compact_every: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// The optional TOML file.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileConfig {
+    /// Address to listen on.
+    pub listen: Option<SocketAddr>,
+    /// Data folder.
+    pub data: Option<PathBuf>,
+    /// Documents kept loaded.
+    pub cache_docs: Option<usize>,
+    /// Seconds between compactions.
+    pub compact_every_secs: Option<u64>,
+    /// Seconds a request may take.
+    pub request_timeout_secs: Option<u64>,
+    /// Request caps.
+    pub limits: Option<Limits>,
+}
+
+impl FileConfig {
+    /// Reads a TOML file.
+    pub fn read(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
+impl Config {
+    /// Merges flag/environment values (already combined by the argument parser) over the file's,
+    /// over the defaults.
+    pub fn resolve(
+        listen: Option<SocketAddr>,
+        data: Option<PathBuf>,
+        cache_docs: Option<usize>,
+        file: FileConfig,
+    ) -> Self {
+        let d = Config::default();
+        Config {
+            listen: listen.or(file.listen).unwrap_or(d.listen),
+            data: data.or(file.data).unwrap_or(d.data),
+            limits: file.limits.unwrap_or(d.limits),
+            cache_docs: cache_docs.or(file.cache_docs).unwrap_or(d.cache_docs),
+            compact_every: file
+                .compact_every_secs
+                .map_or(d.compact_every, Duration::from_secs),
+            request_timeout: file
+                .request_timeout_secs
+                .map_or(d.request_timeout, Duration::from_secs),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_file_over_defaults() {
+        let file: FileConfig = toml::from_str(
+            "listen = \"127.0.0.1:9000\"\ndata = \"/srv/songpei\"\ncache_docs = 10\n[limits]\nmax_body_bytes = 1024\n",
+        )
+        .expect("valid toml");
+        let c = Config::resolve(
+            Some("127.0.0.1:7000".parse().expect("addr")),
+            None,
+            None,
+            file,
+        );
+        assert_eq!(c.listen.port(), 7000);
+        assert_eq!(c.data, PathBuf::from("/srv/songpei"));
+        assert_eq!(c.cache_docs, 10);
+        assert_eq!(c.limits.max_body_bytes, 1024);
+        assert_eq!(
+            c.limits.max_docs_per_request,
+            Limits::default().max_docs_per_request
+        );
+        let d = Config::resolve(None, None, None, FileConfig::default());
+        assert_eq!(d, Config::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(toml::from_str::<FileConfig>("lisen = \"x\"").is_err());
+    }
+}

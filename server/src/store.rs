@@ -1,0 +1,378 @@
+//! The server's storage on its embedded SQLite: documents as a snapshot plus appended change chunks,
+//! the change feed (one monotonic sequence per village), the requests already applied, and the
+//! report projections. Loaded documents live in a cache bounded by count, so memory does not grow
+//! with the number of stored documents.
+
+use std::num::NonZeroUsize;
+use std::path::Path;
+
+use automerge::{Automerge, ChangeHash};
+use lru::LruCache;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+use songpei_core::doc::DocKind;
+use songpei_core::ids::DocId;
+
+use crate::projection::{self, Projection};
+
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/001_documents.sql")),
+    (2, include_str!("migrations/002_projections.sql")),
+];
+
+/// `kind, district, village, snapshot, ops, chunk_count` of a stored document.
+type DocRow = (String, String, String, Option<Vec<u8>>, i64, i64);
+
+/// A loaded document and what the server keeps beside it.
+#[derive(Debug)]
+pub(crate) struct LoadedDoc {
+    pub(crate) doc: Automerge,
+    pub(crate) kind: DocKind,
+    pub(crate) district: String,
+    pub(crate) village: String,
+    pub(crate) ops: u64,
+    pub(crate) chunk_count: u64,
+}
+
+/// One document's part of a commit.
+#[derive(Debug)]
+pub(crate) struct DocCommit {
+    pub(crate) id: DocId,
+    pub(crate) kind: DocKind,
+    pub(crate) district: String,
+    pub(crate) village: String,
+    /// Changes new to the server.
+    pub(crate) chunk: Vec<u8>,
+    pub(crate) heads: Vec<ChangeHash>,
+    pub(crate) ops: u64,
+    pub(crate) projection: Projection,
+}
+
+/// A request to remember, so a retry is answered the same way.
+#[derive(Debug)]
+pub(crate) struct RequestRecord {
+    pub(crate) device: String,
+    pub(crate) request_id: [u8; 16],
+    pub(crate) body_hash: [u8; 32],
+    pub(crate) acks: Vec<u8>,
+}
+
+/// The server store.
+pub struct ServerStore {
+    conn: Connection,
+    cache: LruCache<DocId, LoadedDoc>,
+}
+
+impl std::fmt::Debug for ServerStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerStore")
+            .field("cached", &self.cache.len())
+            .finish()
+    }
+}
+
+pub(crate) fn encode_heads(heads: &[ChangeHash]) -> Vec<u8> {
+    let mut sorted = heads.to_vec();
+    sorted.sort();
+    sorted.iter().flat_map(|h| h.0).collect()
+}
+
+pub(crate) fn decode_heads(bytes: &[u8]) -> Vec<ChangeHash> {
+    bytes
+        .chunks_exact(32)
+        .filter_map(|c| ChangeHash::try_from(c).ok())
+        .collect()
+}
+
+impl ServerStore {
+    /// Opens (or creates) the store in `dir`, keeping at most `cache_docs` documents loaded.
+    pub fn open(dir: &Path, cache_docs: usize) -> rusqlite::Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                Some(format!("cannot create the data folder: {e}")),
+            )
+        })?;
+        let conn = Connection::open_with_flags(
+            dir.join("songpei-server.db"),
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+        )?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             PRAGMA foreign_keys = ON;
+             PRAGMA busy_timeout = 5000;",
+        )?;
+        let mut store = Self {
+            conn,
+            cache: LruCache::new(NonZeroUsize::new(cache_docs.max(1)).unwrap_or(NonZeroUsize::MIN)),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn migrate(&mut self) -> rusqlite::Result<()> {
+        let current: i64 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        for (version, sql) in MIGRATIONS {
+            if *version <= current {
+                continue;
+            }
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Exclusive)?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", version)?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    /// The document, loaded into the cache if stored.
+    pub(crate) fn doc(&mut self, id: DocId) -> rusqlite::Result<Option<&mut LoadedDoc>> {
+        if !self.cache.contains(&id) {
+            let Some(loaded) = self.load(id)? else {
+                return Ok(None);
+            };
+            self.cache.put(id, loaded);
+        }
+        Ok(self.cache.get_mut(&id))
+    }
+
+    fn load(&self, id: DocId) -> rusqlite::Result<Option<LoadedDoc>> {
+        let row: Option<DocRow> = self
+            .conn
+            .query_row(
+                "SELECT kind, district, village, snapshot, ops, chunk_count FROM docs WHERE id = ?1",
+                [id.to_string()],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+            )
+            .optional()?;
+        let Some((kind, district, village, snapshot, ops, chunk_count)) = row else {
+            return Ok(None);
+        };
+        let corrupt = || {
+            rusqlite::Error::FromSqlConversionFailure(
+                0,
+                rusqlite::types::Type::Blob,
+                "stored document does not load".into(),
+            )
+        };
+        let mut doc = match snapshot {
+            Some(s) => Automerge::load(&s).map_err(|_| corrupt())?,
+            None => Automerge::new(),
+        };
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT data FROM chunks WHERE doc_id = ?1 ORDER BY seq")?;
+        let chunks = stmt.query_map([id.to_string()], |r| r.get::<_, Vec<u8>>(0))?;
+        for c in chunks {
+            doc.load_incremental(&c?).map_err(|_| corrupt())?;
+        }
+        Ok(Some(LoadedDoc {
+            doc,
+            kind: kind.parse().map_err(|()| corrupt())?,
+            district,
+            village,
+            ops: u64::try_from(ops).unwrap_or(0),
+            chunk_count: u64::try_from(chunk_count).unwrap_or(0),
+        }))
+    }
+
+    /// The cached document, without loading or reordering.
+    pub(crate) fn cache_peek(&self, id: DocId) -> Option<&LoadedDoc> {
+        self.cache.peek(&id)
+    }
+
+    /// Puts a new document into the cache (it is stored by the next commit).
+    pub(crate) fn insert_new(&mut self, id: DocId, loaded: LoadedDoc) {
+        self.cache.put(id, loaded);
+    }
+
+    /// Drops a document from the cache (after a refused or failed merge).
+    pub(crate) fn evict(&mut self, id: DocId) {
+        self.cache.pop(&id);
+    }
+
+    /// The request already applied under this id: its body hash and encoded acknowledgements.
+    pub(crate) fn request(
+        &self,
+        device: &str,
+        request_id: &[u8; 16],
+    ) -> rusqlite::Result<Option<([u8; 32], Vec<u8>)>> {
+        let row: Option<(Vec<u8>, Vec<u8>)> = self
+            .conn
+            .query_row(
+                "SELECT body_hash, acks FROM requests WHERE device = ?1 AND request_id = ?2",
+                params![device, &request_id[..]],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        Ok(row.map(|(h, a)| {
+            let mut hash = [0u8; 32];
+            if h.len() == 32 {
+                hash.copy_from_slice(&h);
+            }
+            (hash, a)
+        }))
+    }
+
+    /// Writes every merged document, its feed entry and projection, and the request record, in one
+    /// transaction. Nothing is acknowledged before this returns.
+    pub(crate) fn commit(
+        &mut self,
+        docs: &[DocCommit],
+        request: &RequestRecord,
+        now_ms: i64,
+    ) -> rusqlite::Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for d in docs {
+            let id = d.id.to_string();
+            let heads = encode_heads(&d.heads);
+            tx.execute(
+                "INSERT INTO docs (id, kind, district, village, heads, ops) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (id) DO UPDATE SET heads = excluded.heads, ops = excluded.ops",
+                params![id, d.kind.code(), d.district, d.village, heads, d.ops as i64],
+            )?;
+            let seq: i64 = tx.query_row(
+                "UPDATE docs SET next_seq = next_seq + 1, chunk_count = chunk_count + 1
+                 WHERE id = ?1 RETURNING next_seq - 1",
+                [&id],
+                |r| r.get(0),
+            )?;
+            tx.execute(
+                "INSERT INTO chunks (doc_id, seq, data) VALUES (?1, ?2, ?3)",
+                params![id, seq, d.chunk],
+            )?;
+            let feed_seq: i64 = tx.query_row(
+                "INSERT INTO villages (code, last_seq) VALUES (?1, 1)
+                 ON CONFLICT (code) DO UPDATE SET last_seq = last_seq + 1 RETURNING last_seq",
+                [&d.village],
+                |r| r.get(0),
+            )?;
+            tx.execute(
+                "INSERT INTO feed (village, seq, doc_id, heads) VALUES (?1, ?2, ?3, ?4)",
+                params![d.village, feed_seq, id, heads],
+            )?;
+            projection::write(&tx, &d.projection)?;
+        }
+        tx.execute(
+            "INSERT INTO requests (device, request_id, body_hash, acks, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![request.device, &request.request_id[..], &request.body_hash[..], request.acks, now_ms],
+        )?;
+        tx.commit()?;
+        for d in docs {
+            if let Some(l) = self.cache.get_mut(&d.id) {
+                l.chunk_count += 1;
+                l.ops = d.ops;
+            }
+        }
+        Ok(())
+    }
+
+    /// Documents changed in `village` after `cursor`, with the sequence of their last change, in
+    /// feed order.
+    pub(crate) fn feed_since(
+        &self,
+        village: &str,
+        cursor: u64,
+        limit: usize,
+    ) -> rusqlite::Result<Vec<(DocId, u64)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT doc_id, max(seq) AS last FROM feed WHERE village = ?1 AND seq > ?2
+             GROUP BY doc_id ORDER BY last LIMIT ?3",
+        )?;
+        let rows = stmt
+            .query_map(params![village, cursor as i64, limit as i64], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(id, seq)| Some((id.parse().ok()?, u64::try_from(seq).ok()?)))
+            .collect())
+    }
+
+    /// The heads a document had at `cursor` in a village's feed: what a phone at that cursor has.
+    pub(crate) fn heads_at(
+        &self,
+        village: &str,
+        doc: DocId,
+        cursor: u64,
+    ) -> rusqlite::Result<Vec<ChangeHash>> {
+        let heads: Option<Vec<u8>> = self
+            .conn
+            .query_row(
+                "SELECT heads FROM feed WHERE village = ?1 AND doc_id = ?2 AND seq <= ?3
+                 ORDER BY seq DESC LIMIT 1",
+                params![village, doc.to_string(), cursor as i64],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(heads.map(|h| decode_heads(&h)).unwrap_or_default())
+    }
+
+    /// The latest sequence of a village's feed.
+    pub(crate) fn feed_head(&self, village: &str) -> rusqlite::Result<u64> {
+        let seq: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT last_seq FROM villages WHERE code = ?1",
+                [village],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(seq.and_then(|s| u64::try_from(s).ok()).unwrap_or(0))
+    }
+
+    /// Compacts up to `limit` documents with at least `min_chunks` chunks: each one's full save
+    /// replaces its snapshot and chunks in one transaction. Returns how many were compacted.
+    pub fn compact(&mut self, min_chunks: u64, limit: usize) -> rusqlite::Result<usize> {
+        let ids: Vec<String> = {
+            let mut stmt = self.conn.prepare(
+                "SELECT id FROM docs WHERE chunk_count >= ?1 ORDER BY chunk_count DESC LIMIT ?2",
+            )?;
+            stmt.query_map(params![min_chunks as i64, limit as i64], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?
+        };
+        let mut n = 0;
+        for id in ids {
+            let Ok(doc_id) = id.parse::<DocId>() else {
+                continue;
+            };
+            let Some(loaded) = self.doc(doc_id)? else {
+                continue;
+            };
+            let snapshot = loaded.doc.save();
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute(
+                "UPDATE docs SET snapshot = ?2, chunk_count = 0 WHERE id = ?1",
+                params![id, snapshot],
+            )?;
+            tx.execute("DELETE FROM chunks WHERE doc_id = ?1", [&id])?;
+            tx.commit()?;
+            if let Some(l) = self.cache.get_mut(&doc_id) {
+                l.chunk_count = 0;
+            }
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Number of stored documents.
+    pub fn document_count(&self) -> rusqlite::Result<u64> {
+        let n: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM docs", [], |r| r.get(0))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// Number of documents held in memory.
+    pub fn cached_documents(&self) -> usize {
+        self.cache.len()
+    }
+}
