@@ -174,7 +174,15 @@ const [sample] = await upload(repo, storageId, WARMUP || 1)
 const before = await settledSample()
 
 const t0 = performance.now()
-for (let done = 0; done < N; done += BATCH) await upload(repo, storageId, Math.min(BATCH, N - done))
+for (let done = 0; done < N; ) {
+  await upload(repo, storageId, Math.min(BATCH, N - done))
+  done += Math.min(BATCH, N - done)
+  // TRACE=1: the server's running totals after each batch, on stderr (not settled, so approximate).
+  if (process.env.TRACE) {
+    const cpu = ((cpuTicks() - before.ticks) * 1000) / CLK_TCK
+    console.error(JSON.stringify({ docs: done, server_cpu_ms: cpu, server_rss_kib: rssKib() }))
+  }
+}
 const wallMs = performance.now() - t0
 const after = await settledSample()
 
