@@ -22,6 +22,8 @@ pub struct Limits {
     pub max_changes_per_request: usize,
     /// Automerge operations in one request.
     pub max_ops_per_request: u64,
+    /// Change bytes pushed for one document in one request (a single huge text is refused here).
+    pub max_push_bytes: usize,
     /// Automerge operations in one document, over its whole life.
     pub max_ops_per_doc: u64,
     /// Documents in one response, in uncompressed bytes (the phone may ask for less).
@@ -36,6 +38,7 @@ impl Default for Limits {
             max_docs_per_request: 1_000,
             max_changes_per_request: 10_000,
             max_ops_per_request: 1_000_000,
+            max_push_bytes: 8 << 20,
             max_ops_per_doc: 2_000_000,
             max_response_bytes: 4 << 20,
         }

@@ -24,6 +24,9 @@ pub enum ApiError {
         /// Why.
         err: ChangesError,
     },
+    /// One document's push is larger than the cap.
+    #[error("{0}")]
+    DocumentTooLarge(String),
     /// The request asks for more than one request may hold.
     #[error("{0}")]
     TooMuch(String),
@@ -53,6 +56,7 @@ impl ApiError {
         match self {
             ApiError::Wire(w) => w.code(),
             ApiError::BodyTooLarge(_) => "body_too_large",
+            ApiError::DocumentTooLarge(_) => "document_too_large",
             ApiError::Changes { err, .. } => err.code(),
             ApiError::TooMuch(_) => "too_much_in_one_request",
             ApiError::BadRequest(_) => "bad_request",
@@ -67,9 +71,9 @@ impl ApiError {
     /// HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::Wire(WireError::TooLarge { .. }) | ApiError::BodyTooLarge(_) => {
-                StatusCode::PAYLOAD_TOO_LARGE
-            }
+            ApiError::Wire(WireError::TooLarge { .. })
+            | ApiError::BodyTooLarge(_)
+            | ApiError::DocumentTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Wire(WireError::NotCompressed) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Wire(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Changes {

@@ -156,6 +156,12 @@ fn merge_in_memory(
                 "document {id} is pushed twice"
             )));
         }
+        if push.changes.len() > limits.max_push_bytes {
+            return Err(ApiError::DocumentTooLarge(format!(
+                "document {id} pushes more than {} bytes of changes",
+                limits.max_push_bytes
+            )));
+        }
         let parsed = parse_changes(
             &push.changes,
             ChangeCaps {

@@ -1,0 +1,375 @@
+//! Bad sync bodies against the real server: each is refused with its HTTP status and stable code,
+//! nothing is persisted, and the server goes on serving other phones.
+
+use std::sync::Arc;
+
+use automerge::transaction::Transactable;
+use automerge::{Automerge, ROOT};
+use songpei_core::Phone;
+use songpei_core::blind_index::BlindIndexKey;
+use songpei_core::catalog::{Level, TrainingType};
+use songpei_core::clock::FixedClock;
+use songpei_core::domain::NewClass;
+use songpei_core::store::MemoryDocStore;
+use songpei_core::sync::protocol::{
+    Cursor, PROTOCOL_VERSION, Push, SyncRequest, SyncResponse, decode, encode,
+};
+use songpei_tests::{CliPhone, ServerProcess, VILLAGE_A, VILLAGE_B};
+
+const CONFIG: &str = "
+[limits]
+max_body_bytes = 262144
+max_decompressed_bytes = 1048576
+max_docs_per_request = 5
+max_changes_per_request = 50
+max_ops_per_request = 2000
+max_push_bytes = 131072
+max_ops_per_doc = 100000
+max_response_bytes = 1048576
+";
+
+struct Answer {
+    status: u16,
+    code: String,
+    retry_after: bool,
+}
+
+fn post(url: &str, body: &[u8]) -> Answer {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut resp = agent
+        .post(format!("{url}/v1/sync"))
+        .send(body)
+        .expect("server answers");
+    let status = resp.status().as_u16();
+    let retry_after = resp.headers().contains_key("retry-after");
+    let bytes = resp.body_mut().read_to_vec().unwrap_or_default();
+    let code = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|v| v["code"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    Answer {
+        status,
+        code,
+        retry_after,
+    }
+}
+
+fn request(pushes: Vec<Push>) -> SyncRequest {
+    SyncRequest {
+        version: PROTOCOL_VERSION,
+        request_id: rand::random(),
+        device: uuid::Uuid::new_v4(),
+        district: "450802".into(),
+        cursors: vec![Cursor {
+            village: VILLAGE_A.into(),
+            seq: 0,
+        }],
+        pushes,
+        max_response_bytes: 1 << 20,
+    }
+}
+
+/// The changes of a valid new class document in `village`.
+fn class_changes(village: &str) -> (uuid::Uuid, Vec<u8>) {
+    let store = MemoryDocStore::new();
+    let villages = [
+        VILLAGE_A.to_owned(),
+        VILLAGE_B.to_owned(),
+        "450802101203".to_owned(),
+    ];
+    let mut phone = Phone::init(
+        store,
+        "450802",
+        &villages,
+        BlindIndexKey::from_bytes([1; 32]),
+    )
+    .expect("init")
+    .with_clock(Arc::new(FixedClock::at(1_772_409_600_000)));
+    let day = chrono::NaiveDate::from_ymd_opt(2026, 3, 2).expect("date");
+    let id = phone
+        .create_class(NewClass {
+            title: "电工培训班".into(),
+            village: village.into(),
+            occupation: "电工".into(),
+            level: Level::Junior,
+            training_type: TrainingType::EmploymentSkills,
+            subsidised: true,
+            institution: None,
+            instructors: vec![],
+            venue: None,
+            first_day: day,
+            last_day: day,
+            daily_hours: None,
+            sign_out_required: false,
+            planned_size: None,
+        })
+        .expect("class");
+    let bytes = phone
+        .document_bytes(id.into())
+        .expect("read")
+        .expect("stored");
+    let doc = Automerge::load(&bytes).expect("load");
+    (id.uuid(), doc.save_after(&[]))
+}
+
+fn push(doc: uuid::Uuid, changes: Vec<u8>) -> Push {
+    Push {
+        doc,
+        base: vec![],
+        heads: vec![],
+        changes,
+    }
+}
+
+/// A raw automerge document built by `f`, as changes.
+fn raw_doc(f: impl FnOnce(&mut automerge::transaction::Transaction<'_>)) -> Vec<u8> {
+    let mut d = Automerge::new();
+    let mut tx = d.transaction();
+    f(&mut tx);
+    tx.commit();
+    d.save_after(&[])
+}
+
+fn stored_documents(server: &ServerProcess) -> i64 {
+    let conn = rusqlite::Connection::open_with_flags(
+        server.data.join("songpei-server.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("open server db");
+    conn.query_row("SELECT count(*) FROM docs", [], |r| r.get(0))
+        .expect("count")
+}
+
+#[test]
+fn bad_bodies_are_refused_with_a_stable_code_and_nothing_is_kept() {
+    let server = ServerProcess::start_with_config(Some(CONFIG));
+    let url = server.url.clone();
+    let (good_id, good_changes) = class_changes(VILLAGE_A);
+    let (other_village_id, other_village_changes) = class_changes(VILLAGE_B);
+    let zstd = |b: &[u8]| zstd_compress(b);
+    let uid = || uuid::Uuid::new_v4();
+
+    let reused = request(vec![push(good_id, good_changes.clone())]);
+    let mut reused_other = reused.clone();
+    reused_other.pushes.clear();
+
+    let wrong_types = raw_doc(|tx| {
+        let id = uuid::Uuid::from_u128(7).to_string();
+        tx.put(ROOT, "kind", "class").ok();
+        tx.put(ROOT, "schema", 1u64).ok();
+        tx.put(ROOT, "id", id).ok();
+        tx.put(ROOT, "district", "450802").ok();
+        tx.put(ROOT, "village", VILLAGE_A).ok();
+        let info = tx
+            .put_object(ROOT, "info", automerge::ObjType::Map)
+            .expect("map");
+        tx.put(&info, "title", 42i64).ok();
+    });
+    let unknown_kind = raw_doc(|tx| {
+        tx.put(ROOT, "kind", "spaceship").ok();
+        tx.put(ROOT, "schema", 1u64).ok();
+        tx.put(ROOT, "id", uuid::Uuid::from_u128(8).to_string())
+            .ok();
+        tx.put(ROOT, "district", "450802").ok();
+        tx.put(ROOT, "village", VILLAGE_A).ok();
+    });
+    let many_ops = raw_doc(|tx| {
+        let list = tx
+            .put_object(ROOT, "items", automerge::ObjType::List)
+            .expect("list");
+        for i in 0..3_000 {
+            tx.insert(&list, i, i as i64).ok();
+        }
+    });
+    let huge_text = raw_doc(|tx| {
+        tx.put(ROOT, "kind", "x".repeat(200_000)).ok();
+    });
+    let mut bad_version = postcard_bytes(&request(vec![]));
+    bad_version[0] = 2;
+    let incompressible: Vec<u8> = (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let mut bad_district = request(vec![]);
+    bad_district.district = "45080".into();
+    let mut foreign_village = request(vec![]);
+    foreign_village.cursors[0].village = "110105001001".into();
+
+    let rows: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        ("empty body", vec![], 400, "empty_body"),
+        (
+            "random bytes",
+            b"\x01\x02not a sync body".to_vec(),
+            415,
+            "not_compressed",
+        ),
+        (
+            "zstd of garbage",
+            zstd(b"\xff\xff\xff\xff\xff\xff"),
+            400,
+            "malformed_body",
+        ),
+        (
+            "decompression bomb",
+            zstd(&vec![0u8; 16 << 20]),
+            413,
+            "decompressed_too_large",
+        ),
+        ("body over the cap", incompressible, 413, "body_too_large"),
+        (
+            "another protocol version",
+            zstd(&bad_version),
+            400,
+            "unsupported_version",
+        ),
+        ("bad district", encode(&bad_district), 400, "bad_request"),
+        (
+            "village of another district",
+            encode(&foreign_village),
+            403,
+            "out_of_scope",
+        ),
+        (
+            "malformed changes",
+            encode(&request(vec![push(uid(), b"not automerge".to_vec())])),
+            400,
+            "malformed_changes",
+        ),
+        (
+            "truncated changes",
+            encode(&request(vec![push(
+                good_id,
+                good_changes[..good_changes.len() - 3].to_vec(),
+            )])),
+            400,
+            "malformed_changes",
+        ),
+        (
+            "a whole document instead of changes",
+            encode(&request(vec![push(
+                good_id,
+                Automerge::load(&good_changes).expect("load").save(),
+            )])),
+            400,
+            "compressed_changes",
+        ),
+        (
+            "document outside the phone's villages",
+            encode(&request(vec![push(
+                other_village_id,
+                other_village_changes,
+            )])),
+            403,
+            "out_of_scope",
+        ),
+        (
+            "unknown document kind",
+            encode(&request(vec![push(uuid::Uuid::from_u128(8), unknown_kind)])),
+            422,
+            "schema_violation",
+        ),
+        (
+            "wrong value types",
+            encode(&request(vec![push(uuid::Uuid::from_u128(7), wrong_types)])),
+            422,
+            "schema_violation",
+        ),
+        (
+            "document id differs from its content",
+            encode(&request(vec![push(uid(), good_changes.clone())])),
+            422,
+            "schema_violation",
+        ),
+        (
+            "too many operations",
+            encode(&request(vec![push(uid(), many_ops)])),
+            429,
+            "too_many_ops",
+        ),
+        (
+            "one huge text",
+            encode(&request(vec![push(uid(), huge_text)])),
+            413,
+            "document_too_large",
+        ),
+        (
+            "too many documents",
+            encode(&request((0..6).map(|_| push(uid(), vec![])).collect())),
+            429,
+            "too_much_in_one_request",
+        ),
+        (
+            "document pushed twice (the first alone is valid)",
+            encode(&request(vec![
+                push(good_id, good_changes.clone()),
+                push(good_id, good_changes.clone()),
+            ])),
+            400,
+            "bad_request",
+        ),
+    ];
+    for (what, body, status, code) in rows {
+        let a = post(&url, &body);
+        assert_eq!((a.status, a.code.as_str()), (status, code), "row '{what}'");
+        if status == 429 {
+            assert!(a.retry_after, "row '{what}': Retry-After");
+        }
+        assert_eq!(stored_documents(&server), 0, "row '{what}': nothing stored");
+    }
+
+    // A request id used again with other content is refused; the same content is a retry.
+    let first = post(&url, &encode(&reused));
+    assert_eq!(first.status, 200);
+    let same = post(&url, &encode(&reused));
+    assert_eq!(same.status, 200, "a retry of the same request");
+    let conflict = post(&url, &encode(&reused_other));
+    assert_eq!(
+        (conflict.status, conflict.code.as_str()),
+        (409, "request_id_reused")
+    );
+    assert_eq!(stored_documents(&server), 1);
+
+    // The server still serves phones.
+    let phone = CliPhone::new();
+    let r = phone.sync(&url);
+    assert_eq!(r["docs_pulled"], 1);
+    let health = ureq::get(format!("{url}/healthz")).call().expect("healthz");
+    assert_eq!(health.status().as_u16(), 200);
+}
+
+#[test]
+fn a_response_decodes_and_carries_the_server_time() {
+    let server = ServerProcess::start();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let req = request(vec![]);
+    let mut resp = agent
+        .post(format!("{}/v1/sync", server.url))
+        .send(&encode(&req)[..])
+        .expect("answer");
+    assert_eq!(resp.status().as_u16(), 200);
+    let bytes = resp.body_mut().read_to_vec().expect("body");
+    let r: SyncResponse = decode(&bytes, 1 << 20).expect("a response");
+    assert_eq!(r.request_id, req.request_id);
+    let now = chrono::Utc::now().timestamp_millis();
+    assert!((r.server_time_ms - now).abs() < 60_000);
+    assert_eq!(r.cursors.len(), 1);
+    assert!(!r.more);
+}
+
+fn postcard_bytes(r: &SyncRequest) -> Vec<u8> {
+    // encode() is postcard then zstd: undo the zstd to get at the version field.
+    zstd_decompress(&encode(r))
+}
+
+fn zstd_compress(b: &[u8]) -> Vec<u8> {
+    zstd::bulk::compress(b, 3).expect("compress")
+}
+
+fn zstd_decompress(b: &[u8]) -> Vec<u8> {
+    zstd::bulk::decompress(b, 1 << 20).expect("decompress")
+}
