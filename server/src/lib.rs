@@ -140,7 +140,11 @@ pub async fn run(
                 tick.tick().await;
                 let store = store.clone();
                 let done = tokio::task::spawn_blocking(move || match store.lock() {
-                    Ok(mut s) => s.compact(16, 100),
+                    Ok(mut s) => {
+                        let week = 7 * 24 * 3600 * 1000;
+                        s.prune_requests(chrono::Utc::now().timestamp_millis(), week)?;
+                        s.compact(16, 100)
+                    }
                     Err(_) => Ok(0),
                 })
                 .await;

@@ -363,6 +363,15 @@ impl ServerStore {
         Ok(n)
     }
 
+    /// Forgets applied requests older than `max_age_ms`: a phone retries within minutes, and the
+    /// merge is idempotent anyway, so old records only take room.
+    pub fn prune_requests(&mut self, now_ms: i64, max_age_ms: i64) -> rusqlite::Result<usize> {
+        self.conn.execute(
+            "DELETE FROM requests WHERE created_at < ?1",
+            [now_ms.saturating_sub(max_age_ms)],
+        )
+    }
+
     /// Number of stored documents.
     pub fn document_count(&self) -> rusqlite::Result<u64> {
         let n: i64 = self

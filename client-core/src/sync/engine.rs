@@ -243,9 +243,12 @@ impl<S: DocStore> Phone<S> {
             ..SyncRound::default()
         };
 
-        // 1. Merge what arrived, in memory.
-        let mut merged: Vec<(DocId, Option<Vec<u8>>)> = Vec::new();
-        let mut acked: BTreeMap<DocId, Vec<ChangeHash>> = BTreeMap::new();
+        // 1. Merge what arrived, in memory, projecting each document while it is at hand (a
+        //    response may hold more documents than the cache keeps).
+        let mut merged: Vec<DocId> = Vec::new();
+        let mut writes: Vec<DocWrite> = Vec::new();
+        let mut acks: Vec<Acked> = Vec::new();
+        let mut acked_docs = std::collections::BTreeSet::new();
         let mut incomplete = std::collections::BTreeSet::new();
         for update in resp.docs {
             let id = DocId::from(crate::ids::ClassId::from(update.doc));
@@ -258,111 +261,115 @@ impl<S: DocStore> Phone<S> {
                         path: String::new(),
                     }),
             };
-            match incoming.and_then(|inc| self.merge_into_cache(id, inc)) {
-                Ok((_, chunk)) => {
-                    let heads = from_wire(&update.heads);
-                    if let Some(d) = self.doc(id)?
-                        && heads.iter().any(|h| d.get_change_by_hash(h).is_none())
-                    {
+            let outcome = incoming.and_then(|inc| {
+                let (_, chunk) = self.merge_into_cache(id, inc)?;
+                // Just merged, so in the cache.
+                let (d, _) = self.cache.get_with_chunks(id).ok_or(Error::Schema {
+                    doc: id,
+                    path: String::new(),
+                })?;
+                let current = d.get_heads();
+                let heads: Vec<ChangeHash> = from_wire(&update.heads)
+                    .into_iter()
+                    .filter(|h| d.get_change_by_hash(h).is_some())
+                    .collect();
+                let village = crate::doc::read_header(d, id)?.village;
+                let complete = heads.len() == update.heads.len();
+                let write = match chunk {
+                    Some(chunk) => {
+                        let (index, conflicts) = self.project(id, d, true)?;
+                        Some(DocWrite {
+                            id,
+                            chunk: Some(chunk),
+                            index,
+                            conflicts,
+                            local: false,
+                        })
+                    }
+                    None => None,
+                };
+                Ok((write, heads, current, village, complete))
+            });
+            match outcome {
+                Ok((write, heads, current, village, complete)) => {
+                    if !complete {
                         // Some changes wait for dependencies that did not come: keep this
                         // village's cursor so they are sent again.
-                        let village = crate::doc::read_header(d, id)?.village;
                         incomplete.insert(village.to_string());
                     }
-                    merged.push((id, chunk));
-                    acked.insert(id, heads);
+                    writes.extend(write);
+                    acks.push(Acked {
+                        id,
+                        acked: heads,
+                        current,
+                    });
+                    acked_docs.insert(id);
+                    merged.push(id);
                     round.docs_pulled += 1;
                 }
                 Err(e) => {
                     // The server checks every document; one that still fails here is left out
                     // rather than blocking the phone's sync. It is counted in the report.
+                    self.cache.remove(id);
                     tracing::warn!(doc = %id, error = %e, "refused a document from the server");
                     round.refused += 1;
                 }
             }
         }
 
-        // 2. What the server acknowledged.
+        // 2. What the server acknowledged (documents just pulled already record the server's
+        //    heads, which include what was pushed).
         for ack in &resp.acks {
             let id = DocId::from(crate::ids::ClassId::from(ack.doc));
-            match ack.outcome {
+            let acked = match ack.outcome {
                 AckOutcome::Merged => {
                     round.docs_pushed += 1;
-                    if let Some(heads) = pending.pushed.get(&id) {
-                        acked.entry(id).or_insert_with(|| heads.clone());
+                    match pending.pushed.get(&id) {
+                        Some(heads) => heads.clone(),
+                        None => continue,
                     }
                 }
                 AckOutcome::MissingBase => {
                     round.missing_base += 1;
                     round.more = true;
                     // Push again from the heads both sides have.
-                    let server = from_wire(&ack.server_heads);
-                    let shared: Vec<ChangeHash> = match self.doc(id)? {
-                        Some(d) => server
-                            .into_iter()
-                            .filter(|h| d.get_change_by_hash(h).is_some())
-                            .collect(),
-                        None => Vec::new(),
-                    };
-                    acked.insert(id, shared);
+                    from_wire(&ack.server_heads)
                 }
+            };
+            if acked_docs.contains(&id) {
+                continue;
             }
+            let Some(d) = self.doc(id)? else { continue };
+            // Record only heads the phone holds: a head it lacks could not be a base.
+            let acked: Vec<ChangeHash> = acked
+                .into_iter()
+                .filter(|h| d.get_change_by_hash(h).is_some())
+                .collect();
+            acks.push(Acked {
+                id,
+                acked,
+                current: d.get_heads(),
+            });
+            acked_docs.insert(id);
         }
 
-        // 3. Index rows of merged documents, marks, cursors, server time: one transaction.
-        let mut writes = Vec::new();
-        let mut acks = Vec::new();
-        let outcome = (|| -> Result<()> {
-            for (id, chunk) in &merged {
-                if chunk.is_none() {
-                    continue;
-                }
-                let (d, _) = self.cache.get_with_chunks(*id).ok_or(Error::Schema {
-                    doc: *id,
-                    path: String::new(),
-                })?;
-                let (index, conflicts) = self.project(*id, d, true)?;
-                writes.push(DocWrite {
-                    id: *id,
-                    chunk: chunk.clone(),
-                    index,
-                    conflicts,
-                    local: false,
-                });
-            }
-            for (id, heads) in &acked {
-                let Some(d) = self.doc(*id)? else { continue };
-                // Record only heads the phone holds: a head it lacks would be a base it cannot
-                // compute changes from.
-                let heads: Vec<ChangeHash> = heads
+        // 3. Merged documents, marks, cursors, server time: one transaction.
+        let mut meta: Vec<(String, String)> = resp
+            .cursors
+            .iter()
+            .filter(|c| {
+                self.profile()
+                    .villages
                     .iter()
-                    .copied()
-                    .filter(|h| d.get_change_by_hash(h).is_some())
-                    .collect();
-                acks.push(Acked {
-                    id: *id,
-                    acked: heads,
-                    current: d.get_heads(),
-                });
-            }
-            let mut meta: Vec<(String, String)> = resp
-                .cursors
-                .iter()
-                .filter(|c| {
-                    self.profile()
-                        .villages
-                        .iter()
-                        .any(|v| v.as_str() == c.village)
-                })
-                .filter(|c| !incomplete.contains(&c.village))
-                .map(|c| (format!("{META_CURSOR}{}", c.village), c.seq.to_string()))
-                .collect();
-            meta.push((META_SERVER_TIME.into(), resp.server_time_ms.to_string()));
-            meta.push((META_LOCAL_TIME.into(), self.now_ms().to_string()));
-            self.store.apply_sync(&writes, &acks, &meta)
-        })();
-        if let Err(e) = outcome {
-            for (id, _) in &merged {
+                    .any(|v| v.as_str() == c.village)
+            })
+            .filter(|c| !incomplete.contains(&c.village))
+            .map(|c| (format!("{META_CURSOR}{}", c.village), c.seq.to_string()))
+            .collect();
+        meta.push((META_SERVER_TIME.into(), resp.server_time_ms.to_string()));
+        meta.push((META_LOCAL_TIME.into(), self.now_ms().to_string()));
+        if let Err(e) = self.store.apply_sync(&writes, &acks, &meta) {
+            for id in &merged {
                 self.cache.remove(*id);
             }
             return Err(e.into());

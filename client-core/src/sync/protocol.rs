@@ -77,7 +77,8 @@ pub struct Ack {
     pub doc: Uuid,
     /// Outcome.
     pub outcome: AckOutcome,
-    /// The server's heads of the document after the request.
+    /// The server's heads of the document after the request; empty for a `Merged` push whose heads
+    /// are the server's.
     pub server_heads: Vec<Hash>,
 }
 
