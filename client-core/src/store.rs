@@ -21,7 +21,7 @@ use chrono::NaiveDate;
 use serde::Serialize;
 
 pub use memory::MemoryDocStore;
-pub use sqlite::{SCHEMA_VERSION, SqliteDocStore};
+pub use sqlite::{SCHEMA_VERSION, SqliteDocStore, apply_migrations};
 
 use crate::catalog::{ClassStatus, Level, PovertyStatus, TrainingType};
 use crate::doc::{Conflict, DocKind};

@@ -111,21 +111,7 @@ impl ServerStore {
     }
 
     fn migrate(&mut self) -> rusqlite::Result<()> {
-        let current: i64 = self
-            .conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        for (version, sql) in MIGRATIONS {
-            if *version <= current {
-                continue;
-            }
-            let tx = self
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Exclusive)?;
-            tx.execute_batch(sql)?;
-            tx.pragma_update(None, "user_version", version)?;
-            tx.commit()?;
-        }
-        Ok(())
+        songpei_core::store::apply_migrations(&mut self.conn, MIGRATIONS, i64::MAX)
     }
 
     /// The document, loaded into the cache if stored.

@@ -80,19 +80,7 @@ impl SqliteDocStore {
                 supported: latest,
             });
         }
-        for (version, sql) in MIGRATIONS {
-            if *version <= current || *version > target {
-                continue;
-            }
-            // Each migration and its version bump commit together: an interrupted migration
-            // leaves the store at the previous version, readable.
-            let tx = self
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Exclusive)?;
-            tx.execute_batch(sql)?;
-            tx.pragma_update(None, "user_version", version)?;
-            tx.commit()?;
-        }
+        apply_migrations(&mut self.conn, MIGRATIONS, target)?;
         Ok(())
     }
 
@@ -142,6 +130,27 @@ impl SqliteDocStore {
             .collect::<rusqlite::Result<_>>()?;
         Ok(rows)
     }
+}
+
+/// Applies the numbered migrations above the database's `user_version`, up to `target`. Each
+/// migration and its version bump commit together: an interrupted migration leaves the database at
+/// the previous version, readable. Shared by the phone's store and the server's.
+pub fn apply_migrations(
+    conn: &mut Connection,
+    migrations: &[(i64, &str)],
+    target: i64,
+) -> rusqlite::Result<()> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (version, sql) in migrations {
+        if *version <= current || *version > target {
+            continue;
+        }
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", version)?;
+        tx.commit()?;
+    }
+    Ok(())
 }
 
 fn text<T: std::fmt::Display>(v: T) -> String {
