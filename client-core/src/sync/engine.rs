@@ -12,7 +12,6 @@ use super::protocol::{
     AckOutcome, Cursor, PROTOCOL_VERSION, Payload, Push, SyncRequest, SyncResponse, WireError,
     decode, encode, from_wire, to_wire,
 };
-use crate::doc::DocKind;
 use crate::error::{Error, Result};
 use crate::ids::DocId;
 use crate::phone::{Incoming, Phone};
@@ -378,16 +377,6 @@ impl<S: DocStore> Phone<S> {
             self.cache.note_chunk(w.id);
         }
         Ok(round)
-    }
-
-    /// The kind of a stored document.
-    pub fn document_kind(&self, id: DocId) -> Result<Option<DocKind>> {
-        Ok(self
-            .store
-            .documents()?
-            .into_iter()
-            .find(|(d, _)| *d == id)
-            .map(|(_, k)| k))
     }
 }
 
