@@ -263,7 +263,6 @@ fn push_all(url: &str, docs: &[(uuid::Uuid, Vec<u8>)], village: &str) {
                 .map(|(id, changes)| Push {
                     doc: *id,
                     base: vec![],
-                    heads: vec![],
                     changes: changes.clone(),
                 })
                 .collect(),

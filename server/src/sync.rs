@@ -70,17 +70,21 @@ pub(crate) fn handle(state: &AppState, body: &[u8]) -> Result<Vec<u8>, ApiError>
     let device = req.device.to_string();
 
     let mut store = state.store.lock().map_err(|_| ApiError::Internal)?;
-    let acks = match store.request(&device, &req.request_id)? {
+    let (acks, phone_heads) = match store.request(&device, &req.request_id)? {
         Some((hash, _)) if hash != body_hash => return Err(ApiError::RequestIdReused),
-        Some((_, acks)) => decode_acks(&acks)?,
+        Some((_, acks)) => (decode_acks(&acks)?, pushed_heads(&req)),
         None => merge_pushes(state, &mut store, &req, &villages, body_hash)?,
     };
+    // What each merged push left the phone with: the base for what is new to it.
     let merged: HashMap<DocId, Vec<ChangeHash>> = req
         .pushes
         .iter()
         .zip(&acks)
         .filter(|(_, a)| a.outcome == AckOutcome::Merged)
-        .map(|(p, _)| (doc_id(p.doc), from_wire(&p.heads)))
+        .filter_map(|(p, _)| {
+            let id = doc_id(p.doc);
+            phone_heads.get(&id).map(|h| (id, h.clone()))
+        })
         .collect();
     let budget = req.max_response_bytes.min(limits.max_response_bytes) as usize;
     let (docs, cursors, more) = pull(&mut store, &req.cursors, &merged, budget)?;
@@ -96,6 +100,28 @@ pub(crate) fn handle(state: &AppState, body: &[u8]) -> Result<Vec<u8>, ApiError>
     }))
 }
 
+/// The phone's heads after each push of a request already applied (a retry): parsed again, as the
+/// merge that parsed them the first time is not repeated.
+fn pushed_heads(req: &SyncRequest) -> PhoneHeads {
+    let caps = ChangeCaps {
+        max_changes: usize::MAX,
+        max_ops: u64::MAX,
+    };
+    req.pushes
+        .iter()
+        .filter_map(|p| {
+            let parsed = parse_changes(&p.changes, caps).ok()?;
+            Some((doc_id(p.doc), parsed.tips(&from_wire(&p.base))))
+        })
+        .collect()
+}
+
+/// The phone's heads per pushed document after its push.
+type PhoneHeads = HashMap<DocId, Vec<ChangeHash>>;
+
+/// Acks and the phone's heads per document.
+type Merge = (Vec<Ack>, PhoneHeads);
+
 fn decode_acks(bytes: &[u8]) -> Result<Vec<Ack>, ApiError> {
     postcard::from_bytes(bytes).map_err(|_| ApiError::Internal)
 }
@@ -106,10 +132,10 @@ fn merge_pushes(
     req: &SyncRequest,
     villages: &BTreeSet<String>,
     body_hash: [u8; 32],
-) -> Result<Vec<Ack>, ApiError> {
+) -> Result<Merge, ApiError> {
     let mut touched = Vec::new();
     let result = merge_in_memory(state, store, req, villages, &mut touched);
-    let (commits, acks) = match result {
+    let (commits, acks, phone_heads) = match result {
         Ok(r) => r,
         Err(e) => {
             for id in touched {
@@ -119,7 +145,7 @@ fn merge_pushes(
         }
     };
     if req.pushes.is_empty() {
-        return Ok(acks);
+        return Ok((acks, phone_heads));
     }
     let record = RequestRecord {
         device: req.device.to_string(),
@@ -133,7 +159,7 @@ fn merge_pushes(
         }
         return Err(e.into());
     }
-    Ok(acks)
+    Ok((acks, phone_heads))
 }
 
 fn merge_in_memory(
@@ -142,10 +168,11 @@ fn merge_in_memory(
     req: &SyncRequest,
     villages: &BTreeSet<String>,
     touched: &mut Vec<DocId>,
-) -> Result<(Vec<DocCommit>, Vec<Ack>), ApiError> {
+) -> Result<(Vec<DocCommit>, Vec<Ack>, PhoneHeads), ApiError> {
     let limits = &state.config.limits;
     let mut commits = Vec::new();
     let mut acks = Vec::new();
+    let mut phone_heads = HashMap::new();
     let mut changes_left = limits.max_changes_per_request;
     let mut ops_left = limits.max_ops_per_request;
     let mut seen = HashSet::new();
@@ -175,6 +202,8 @@ fn merge_in_memory(
         })?;
         changes_left -= parsed.changes.len();
         ops_left -= parsed.ops;
+        let base = from_wire(&push.base);
+        let tips = parsed.tips(&base);
 
         // The document as the server has it (or a new, empty one).
         let existing = store.doc(id)?.is_some();
@@ -203,9 +232,7 @@ fn merge_in_memory(
                 .iter()
                 .flat_map(|c| c.deps().to_vec())
                 .any(|d| !batch.contains(&d) && !known(&d))
-                || from_wire(&push.heads)
-                    .iter()
-                    .any(|h| !batch.contains(h) && !known(h))
+                || base.iter().any(|h| !known(h))
         };
         if missing_base {
             acks.push(Ack {
@@ -243,7 +270,8 @@ fn merge_in_memory(
             })?;
         let heads = loaded.doc.get_heads();
         if heads == before {
-            acks.push(merged_ack(push, &heads));
+            acks.push(merged_ack(push, &tips, &heads));
+            phone_heads.insert(id, tips);
             continue;
         }
         let header =
@@ -274,15 +302,20 @@ fn merge_in_memory(
             ops,
             projection,
         });
-        acks.push(merged_ack(push, &heads));
+        acks.push(merged_ack(push, &tips, &heads));
+        phone_heads.insert(id, tips);
     }
-    Ok((commits, acks))
+    Ok((commits, acks, phone_heads))
 }
 
 /// The ack of a merged push. The server's heads are left out when they are the pushed heads (the
 /// common case): 32 incompressible bytes a document saved on every upload.
-fn merged_ack(push: &songpei_core::sync::protocol::Push, heads: &[ChangeHash]) -> Ack {
-    let same = sorted(from_wire(&push.heads)) == sorted(heads.to_vec());
+fn merged_ack(
+    push: &songpei_core::sync::protocol::Push,
+    phone_heads: &[ChangeHash],
+    heads: &[ChangeHash],
+) -> Ack {
+    let same = sorted(phone_heads.to_vec()) == sorted(heads.to_vec());
     Ack {
         doc: push.doc,
         outcome: AckOutcome::Merged,

@@ -119,7 +119,6 @@ fn push(doc: uuid::Uuid, changes: Vec<u8>) -> Push {
     Push {
         doc,
         base: vec![],
-        heads: vec![],
         changes,
     }
 }

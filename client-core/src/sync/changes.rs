@@ -71,6 +71,25 @@ impl ParsedChanges {
     pub fn hashes(&self) -> Vec<ChangeHash> {
         self.changes.iter().map(Change::hash).collect()
     }
+
+    /// The heads of a document that had `base` and then these changes: every hash of either that
+    /// no change depends on, sorted.
+    pub fn tips(&self, base: &[ChangeHash]) -> Vec<ChangeHash> {
+        let deps: std::collections::HashSet<ChangeHash> = self
+            .changes
+            .iter()
+            .flat_map(|c| c.deps().iter().copied())
+            .collect();
+        let mut tips: Vec<ChangeHash> = base
+            .iter()
+            .copied()
+            .chain(self.changes.iter().map(Change::hash))
+            .filter(|h| !deps.contains(h))
+            .collect();
+        tips.sort();
+        tips.dedup();
+        tips
+    }
 }
 
 fn read_uleb(bytes: &[u8]) -> Option<(u64, usize)> {
@@ -153,9 +172,21 @@ mod tests {
         let parsed = parse_changes(&bytes, CAPS).expect("valid");
         assert_eq!(parsed.changes.len(), 5);
         assert_eq!(parsed.ops, 5);
+        assert_eq!(parsed.tips(&[]), d.get_heads());
         let mut other = Automerge::new();
         other.apply_changes(parsed.changes).expect("apply");
         assert_eq!(other.get_heads(), d.get_heads());
+        // Changes since the third: the tips are the document's heads again.
+        let base = vec![
+            parse_changes(&d.save_after(&[]), CAPS)
+                .expect("valid")
+                .changes[2]
+                .hash(),
+        ];
+        let later = parse_changes(&d.save_after(&base), CAPS).expect("valid");
+        assert_eq!(later.changes.len(), 2);
+        assert_eq!(later.tips(&base), d.get_heads());
+        assert_eq!(ParsedChanges::default().tips(&base), base);
         assert!(parse_changes(&[], CAPS).expect("empty").changes.is_empty());
     }
 

@@ -186,7 +186,6 @@ impl<S: DocStore> Phone<S> {
             pushes.push(Push {
                 doc: id.uuid(),
                 base: to_wire(&base),
-                heads: to_wire(&heads),
                 changes,
             });
         }

@@ -34,9 +34,8 @@ pub struct Push {
     pub doc: Uuid,
     /// Heads the server last acknowledged (empty: everything is new to the server).
     pub base: Vec<Hash>,
-    /// The phone's heads: the server has everything once it has these.
-    pub heads: Vec<Hash>,
-    /// Raw automerge change chunks since `base`, concatenated.
+    /// Raw automerge change chunks since `base`, concatenated. The phone's heads are not sent: they
+    /// are the tips of `base` and these changes, which the server computes.
     pub changes: Vec<u8>,
 }
 
@@ -229,7 +228,6 @@ mod tests {
             pushes: vec![Push {
                 doc: Uuid::from_bytes([2; 16]),
                 base: vec![[3; 32]],
-                heads: vec![[4; 32]],
                 changes: vec![5; 100],
             }],
             max_response_bytes: 1 << 20,
