@@ -256,7 +256,8 @@ fn push_all(url: &str, docs: &[(uuid::Uuid, Vec<u8>)], village: &str) {
             district: DISTRICT.into(),
             cursors: vec![Cursor {
                 village: village.into(),
-                seq: u64::MAX >> 1,
+                seq: 0,
+                tag: 0,
             }],
             pushes: batch
                 .iter()

@@ -70,6 +70,16 @@ impl std::fmt::Debug for ServerStore {
     }
 }
 
+/// A feed entry's check: the first four bytes of SHA-256 over its document id and heads.
+pub(crate) fn entry_tag(doc: &str, heads: &[u8]) -> u32 {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(doc.as_bytes());
+    h.update(heads);
+    let d = h.finalize();
+    u32::from_le_bytes([d[0], d[1], d[2], d[3]])
+}
+
 pub(crate) fn encode_heads(heads: &[ChangeHash]) -> Vec<u8> {
     let mut sorted = heads.to_vec();
     sorted.sort();
@@ -300,17 +310,17 @@ impl ServerStore {
         Ok(heads.map(|h| decode_heads(&h)).unwrap_or_default())
     }
 
-    /// The latest sequence of a village's feed.
-    pub(crate) fn feed_head(&self, village: &str) -> rusqlite::Result<u64> {
-        let seq: Option<i64> = self
+    /// The check of the feed entry at `seq` (see [`entry_tag`]), or `None` if there is none.
+    pub(crate) fn feed_tag(&self, village: &str, seq: u64) -> rusqlite::Result<Option<u32>> {
+        let row: Option<(String, Vec<u8>)> = self
             .conn
             .query_row(
-                "SELECT last_seq FROM villages WHERE code = ?1",
-                [village],
-                |r| r.get(0),
+                "SELECT doc_id, heads FROM feed WHERE village = ?1 AND seq = ?2",
+                params![village, seq as i64],
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?;
-        Ok(seq.and_then(|s| u64::try_from(s).ok()).unwrap_or(0))
+        Ok(row.map(|(doc, heads)| entry_tag(&doc, &heads)))
     }
 
     /// Compacts up to `limit` documents with at least `min_chunks` chunks: each one's full save

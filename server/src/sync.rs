@@ -335,14 +335,18 @@ fn pull(
     let mut out = Vec::with_capacity(cursors.len());
     let mut more = false;
     for c in cursors {
-        let head = store.feed_head(&c.village)?;
-        // A cursor past the feed's end means the server was restored from an older backup:
-        // start that village again from the beginning.
-        let from = if c.seq > head { 0 } else { c.seq };
+        // A cursor whose entry is gone or different means the server was restored from an older
+        // backup (and may have handed the number to another entry): start that village again.
+        let from = if c.seq != 0 && store.feed_tag(&c.village, c.seq)? == Some(c.tag) {
+            c.seq
+        } else {
+            0
+        };
         if more {
             out.push(Cursor {
                 village: c.village.clone(),
                 seq: from,
+                tag: if from == 0 { 0 } else { c.tag },
             });
             continue;
         }
@@ -387,9 +391,15 @@ fn pull(
         if stopped || entries.len() == FEED_PAGE {
             more = true;
         }
+        let tag = if seq == 0 {
+            0
+        } else {
+            store.feed_tag(&c.village, seq)?.unwrap_or(0)
+        };
         out.push(Cursor {
             village: c.village.clone(),
             seq,
+            tag,
         });
     }
     Ok((docs, out, more))
@@ -573,5 +583,61 @@ mod tests {
         assert_eq!(view(&mut a, c), v);
         // And the phone has nothing left to push.
         assert_eq!(sync(&mut a, &restored).docs_pushed, 0);
+    }
+
+    fn backup(from: &std::path::Path, to: &std::path::Path) {
+        for f in std::fs::read_dir(from).expect("dir").flatten() {
+            std::fs::copy(f.path(), to.join(f.file_name())).expect("copy");
+        }
+    }
+
+    #[test]
+    fn a_restored_server_that_reuses_feed_numbers_does_not_hide_new_changes() {
+        let live = tempfile::tempdir().expect("tempdir");
+        let saved = tempfile::tempdir().expect("tempdir");
+        let (mut a, mut x) = (phone(), phone());
+        let (c, t) = setup(&mut a);
+        {
+            let s = state(live.path());
+            sync(&mut a, &s);
+            sync(&mut x, &s);
+        }
+        backup(live.path(), saved.path());
+        {
+            // After the backup: A's record reaches the server and X; the feed moves on.
+            let s = state(live.path());
+            attend(&mut a, c, t, 1);
+            sync(&mut a, &s);
+            sync(&mut x, &s);
+        }
+        // Restored: the feed is back where the backup left it. Y records and syncs, and the
+        // server hands Y's entry the very number X already holds.
+        let restored = state(saved.path());
+        let mut y = phone();
+        sync(&mut y, &restored);
+        attend(&mut y, c, t, 2);
+        sync(&mut y, &restored);
+        // X must still get Y's record.
+        sync(&mut x, &restored);
+        let days: Vec<String> = view(&mut x, c)["attendance"]
+            .as_array()
+            .expect("attendance")
+            .iter()
+            .map(|a| a["day"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        assert!(
+            days.contains(&day(2).to_string()),
+            "X missed Y's record: {days:?}"
+        );
+        // A gives the restored server back its lost record; all three agree.
+        sync(&mut a, &restored);
+        sync(&mut x, &restored);
+        sync(&mut y, &restored);
+        assert_eq!(
+            view(&mut x, c)["attendance"].as_array().map(Vec::len),
+            Some(2)
+        );
+        assert_eq!(view(&mut a, c), view(&mut x, c));
+        assert_eq!(view(&mut y, c), view(&mut x, c));
     }
 }

@@ -66,6 +66,7 @@ fn request(pushes: Vec<Push>) -> SyncRequest {
         cursors: vec![Cursor {
             village: VILLAGE_A.into(),
             seq: 0,
+            tag: 0,
         }],
         pushes,
         max_response_bytes: 1 << 20,

@@ -191,14 +191,17 @@ impl<S: DocStore> Phone<S> {
         }
         let mut cursors = Vec::new();
         for v in &self.profile().villages {
-            let seq = self
-                .store
-                .meta(&format!("{META_CURSOR}{v}"))?
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0);
+            // Stored as "seq:tag".
+            let stored = self.store.meta(&format!("{META_CURSOR}{v}"))?;
+            let (seq, tag) = stored
+                .as_deref()
+                .and_then(|s| s.split_once(':'))
+                .and_then(|(s, t)| Some((s.parse().ok()?, t.parse().ok()?)))
+                .unwrap_or((0, 0));
             cursors.push(Cursor {
                 village: v.to_string(),
                 seq,
+                tag,
             });
         }
         let request_id: [u8; 16] = rand::random();
@@ -362,7 +365,12 @@ impl<S: DocStore> Phone<S> {
                     .any(|v| v.as_str() == c.village)
             })
             .filter(|c| !incomplete.contains(&c.village))
-            .map(|c| (format!("{META_CURSOR}{}", c.village), c.seq.to_string()))
+            .map(|c| {
+                (
+                    format!("{META_CURSOR}{}", c.village),
+                    format!("{}:{}", c.seq, c.tag),
+                )
+            })
             .collect();
         meta.push((META_SERVER_TIME.into(), resp.server_time_ms.to_string()));
         meta.push((META_LOCAL_TIME.into(), self.now_ms().to_string()));

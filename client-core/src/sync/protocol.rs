@@ -25,6 +25,10 @@ pub struct Cursor {
     pub village: String,
     /// Last feed sequence number the phone has applied (0: nothing yet).
     pub seq: u64,
+    /// Check of the feed entry at `seq`, as the server sent it: a server restored from an older
+    /// backup may hand the same number to another entry, and then the phone starts the village
+    /// again rather than miss what it never saw.
+    pub tag: u32,
 }
 
 /// The changes of one document that the server has not acknowledged yet.
@@ -224,6 +228,7 @@ mod tests {
             cursors: vec![Cursor {
                 village: "450802101201".into(),
                 seq: 42,
+                tag: 7,
             }],
             pushes: vec![Push {
                 doc: Uuid::from_bytes([2; 16]),
