@@ -157,7 +157,7 @@ fn gzip(bytes: &[u8]) -> usize {
 }
 
 /// A realistic class document as a phone builds it: created in one change, then 50 enrolments and
-/// 50 sign-ins as 100 further changes. Returns its id and its changes.
+/// 50 sign-ins as 100 further changes. Returns its id and its changes, packed for the wire.
 fn realistic_class(village: &str) -> (uuid::Uuid, Vec<u8>) {
     let id = uuid::Uuid::new_v4();
     let device = uuid::Uuid::new_v4().to_string();
@@ -239,7 +239,8 @@ fn realistic_class(village: &str) -> (uuid::Uuid, Vec<u8>) {
         put(&mut tx, &a, "reason", "签到表".into());
         tx.commit();
     }
-    (id, d.save_after(&[]))
+    let packed = songpei_core::sync::changes::pack(&d.save_after(&[]), &[]).expect("pack");
+    (id, packed)
 }
 
 fn push_all(url: &str, docs: &[(uuid::Uuid, Vec<u8>)], village: &str) {

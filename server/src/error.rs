@@ -81,6 +81,10 @@ impl ApiError {
                 ..
             }
             | ApiError::TooMuch(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Changes {
+                err: ChangesError::TooLarge { .. },
+                ..
+            } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Changes { .. } => StatusCode::BAD_REQUEST,
             ApiError::OutOfScope(_) => StatusCode::FORBIDDEN,
             ApiError::Schema(_) => StatusCode::UNPROCESSABLE_ENTITY,

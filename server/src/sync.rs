@@ -10,7 +10,7 @@ use automerge::{Automerge, ChangeHash, ReadDoc};
 use sha2::{Digest, Sha256};
 use songpei_core::doc;
 use songpei_core::ids::{ClassId, DistrictCode, DocId, VillageCode};
-use songpei_core::sync::changes::{ChangeCaps, parse_changes};
+use songpei_core::sync::changes::{ChangeCaps, pack, unpack};
 use songpei_core::sync::protocol::{
     Ack, AckOutcome, Cursor, DocUpdate, PROTOCOL_VERSION, Payload, SyncRequest, SyncResponse,
     decode, encode, from_wire, to_wire,
@@ -106,12 +106,14 @@ fn pushed_heads(req: &SyncRequest) -> PhoneHeads {
     let caps = ChangeCaps {
         max_changes: usize::MAX,
         max_ops: u64::MAX,
+        max_bytes: usize::MAX,
     };
     req.pushes
         .iter()
         .filter_map(|p| {
-            let parsed = parse_changes(&p.changes, caps).ok()?;
-            Some((doc_id(p.doc), parsed.tips(&from_wire(&p.base))))
+            let base = from_wire(&p.base);
+            let parsed = unpack(&p.changes, &base, caps).ok()?;
+            Some((doc_id(p.doc), parsed.tips(&base)))
         })
         .collect()
 }
@@ -189,11 +191,14 @@ fn merge_in_memory(
                 limits.max_push_bytes
             )));
         }
-        let parsed = parse_changes(
+        let base = from_wire(&push.base);
+        let parsed = unpack(
             &push.changes,
+            &base,
             ChangeCaps {
                 max_changes: changes_left,
                 max_ops: ops_left,
+                max_bytes: limits.max_push_bytes,
             },
         )
         .map_err(|err| ApiError::Changes {
@@ -202,7 +207,6 @@ fn merge_in_memory(
         })?;
         changes_left -= parsed.changes.len();
         ops_left -= parsed.ops;
-        let base = from_wire(&push.base);
         let tips = parsed.tips(&base);
 
         // The document as the server has it (or a new, empty one).
@@ -236,7 +240,6 @@ fn merge_in_memory(
         };
         if missing_base {
             acks.push(Ack {
-                doc: push.doc,
                 outcome: AckOutcome::MissingBase,
                 server_heads: to_wire(&server_heads),
             });
@@ -270,7 +273,7 @@ fn merge_in_memory(
             })?;
         let heads = loaded.doc.get_heads();
         if heads == before {
-            acks.push(merged_ack(push, &tips, &heads));
+            acks.push(merged_ack(&tips, &heads));
             phone_heads.insert(id, tips);
             continue;
         }
@@ -302,7 +305,7 @@ fn merge_in_memory(
             ops,
             projection,
         });
-        acks.push(merged_ack(push, &tips, &heads));
+        acks.push(merged_ack(&tips, &heads));
         phone_heads.insert(id, tips);
     }
     Ok((commits, acks, phone_heads))
@@ -310,14 +313,9 @@ fn merge_in_memory(
 
 /// The ack of a merged push. The server's heads are left out when they are the pushed heads (the
 /// common case): 32 incompressible bytes a document saved on every upload.
-fn merged_ack(
-    push: &songpei_core::sync::protocol::Push,
-    phone_heads: &[ChangeHash],
-    heads: &[ChangeHash],
-) -> Ack {
+fn merged_ack(phone_heads: &[ChangeHash], heads: &[ChangeHash]) -> Ack {
     let same = sorted(phone_heads.to_vec()) == sorted(heads.to_vec());
     Ack {
-        doc: push.doc,
         outcome: AckOutcome::Merged,
         server_heads: if same { Vec::new() } else { to_wire(heads) },
     }
@@ -375,7 +373,9 @@ fn pull(
                 let payload = if base.is_empty() {
                     Payload::Snapshot(loaded.doc.save())
                 } else {
-                    Payload::Changes(loaded.doc.save_after(&base))
+                    Payload::Changes(
+                        pack(&loaded.doc.save_after(&base), &[]).map_err(|_| ApiError::Internal)?,
+                    )
                 };
                 used += match &payload {
                     Payload::Snapshot(b) | Payload::Changes(b) => b.len(),

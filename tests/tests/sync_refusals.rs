@@ -11,8 +11,9 @@ use songpei_core::catalog::{Level, TrainingType};
 use songpei_core::clock::FixedClock;
 use songpei_core::domain::NewClass;
 use songpei_core::store::MemoryDocStore;
+use songpei_core::sync::changes::pack;
 use songpei_core::sync::protocol::{
-    Cursor, PROTOCOL_VERSION, Push, SyncRequest, SyncResponse, decode, encode,
+    Cursor, PROTOCOL_VERSION, Push, SyncRequest, SyncResponse, compress, decode, encode,
 };
 use songpei_tests::{CliPhone, ServerProcess, VILLAGE_A, VILLAGE_B};
 
@@ -116,7 +117,13 @@ fn class_changes(village: &str) -> (uuid::Uuid, Vec<u8>) {
     (id.uuid(), doc.save_after(&[]))
 }
 
-fn push(doc: uuid::Uuid, changes: Vec<u8>) -> Push {
+/// A push of raw change chunks, packed as a phone sends them.
+fn push(doc: uuid::Uuid, chunks: Vec<u8>) -> Push {
+    push_packed(doc, pack(&chunks, &[]).expect("valid chunks"))
+}
+
+/// A push of bytes as they are.
+fn push_packed(doc: uuid::Uuid, changes: Vec<u8>) -> Push {
     Push {
         doc,
         base: vec![],
@@ -149,7 +156,7 @@ fn bad_bodies_are_refused_with_a_stable_code_and_nothing_is_kept() {
     let url = server.url.clone();
     let (good_id, good_changes) = class_changes(VILLAGE_A);
     let (other_village_id, other_village_changes) = class_changes(VILLAGE_B);
-    let zstd = |b: &[u8]| zstd_compress(b);
+    let zstd = |b: &[u8]| compress(b);
     let uid = || uuid::Uuid::new_v4();
 
     let reused = request(vec![push(good_id, good_changes.clone())]);
@@ -233,27 +240,49 @@ fn bad_bodies_are_refused_with_a_stable_code_and_nothing_is_kept() {
         ),
         (
             "malformed changes",
-            encode(&request(vec![push(uid(), b"not automerge".to_vec())])),
+            encode(&request(vec![push_packed(
+                uid(),
+                b"not automerge".to_vec(),
+            )])),
             400,
             "malformed_changes",
         ),
         (
             "truncated changes",
-            encode(&request(vec![push(
-                good_id,
-                good_changes[..good_changes.len() - 3].to_vec(),
-            )])),
+            encode(&request(vec![push_packed(good_id, {
+                let p = pack(&good_changes, &[]).expect("pack");
+                p[..p.len() - 3].to_vec()
+            })])),
             400,
             "malformed_changes",
         ),
         (
             "a whole document instead of changes",
-            encode(&request(vec![push(
+            encode(&request(vec![push_packed(
                 good_id,
                 Automerge::load(&good_changes).expect("load").save(),
             )])),
             400,
-            "compressed_changes",
+            "malformed_changes",
+        ),
+        (
+            "references that unpack beyond the per-document cap",
+            encode(&request(vec![push_packed(good_id, {
+                let mut p = pack(&good_changes, &[]).expect("pack");
+                // A second change naming the first as its dependency 100,000 times: 100 KB sent,
+                // 3.2 MB if rebuilt.
+                p.extend([0xa0, 0x8d, 0x06]);
+                p.extend(std::iter::repeat_n(1u8, 100_000));
+                p
+            })])),
+            413,
+            "document_too_large",
+        ),
+        (
+            "a body without its checksum",
+            zstd::bulk::compress(&postcard_bytes(&reused), 3).expect("compress"),
+            400,
+            "malformed_body",
         ),
         (
             "document outside the phone's villages",
@@ -364,10 +393,6 @@ fn a_response_decodes_and_carries_the_server_time() {
 fn postcard_bytes(r: &SyncRequest) -> Vec<u8> {
     // encode() is postcard then zstd: undo the zstd to get at the version field.
     zstd_decompress(&encode(r))
-}
-
-fn zstd_compress(b: &[u8]) -> Vec<u8> {
-    zstd::bulk::compress(b, 3).expect("compress")
 }
 
 fn zstd_decompress(b: &[u8]) -> Vec<u8> {

@@ -2,12 +2,10 @@
 //! bytes; [`Phone::apply_sync_response`] applies the response and all its bookkeeping in one store
 //! transaction. A transport moves the bytes in between; [`sync_with`] drives the rounds.
 
-use std::collections::BTreeMap;
-
 use automerge::{ChangeHash, ReadDoc};
 use serde::Serialize;
 
-use super::changes::{ChangeCaps, parse_changes};
+use super::changes::{ChangeCaps, pack, unpack};
 use super::protocol::{
     AckOutcome, Cursor, PROTOCOL_VERSION, Payload, Push, SyncRequest, SyncResponse, WireError,
     decode, encode, from_wire, to_wire,
@@ -45,8 +43,8 @@ impl Default for SyncLimits {
 #[derive(Clone, Debug)]
 pub(crate) struct PendingSync {
     request_id: [u8; 16],
-    /// Heads pushed per document.
-    pushed: BTreeMap<DocId, Vec<ChangeHash>>,
+    /// Documents pushed, in order, with the heads pushed.
+    pushed: Vec<(DocId, Vec<ChangeHash>)>,
     /// Dirty documents left for a later round.
     left_behind: usize,
 }
@@ -153,6 +151,7 @@ const META_LOCAL_TIME: &str = "sync.local_time_ms";
 const PULL_CAPS: ChangeCaps = ChangeCaps {
     max_changes: 1_000_000,
     max_ops: 50_000_000,
+    max_bytes: 256 << 20,
 };
 
 impl<S: DocStore> Phone<S> {
@@ -161,7 +160,7 @@ impl<S: DocStore> Phone<S> {
     pub fn prepare_sync(&mut self, limits: &SyncLimits) -> Result<Vec<u8>> {
         let dirty = self.store.dirty_documents()?;
         let mut pushes = Vec::new();
-        let mut pushed = BTreeMap::new();
+        let mut pushed = Vec::new();
         let mut bytes = 0usize;
         let mut left_behind = 0;
         for id in dirty {
@@ -180,9 +179,12 @@ impl<S: DocStore> Phone<S> {
                 .filter(|h| d.get_change_by_hash(h).is_some())
                 .collect();
             let heads = d.get_heads();
-            let changes = d.save_after(&base);
+            let changes = pack(&d.save_after(&base), &base).map_err(|_| Error::Schema {
+                doc: id,
+                path: String::new(),
+            })?;
             bytes += changes.len();
-            pushed.insert(id, heads.clone());
+            pushed.push((id, heads.clone()));
             pushes.push(Push {
                 doc: id.uuid(),
                 base: to_wire(&base),
@@ -234,7 +236,7 @@ impl<S: DocStore> Phone<S> {
             .pending_sync
             .as_ref()
             .ok_or(SyncError::NothingPending)?;
-        if resp.request_id != pending.request_id {
+        if resp.request_id != pending.request_id || resp.acks.len() != pending.pushed.len() {
             return Err(SyncError::Mismatch);
         }
         let pending = self.pending_sync.take().ok_or(SyncError::NothingPending)?;
@@ -255,7 +257,7 @@ impl<S: DocStore> Phone<S> {
             let id = DocId::from(crate::ids::ClassId::from(update.doc));
             let incoming = match &update.payload {
                 Payload::Snapshot(b) => Ok(Incoming::Document(b)),
-                Payload::Changes(b) => parse_changes(b, PULL_CAPS)
+                Payload::Changes(b) => unpack(b, &[], PULL_CAPS)
                     .map(|p| Incoming::Changes(p.changes))
                     .map_err(|_| Error::Schema {
                         doc: id,
@@ -320,15 +322,12 @@ impl<S: DocStore> Phone<S> {
 
         // 2. What the server acknowledged (documents just pulled already record the server's
         //    heads, which include what was pushed).
-        for ack in &resp.acks {
-            let id = DocId::from(crate::ids::ClassId::from(ack.doc));
+        for (ack, (id, pushed_heads)) in resp.acks.iter().zip(&pending.pushed) {
+            let id = *id;
             let acked = match ack.outcome {
                 AckOutcome::Merged => {
                     round.docs_pushed += 1;
-                    match pending.pushed.get(&id) {
-                        Some(heads) => heads.clone(),
-                        None => continue,
-                    }
+                    pushed_heads.clone()
                 }
                 AckOutcome::MissingBase => {
                     round.missing_base += 1;

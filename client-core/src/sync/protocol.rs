@@ -73,11 +73,10 @@ pub enum AckOutcome {
     MissingBase,
 }
 
-/// The server's answer for one pushed document.
+/// The server's answer for one pushed document. Acks come in the order of the pushes, so they do
+/// not repeat the document ids.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ack {
-    /// Document id.
-    pub doc: Uuid,
     /// Outcome.
     pub outcome: AckOutcome,
     /// The server's heads of the document after the request; empty for a `Merged` push whose heads
@@ -160,12 +159,27 @@ impl WireError {
     }
 }
 
-/// Serialises and compresses a message.
+/// Serialises and compresses a message into one zstd frame with a content checksum: changes travel
+/// without their own checksums (see [`super::changes`]), so the frame's covers them.
 pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
-    // Serialising plain data into a Vec cannot fail; compressing an in-memory buffer neither.
-    let raw = postcard::to_stdvec(msg).unwrap_or_default();
-    zstd::bulk::compress(&raw, ZSTD_LEVEL).unwrap_or_default()
+    // Serialising plain data into a Vec cannot fail.
+    compress(&postcard::to_stdvec(msg).unwrap_or_default())
 }
+
+/// Compresses a serialised message into the body's frame: one zstd frame with a content checksum.
+pub fn compress(raw: &[u8]) -> Vec<u8> {
+    use zstd::zstd_safe::CParameter;
+    // Compressing an in-memory buffer cannot fail.
+    zstd::bulk::Compressor::new(ZSTD_LEVEL)
+        .and_then(|mut c| {
+            c.set_parameter(CParameter::ChecksumFlag(true))?;
+            c.compress(raw)
+        })
+        .unwrap_or_default()
+}
+
+/// Byte of the zstd frame header descriptor that says a content checksum follows the frame.
+const ZSTD_CHECKSUM_FLAG: u8 = 0x04;
 
 /// Decompresses at most `cap` bytes (checked while streaming, so a bomb never fills memory) and
 /// deserialises.
@@ -177,6 +191,12 @@ pub fn decode<T: DeserializeOwned + Versioned>(bytes: &[u8], cap: usize) -> Resu
     // zstd frame magic number, little-endian 0xFD2FB528.
     if bytes.len() < 4 || bytes[..4] != [0x28, 0xB5, 0x2F, 0xFD] {
         return Err(WireError::NotCompressed);
+    }
+    // Exactly one frame, and one that carries a checksum, which the decoder then verifies.
+    if bytes.get(4).is_none_or(|d| d & ZSTD_CHECKSUM_FLAG == 0)
+        || zstd::zstd_safe::find_frame_compressed_size(bytes) != Ok(bytes.len())
+    {
+        return Err(WireError::Malformed);
     }
     let decoder = zstd::stream::read::Decoder::new(bytes).map_err(|_| WireError::NotCompressed)?;
     let mut raw = Vec::new();
@@ -276,22 +296,32 @@ mod tests {
             decode::<SyncRequest>(&big, 50_000),
             Err(WireError::TooLarge { cap: 50_000 })
         );
-        let garbage = zstd::bulk::compress(&[1, 0, 0xff, 0xff, 0xff], 3).unwrap_or_default();
+        let garbage = compress(&[1, 0, 0xff, 0xff, 0xff]);
         assert_eq!(
             decode::<SyncRequest>(&garbage, 100),
             Err(WireError::Malformed)
         );
-        let v2 = zstd::bulk::compress(&postcard::to_stdvec(&2u16).unwrap_or_default(), 3)
-            .unwrap_or_default();
+        let v2 = compress(&postcard::to_stdvec(&2u16).unwrap_or_default());
         assert_eq!(
             decode::<SyncRequest>(&v2, 100),
             Err(WireError::UnsupportedVersion(2))
         );
         let mut trailing = raw.clone();
         trailing.push(0);
-        let trailing = zstd::bulk::compress(&trailing, 3).unwrap_or_default();
+        let trailing = compress(&trailing);
         assert_eq!(
             decode::<SyncRequest>(&trailing, 1 << 20),
+            Err(WireError::Malformed)
+        );
+        // A frame without a checksum; two frames.
+        assert_eq!(
+            decode::<SyncRequest>(&zstd::bulk::compress(&raw, 3).unwrap_or_default(), 1 << 20),
+            Err(WireError::Malformed)
+        );
+        let mut two = encode(&request());
+        two.extend(encode(&request()));
+        assert_eq!(
+            decode::<SyncRequest>(&two, 1 << 20),
             Err(WireError::Malformed)
         );
         // A response is not a request.
@@ -305,5 +335,31 @@ mod tests {
             more: false,
         });
         assert!(decode::<SyncRequest>(&resp, 1 << 20).is_err());
+    }
+
+    #[test]
+    fn no_single_bit_flip_of_a_body_passes_as_another_message() {
+        use automerge::transaction::Transactable;
+        let mut d = automerge::Automerge::new();
+        let mut tx = d.transaction();
+        tx.put(automerge::ROOT, "name", "王秀英").ok();
+        tx.commit();
+        let mut r = request();
+        r.pushes[0].base.clear();
+        r.pushes[0].changes =
+            crate::sync::changes::pack(&d.save_after(&[]), &[]).unwrap_or_default();
+        let bytes = encode(&r);
+        assert_eq!(decode::<SyncRequest>(&bytes, 1 << 20), Ok(r.clone()));
+        let mut refused = 0;
+        for i in 0..bytes.len() * 8 {
+            let mut b = bytes.clone();
+            b[i / 8] ^= 1 << (i % 8);
+            // Refused, or (a bit the frame format leaves unused) the very same message.
+            match decode::<SyncRequest>(&b, 1 << 20) {
+                Err(_) => refused += 1,
+                Ok(m) => assert_eq!(m, r, "bit {i} flipped passed as another message"),
+            }
+        }
+        assert!(refused + 8 >= bytes.len() * 8, "{refused} refused");
     }
 }
