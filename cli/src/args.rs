@@ -80,12 +80,25 @@ pub(crate) enum Command {
     Compact,
     /// Check the store's integrity.
     Check,
+    /// Enroll this phone with the district server, with the one-time code the district office
+    /// gave (typed, or the text of its QR code). Sets the store up if it is new.
+    Enroll {
+        /// Server address, e.g. http://127.0.0.1:8080 (may come from the QR code instead).
+        #[arg(long, env = "SONGPEI_SERVER")]
+        server: Option<String>,
+        /// The enrollment code, or the QR code's text.
+        #[arg(long)]
+        code: String,
+        /// Seconds before the request is given up.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
     /// Sync with the district server: push what was recorded here, pull what is new in this
     /// phone's villages.
     Sync {
-        /// Server address, e.g. http://127.0.0.1:8080.
+        /// Server address [default: the one the phone enrolled with].
         #[arg(long, env = "SONGPEI_SERVER")]
-        server: String,
+        server: Option<String>,
         /// Seconds before a round trip is given up (and retried).
         #[arg(long, default_value_t = 60)]
         timeout: u64,

@@ -310,10 +310,64 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
                 println!("Compacted {n} documents.");
             }
         }
+        Command::Enroll {
+            server,
+            code,
+            timeout,
+        } => {
+            let (qr_server, code) = songpei_core::sync::auth::parse_enrollment_text(code);
+            let server = server
+                .clone()
+                .or(qr_server)
+                .ok_or_else(|| bad(Field::Server, Problem::Missing))?;
+            std::fs::create_dir_all(&cli.data).map_err(CliError::Io)?;
+            let path = key::store_path(&cli.data);
+            let (key, key_file) = if path.exists() {
+                (key::existing(&cli.data)?, None)
+            } else {
+                key::for_new_store(&cli.data)?
+            };
+            let mut store = SqliteDocStore::open(&path, &key)?;
+            let mut transport = songpei_core::sync::http::HttpTransport::new(
+                &server,
+                std::time::Duration::from_secs(*timeout),
+            );
+            let resp = songpei_core::sync::auth::enroll_with(&mut store, &mut transport, &server, &code)
+                .map_err(CliError::Sync)?;
+            if let Some(k) = &key_file {
+                eprintln!(
+                    "Created a new store key in {}. Keep it safe: without it the store cannot be read.",
+                    k.display()
+                );
+            }
+            if json {
+                print_json(&serde_json::json!({
+                    "device_id": resp.device.to_string(),
+                    "district": resp.district,
+                    "role": resp.role,
+                    "villages": resp.villages,
+                }))?;
+            } else {
+                println!(
+                    "Enrolled: device {} of {} ({}), {} for villages {}.",
+                    resp.device,
+                    resp.district_name,
+                    resp.district,
+                    resp.role,
+                    resp.villages.join(", ")
+                );
+            }
+        }
         Command::Sync { server, timeout } => {
             let mut phone = open_phone(&cli)?;
+            let server = match server {
+                Some(s) => s.clone(),
+                None => phone
+                    .server_url()?
+                    .ok_or_else(|| bad(Field::Server, Problem::Missing))?,
+            };
             let mut transport = songpei_core::sync::http::HttpTransport::new(
-                server,
+                &server,
                 std::time::Duration::from_secs(*timeout),
             );
             let limits = songpei_core::sync::engine::SyncLimits::default();
@@ -343,6 +397,12 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
                     report.bytes_sent,
                     report.bytes_received
                 );
+                if report.docs_removed > 0 {
+                    println!(
+                        "{} documents of villages no longer yours left this phone.",
+                        report.docs_removed
+                    );
+                }
                 if report.docs_refused > 0 {
                     println!(
                         "{} documents from the server were refused.",

@@ -11,6 +11,7 @@
 pub mod blind_index;
 pub mod catalog;
 pub mod clock;
+pub mod device;
 pub mod doc;
 pub mod domain;
 pub mod error;

@@ -29,10 +29,10 @@ pub(crate) use cache::DocCache;
 /// Chunks a document may gather before it is compacted into one snapshot.
 pub const COMPACT_AFTER_CHUNKS: usize = 64;
 
-const META_DISTRICT: &str = "district";
-const META_VILLAGES: &str = "villages";
-const META_DEVICE: &str = "device_id";
-const META_ACTOR: &str = "actor_id";
+pub(crate) const META_DISTRICT: &str = "district";
+pub(crate) const META_VILLAGES: &str = "villages";
+pub(crate) const META_DEVICE: &str = "device_id";
+pub(crate) const META_ACTOR: &str = "actor_id";
 
 /// Who this phone is and what it covers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,7 +88,7 @@ impl<S: DocStore> Phone<S> {
         villages: &[String],
         blind_key: BlindIndexKey,
     ) -> Result<Self> {
-        if store.meta(META_DEVICE)?.is_some() {
+        if store.meta(META_DISTRICT)?.is_some() {
             return Err(Error::AlreadyInitialised);
         }
         let district = DistrictCode::parse(district)
@@ -105,8 +105,8 @@ impl<S: DocStore> Phone<S> {
             }
             set.insert(v);
         }
-        let device = DeviceId::random();
-        let actor = ActorId::random();
+        // An identity made for enrollment before the phone was set up is kept.
+        let (device, actor) = crate::sync::auth::identity(&mut store)?;
         let villages_text = set.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(",");
         store.set_meta(&[
             (META_DISTRICT, district.as_str()),
@@ -173,6 +173,11 @@ impl<S: DocStore> Phone<S> {
     /// Who this phone is.
     pub fn profile(&self) -> &Profile {
         &self.profile
+    }
+
+    /// Sets the villages the phone covers (the store was updated by the caller).
+    pub(crate) fn set_villages(&mut self, villages: BTreeSet<VillageCode>) {
+        self.profile.villages = villages;
     }
 
     /// The underlying store.

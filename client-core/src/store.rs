@@ -213,4 +213,12 @@ pub trait DocStore: Send {
     ) -> Result<()>;
     /// Documents with local changes not yet acknowledged.
     fn dirty_documents(&self) -> Result<Vec<DocId>>;
+    /// Removes every document of these villages — except those with local changes not yet
+    /// acknowledged, which stay for recovery — and sets `meta`, in one transaction. Returns the
+    /// documents removed. Their bytes are overwritten, not just unlinked.
+    fn drop_villages(
+        &mut self,
+        villages: &[VillageCode],
+        meta: &[(String, String)],
+    ) -> Result<Vec<DocId>>;
 }

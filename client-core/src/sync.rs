@@ -5,6 +5,7 @@
 //! See `docs/protocol.md` for the protocol and `docs/adr/0002-sync-protocol.md` for why it is shaped
 //! this way.
 
+pub mod auth;
 pub mod changes;
 pub mod engine;
 #[cfg(feature = "http")]

@@ -48,6 +48,8 @@ pub enum Field {
     Status,
     TrainingWish,
     Certificate,
+    EnrollmentCode,
+    Server,
 }
 
 impl Field {
@@ -82,6 +84,8 @@ impl Field {
             Field::Status => "status",
             Field::TrainingWish => "training_wish",
             Field::Certificate => "certificate",
+            Field::EnrollmentCode => "enrollment_code",
+            Field::Server => "server",
         }
     }
 }

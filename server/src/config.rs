@@ -28,6 +28,13 @@ pub struct Limits {
     pub max_ops_per_doc: u64,
     /// Documents in one response, in uncompressed bytes (the phone may ask for less).
     pub max_response_bytes: u32,
+    /// Requests one device may make per minute (sync and tokens), in bursts of up to a quarter.
+    pub device_requests_per_minute: u32,
+    /// Requests one IP address may make per minute, on every route; a village's phones may share
+    /// one carrier address.
+    pub ip_requests_per_minute: u32,
+    /// Writes outside its villages one device may attempt per hour before it is refused with 429.
+    pub out_of_scope_per_hour: u32,
 }
 
 impl Default for Limits {
@@ -41,6 +48,9 @@ impl Default for Limits {
             max_push_bytes: 8 << 20,
             max_ops_per_doc: 2_000_000,
             max_response_bytes: 4 << 20,
+            device_requests_per_minute: 120,
+            ip_requests_per_minute: 1_200,
+            out_of_scope_per_hour: 10,
         }
     }
 }

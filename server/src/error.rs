@@ -45,6 +45,26 @@ pub enum ApiError {
     /// Storage failed; nothing was acknowledged.
     #[error("the server could not store the request; try again")]
     Unavailable,
+    /// No valid credentials; the code says which (`missing_token`, `invalid_token`,
+    /// `token_expired`, `device_revoked`, `bad_code`, `bad_signature`, `bad_challenge`,
+    /// `unknown_device`).
+    #[error("not authorised: {0}")]
+    Unauthorized(&'static str),
+    /// The request conflicts with what is registered (`device_taken`).
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
+    /// Changes whose actor is not the sending device's.
+    #[error("document {0}: changes of an actor that is not this device's")]
+    ForeignActor(String),
+    /// The role may not write this kind of document.
+    #[error("{0}")]
+    NotAllowed(String),
+    /// Too many requests from this device or address; retry after the seconds given.
+    #[error("too many requests; try again in {0} s")]
+    RateLimited(u64),
+    /// The server has no district yet.
+    #[error("the server has no district yet")]
+    NotInitialised,
     /// A bug.
     #[error("internal error")]
     Internal,
@@ -64,6 +84,11 @@ impl ApiError {
             ApiError::Schema(_) => "schema_violation",
             ApiError::RequestIdReused => "request_id_reused",
             ApiError::Unavailable => "unavailable",
+            ApiError::Unauthorized(code) | ApiError::Conflict(code) => code,
+            ApiError::ForeignActor(_) => "foreign_actor",
+            ApiError::NotAllowed(_) => "not_allowed",
+            ApiError::RateLimited(_) => "rate_limited",
+            ApiError::NotInitialised => "not_initialised",
             ApiError::Internal => "internal",
         }
     }
@@ -90,6 +115,11 @@ impl ApiError {
             ApiError::Schema(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RequestIdReused => StatusCode::CONFLICT,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::ForeignActor(_) | ApiError::NotAllowed(_) => StatusCode::FORBIDDEN,
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::NotInitialised => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -102,6 +132,16 @@ impl From<rusqlite::Error> for ApiError {
     }
 }
 
+impl From<crate::accounts::AccountError> for ApiError {
+    fn from(e: crate::accounts::AccountError) -> Self {
+        match e {
+            crate::accounts::AccountError::Db(e) => e.into(),
+            crate::accounts::AccountError::NotInitialised => ApiError::NotInitialised,
+            other => ApiError::BadRequest(other.to_string()),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
@@ -110,7 +150,13 @@ impl IntoResponse for ApiError {
             "message": self.to_string(),
         }));
         let mut resp = (status, body).into_response();
-        if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
+        if let ApiError::RateLimited(secs) = &self {
+            if let Ok(v) = HeaderValue::from_str(&secs.max(&1).to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        } else if status == StatusCode::TOO_MANY_REQUESTS
+            || status == StatusCode::SERVICE_UNAVAILABLE
+        {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
         }

@@ -5,9 +5,14 @@
 //!
 //! The binary is a thin `main`: tests drive [`app`] without a socket, or [`run`] on port 0.
 
+pub mod accounts;
+pub mod admin;
+pub mod audit;
+mod auth;
 pub mod config;
 pub mod error;
 mod projection;
+pub mod ratelimit;
 pub mod store;
 mod sync;
 
@@ -39,19 +44,21 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Key of the blind index over ID numbers.
     pub blind_key: BlindIndexKey,
+    /// Key of the access tokens' MACs.
+    pub token_key: [u8; 32],
+    /// Rate limits.
+    pub rate: Arc<ratelimit::RateLimits>,
 }
 
-/// Reads the blind-index key from the data folder, creating it on first start.
-fn blind_key(dir: &Path) -> std::io::Result<BlindIndexKey> {
-    let path = dir.join("blind-index.key");
+/// Reads a 32-byte key from the data folder, creating it (readable by the owner only) on first
+/// start.
+fn key_file(dir: &Path, name: &str) -> std::io::Result<[u8; 32]> {
+    let path = dir.join(name);
     match std::fs::read_to_string(&path) {
-        Ok(s) => {
-            let bytes: [u8; 32] = hex::decode(s.trim())
-                .ok()
-                .and_then(|b| b.try_into().ok())
-                .ok_or_else(|| std::io::Error::other("blind-index.key is not 64 hex characters"))?;
-            Ok(BlindIndexKey::from_bytes(bytes))
-        }
+        Ok(s) => hex::decode(s.trim())
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| std::io::Error::other(format!("{name} is not 64 hex characters"))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let key: [u8; 32] = rand::random();
             let mut opts = std::fs::OpenOptions::new();
@@ -64,7 +71,7 @@ fn blind_key(dir: &Path) -> std::io::Result<BlindIndexKey> {
             let mut f = opts.open(&path)?;
             writeln!(f, "{}", hex::encode(key))?;
             f.sync_all()?;
-            Ok(BlindIndexKey::from_bytes(key))
+            Ok(key)
         }
         Err(e) => Err(e),
     }
@@ -77,11 +84,17 @@ impl AppState {
             .map_err(|e| format!("cannot create {}: {e}", config.data.display()))?;
         let store = ServerStore::open(&config.data, config.cache_docs)
             .map_err(|e| format!("cannot open the database: {e}"))?;
-        let blind_key = blind_key(&config.data).map_err(|e| format!("blind index key: {e}"))?;
+        let blind_key = key_file(&config.data, "blind-index.key")
+            .map(BlindIndexKey::from_bytes)
+            .map_err(|e| format!("blind index key: {e}"))?;
+        let token_key =
+            key_file(&config.data, "token.key").map_err(|e| format!("token key: {e}"))?;
         Ok(Self {
             store: Arc::new(Mutex::new(store)),
+            rate: Arc::new(ratelimit::RateLimits::new(&config.limits)),
             config: Arc::new(config),
             blind_key,
+            token_key,
         })
     }
 }
@@ -92,8 +105,16 @@ async fn healthz() -> &'static str {
 
 async fn sync_handler(
     State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
+    let grant = {
+        let s = state.clone();
+        tokio::task::spawn_blocking(move || auth::authenticate(&s, &headers))
+            .await
+            .map_err(|_| ApiError::Internal)??
+    };
+    state.rate.device(&grant.device)?;
     let body = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::BodyTooLarge(state.config.limits.max_body_bytes)
@@ -102,10 +123,29 @@ async fn sync_handler(
         }
     })?;
     let s = state.clone();
-    let response = tokio::task::spawn_blocking(move || sync::handle(&s, &body))
+    let response = tokio::task::spawn_blocking(move || sync::handle(&s, &grant, &body))
         .await
         .map_err(|_| ApiError::Internal)??;
     Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], response))
+}
+
+/// Counts every request against its address's quota (requests without a peer address, as in
+/// tests that drive the router directly, are not counted).
+async fn limit_ip(
+    State(state): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    if let Some(ip) = peer
+        && let Err(e) = state.rate.ip(ip)
+    {
+        return e.into_response();
+    }
+    next.run(req).await
 }
 
 /// The HTTP routes.
@@ -115,7 +155,14 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/v1/sync", post(sync_handler))
+        .route("/v1/enroll", post(auth::enroll_handler))
+        .route("/v1/auth/challenge", post(auth::challenge_handler))
+        .route("/v1/auth/token", post(auth::token_handler))
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limit_ip,
+        ))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             timeout,
@@ -131,14 +178,22 @@ pub async fn run(
 ) -> Result<(), String> {
     let compact_every = config.compact_every;
     let state = AppState::open(config)?;
+    match state.store.lock().map(|s| accounts::district(s.conn())) {
+        Ok(Ok(Some(d))) => tracing::info!(district = %d.code, "serving the district"),
+        _ => tracing::warn!(
+            "no district yet: phones cannot enroll until `songpei-server admin init --district CODE --name NAME`"
+        ),
+    }
     let compactor = {
         let store = state.store.clone();
+        let rate = state.rate.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(compact_every);
             tick.tick().await;
             loop {
                 tick.tick().await;
                 let store = store.clone();
+                rate.prune();
                 let done = tokio::task::spawn_blocking(move || match store.lock() {
                     Ok(mut s) => {
                         let week = 7 * 24 * 3600 * 1000;
@@ -154,7 +209,10 @@ pub async fn run(
             }
         })
     };
-    let result = axum::serve(listener, app(state))
+    let result = axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(|e| format!("server error: {e}"));

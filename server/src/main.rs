@@ -33,6 +33,177 @@ enum Command {
         #[arg(long, env = "SONGPEI_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// The district admin's commands, on this machine's data folder.
+    Admin {
+        /// Folder of the database and keys [default: ./songpei-data].
+        #[arg(long, env = "SONGPEI_DATA", global = true)]
+        data: Option<PathBuf>,
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Sets up the district and prints the admin's one-time password.
+    Init {
+        /// Six-digit district code.
+        #[arg(long)]
+        district: String,
+        /// District name.
+        #[arg(long)]
+        name: String,
+    },
+    /// Townships and villages.
+    Village {
+        #[command(subcommand)]
+        command: VillageCommand,
+    },
+    /// Accounts.
+    Account {
+        #[command(subcommand)]
+        command: AccountCommand,
+    },
+    /// A one-time enrollment code (and QR PNG) for a coordinator's or instructor's phone.
+    EnrollCode {
+        /// The account.
+        #[arg(long)]
+        username: String,
+        /// Write the QR code to this PNG file.
+        #[arg(long)]
+        qr: Option<PathBuf>,
+        /// The server address phones use, put in the QR code.
+        #[arg(long)]
+        server: Option<String>,
+    },
+    /// Enrolled phones.
+    Device {
+        #[command(subcommand)]
+        command: DeviceCommand,
+    },
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum VillageCommand {
+    /// Adds (or renames) a village; its township is the first nine digits of its code.
+    Add {
+        /// Twelve-digit village code.
+        #[arg(long)]
+        code: String,
+        /// Village name.
+        #[arg(long)]
+        name: String,
+        /// Township name.
+        #[arg(long)]
+        township_name: Option<String>,
+    },
+    /// Imports villages from a CSV file: `code,name[,township name]`; all rows or none.
+    Import {
+        /// The CSV file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AccountCommand {
+    /// Adds an account.
+    Add {
+        /// Login name.
+        #[arg(long)]
+        username: String,
+        /// district_admin, district_viewer, coordinator or instructor.
+        #[arg(long)]
+        role: String,
+        /// A village of a coordinator or instructor (repeat for several).
+        #[arg(long = "village")]
+        villages: Vec<String>,
+    },
+    /// Replaces a coordinator's or instructor's villages.
+    Villages {
+        /// Login name.
+        #[arg(long)]
+        username: String,
+        /// A village (repeat for several).
+        #[arg(long = "village", required = true)]
+        villages: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DeviceCommand {
+    /// Lists enrolled phones.
+    List,
+    /// Revokes a phone at once.
+    Revoke {
+        /// Device id.
+        #[arg(long)]
+        device: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Checks the hash chain; exit 1 with the first broken entry.
+    Verify,
+}
+
+fn admin(data: Option<PathBuf>, command: AdminCommand) -> ExitCode {
+    use songpei_server::admin as a;
+    let data = data.unwrap_or_else(|| songpei_server::Config::default().data);
+    let result = match command {
+        AdminCommand::Init { district, name } => a::init(&data, &district, &name),
+        AdminCommand::Village {
+            command:
+                VillageCommand::Add {
+                    code,
+                    name,
+                    township_name,
+                },
+        } => a::village_add(&data, &code, &name, township_name.as_deref()),
+        AdminCommand::Village {
+            command: VillageCommand::Import { file },
+        } => a::village_import(&data, &file),
+        AdminCommand::Account {
+            command:
+                AccountCommand::Add {
+                    username,
+                    role,
+                    villages,
+                },
+        } => a::account_add(&data, &username, &role, &villages),
+        AdminCommand::Account {
+            command: AccountCommand::Villages { username, villages },
+        } => a::account_villages(&data, &username, &villages),
+        AdminCommand::EnrollCode {
+            username,
+            qr,
+            server,
+        } => a::enroll_code(&data, &username, qr.as_deref(), server.as_deref()),
+        AdminCommand::Device {
+            command: DeviceCommand::List,
+        } => a::device_list(&data),
+        AdminCommand::Device {
+            command: DeviceCommand::Revoke { device },
+        } => a::device_revoke(&data, &device),
+        AdminCommand::Audit {
+            command: AuditCommand::Verify,
+        } => a::audit_verify(&data),
+    };
+    match result {
+        Ok(o) => {
+            print!("{}", o.out);
+            ExitCode::from(o.code)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -44,12 +215,15 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let Command::Serve {
-        listen,
-        data,
-        cache_docs,
-        config,
-    } = cli.command;
+    let (listen, data, cache_docs, config) = match cli.command {
+        Command::Serve {
+            listen,
+            data,
+            cache_docs,
+            config,
+        } => (listen, data, cache_docs, config),
+        Command::Admin { data, command } => return admin(data, command),
+    };
     let file = match config.as_deref().map(FileConfig::read).transpose() {
         Ok(f) => f.unwrap_or_default(),
         Err(e) => {

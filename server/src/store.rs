@@ -14,9 +14,10 @@ use songpei_core::ids::DocId;
 
 use crate::projection::{self, Projection};
 
-const MIGRATIONS: &[(i64, &str)] = &[
+pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/001_documents.sql")),
     (2, include_str!("migrations/002_projections.sql")),
+    (3, include_str!("migrations/003_accounts.sql")),
 ];
 
 /// `kind, district, village, snapshot, ops, chunk_count` of a stored document.
@@ -36,6 +37,8 @@ pub(crate) struct LoadedDoc {
 /// One document's part of a commit.
 #[derive(Debug)]
 pub(crate) struct DocCommit {
+    /// Hashes of the changes pushed, for the audit log.
+    pub(crate) hashes: Vec<ChangeHash>,
     pub(crate) id: DocId,
     pub(crate) kind: DocKind,
     pub(crate) district: String,
@@ -118,6 +121,16 @@ impl ServerStore {
         };
         store.migrate()?;
         Ok(store)
+    }
+
+    /// The database connection, for the account and audit tables.
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// The database connection, for transactions over the account tables.
+    pub(crate) fn conn_mut(&mut self) -> &mut Connection {
+        &mut self.conn
     }
 
     fn migrate(&mut self) -> rusqlite::Result<()> {
@@ -219,6 +232,7 @@ impl ServerStore {
         &mut self,
         docs: &[DocCommit],
         request: &RequestRecord,
+        audit: &[crate::audit::Entry],
         now_ms: i64,
     ) -> rusqlite::Result<()> {
         let tx = self
@@ -258,6 +272,7 @@ impl ServerStore {
             "INSERT INTO requests (device, request_id, body_hash, acks, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![request.device, &request.request_id[..], &request.body_hash[..], request.acks, now_ms],
         )?;
+        crate::audit::append(&tx, now_ms, audit)?;
         tx.commit()?;
         for d in docs {
             if let Some(l) = self.cache.get_mut(&d.id) {

@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use automerge::{Automerge, ChangeHash, ReadDoc};
 use sha2::{Digest, Sha256};
-use songpei_core::doc;
+use songpei_core::doc::{self, DocKind};
 use songpei_core::ids::{ClassId, DistrictCode, DocId, VillageCode};
 use songpei_core::sync::changes::{ChangeCaps, pack, unpack};
 use songpei_core::sync::protocol::{
@@ -17,6 +17,8 @@ use songpei_core::sync::protocol::{
 };
 
 use crate::AppState;
+use crate::accounts::{self, DeviceGrant};
+use crate::audit::{self, Entry};
 use crate::error::ApiError;
 use crate::projection;
 use crate::store::{DocCommit, LoadedDoc, RequestRecord, ServerStore};
@@ -35,31 +37,56 @@ fn sorted(mut h: Vec<ChangeHash>) -> Vec<ChangeHash> {
     h
 }
 
-/// Handles one sync request body; returns the response body.
-pub(crate) fn handle(state: &AppState, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+/// Handles one sync request body from an authenticated device; returns the response body.
+pub(crate) fn handle(state: &AppState, grant: &DeviceGrant, body: &[u8]) -> Result<Vec<u8>, ApiError> {
     let limits = &state.config.limits;
     let req: SyncRequest = decode(body, limits.max_decompressed_bytes)?;
+    if req.device.to_string() != grant.device {
+        return Err(ApiError::BadRequest(
+            "the request's device is not the token's".into(),
+        ));
+    }
     let district = DistrictCode::parse(&req.district)
         .ok_or_else(|| ApiError::BadRequest("district is not a six-digit code".into()))?;
+    if district.as_str() != grant.district {
+        return Err(ApiError::OutOfScope("another district".into()));
+    }
     if req.cursors.len() > MAX_CURSORS {
         return Err(ApiError::TooMuch(format!(
             "more than {MAX_CURSORS} villages"
         )));
     }
-    let mut villages = BTreeSet::new();
+    let mut asked = BTreeSet::new();
     for c in &req.cursors {
-        let v = VillageCode::parse(&c.village).ok_or_else(|| {
-            ApiError::BadRequest("a cursor's village is not a village code".into())
-        })?;
-        if v.district() != district {
-            return Err(ApiError::OutOfScope(
-                "a village outside the district".into(),
+        if VillageCode::parse(&c.village).is_none() {
+            return Err(ApiError::BadRequest(
+                "a cursor's village is not a village code".into(),
             ));
         }
-        if !villages.insert(v.to_string()) {
+        if !asked.insert(c.village.clone()) {
             return Err(ApiError::BadRequest("a village appears twice".into()));
         }
     }
+    // The device's villages come from the server's records only. Cursors of other villages are
+    // answered as if those villages had nothing; villages the phone does not follow yet start
+    // from the beginning, and the response tells the phone its scope.
+    let villages = &grant.villages;
+    let mut cursors: Vec<Cursor> = req
+        .cursors
+        .iter()
+        .filter(|c| villages.contains(&c.village))
+        .cloned()
+        .collect();
+    for v in villages {
+        if !asked.contains(v) {
+            cursors.push(Cursor {
+                village: v.clone(),
+                seq: 0,
+                tag: 0,
+            });
+        }
+    }
+    let scope = (asked != *villages).then(|| villages.iter().cloned().collect());
     if req.pushes.len() > limits.max_docs_per_request {
         return Err(ApiError::TooMuch(format!(
             "more than {} documents in one request",
@@ -73,7 +100,13 @@ pub(crate) fn handle(state: &AppState, body: &[u8]) -> Result<Vec<u8>, ApiError>
     let (acks, phone_heads) = match store.request(&device, &req.request_id)? {
         Some((hash, _)) if hash != body_hash => return Err(ApiError::RequestIdReused),
         Some((_, acks)) => (decode_acks(&acks)?, pushed_heads(&req)),
-        None => merge_pushes(state, &mut store, &req, &villages, body_hash)?,
+        None => match merge_pushes(state, &mut store, grant, &req, body_hash) {
+            Ok(m) => m,
+            Err(e) => {
+                refused(state, &store, grant, &e);
+                return Err(e);
+            }
+        },
     };
     // What each merged push left the phone with: the base for what is new to it.
     let merged: HashMap<DocId, Vec<ChangeHash>> = req
@@ -87,7 +120,21 @@ pub(crate) fn handle(state: &AppState, body: &[u8]) -> Result<Vec<u8>, ApiError>
         })
         .collect();
     let budget = req.max_response_bytes.min(limits.max_response_bytes) as usize;
-    let (docs, cursors, more) = pull(&mut store, &req.cursors, &merged, budget)?;
+    let (docs, cursors, more, personal) = pull(&mut store, &cursors, &merged, budget)?;
+    if !personal.is_empty() {
+        // Phones receive trainees' and households' personal data in full: every such read is
+        // audited.
+        audit::append(
+            store.conn(),
+            chrono::Utc::now().timestamp_millis(),
+            &[Entry::new(
+                format!("device:{}", grant.device),
+                "read_personal",
+                grant.account.clone(),
+                serde_json::json!({"docs": personal}),
+            )],
+        )?;
+    }
     drop(store);
     Ok(encode(&SyncResponse {
         version: PROTOCOL_VERSION,
@@ -97,7 +144,31 @@ pub(crate) fn handle(state: &AppState, body: &[u8]) -> Result<Vec<u8>, ApiError>
         docs,
         cursors,
         more,
+        scope,
     }))
+}
+
+/// Audits a refusal a district office should see (forged actors, other villages, roles), and
+/// counts writes outside the device's villages against its rate.
+fn refused(state: &AppState, store: &ServerStore, grant: &DeviceGrant, e: &ApiError) {
+    let action = match e {
+        ApiError::ForeignActor(_) => "refused_foreign_actor",
+        ApiError::OutOfScope(_) => {
+            state.rate.out_of_scope(&grant.device);
+            "refused_out_of_scope"
+        }
+        ApiError::NotAllowed(_) => "refused_role",
+        _ => return,
+    };
+    let entry = Entry::new(
+        format!("device:{}", grant.device),
+        action,
+        grant.account.clone(),
+        serde_json::json!({"code": e.code()}),
+    );
+    if let Err(err) = audit::append(store.conn(), chrono::Utc::now().timestamp_millis(), &[entry]) {
+        tracing::error!(error = %err, "could not audit a refusal");
+    }
 }
 
 /// The phone's heads after each push of a request already applied (a retry): parsed again, as the
@@ -131,12 +202,12 @@ fn decode_acks(bytes: &[u8]) -> Result<Vec<Ack>, ApiError> {
 fn merge_pushes(
     state: &AppState,
     store: &mut ServerStore,
+    grant: &DeviceGrant,
     req: &SyncRequest,
-    villages: &BTreeSet<String>,
     body_hash: [u8; 32],
 ) -> Result<Merge, ApiError> {
     let mut touched = Vec::new();
-    let result = merge_in_memory(state, store, req, villages, &mut touched);
+    let result = merge_in_memory(state, store, grant, req, &mut touched);
     let (commits, acks, phone_heads) = match result {
         Ok(r) => r,
         Err(e) => {
@@ -155,7 +226,18 @@ fn merge_pushes(
         body_hash,
         acks: postcard::to_stdvec(&acks).map_err(|_| ApiError::Internal)?,
     };
-    if let Err(e) = store.commit(&commits, &record, chrono::Utc::now().timestamp_millis()) {
+    let audit: Vec<Entry> = commits
+        .iter()
+        .map(|c| {
+            Entry::new(
+                format!("device:{}", grant.device),
+                "write",
+                c.id.to_string(),
+                serde_json::json!({"changes": c.hashes.iter().map(|h| h.to_string()).collect::<Vec<_>>()}),
+            )
+        })
+        .collect();
+    if let Err(e) = store.commit(&commits, &record, &audit, chrono::Utc::now().timestamp_millis()) {
         for id in touched {
             store.evict(id);
         }
@@ -167,8 +249,8 @@ fn merge_pushes(
 fn merge_in_memory(
     state: &AppState,
     store: &mut ServerStore,
+    grant: &DeviceGrant,
     req: &SyncRequest,
-    villages: &BTreeSet<String>,
     touched: &mut Vec<DocId>,
 ) -> Result<(Vec<DocCommit>, Vec<Ack>, PhoneHeads), ApiError> {
     let limits = &state.config.limits;
@@ -178,6 +260,8 @@ fn merge_in_memory(
     let mut changes_left = limits.max_changes_per_request;
     let mut ops_left = limits.max_ops_per_request;
     let mut seen = HashSet::new();
+    let villages = &grant.villages;
+    let mut actors: HashMap<Vec<u8>, bool> = HashMap::new();
     for push in &req.pushes {
         let id = doc_id(push.doc);
         if !seen.insert(id) {
@@ -208,6 +292,22 @@ fn merge_in_memory(
         changes_left -= parsed.changes.len();
         ops_left -= parsed.ops;
         let tips = parsed.tips(&base);
+        // Every change must be the sending device's own: its actors were bound at enrollment.
+        for change in &parsed.changes {
+            let actor = change.actor_id().to_bytes().to_vec();
+            let own = match actors.get(&actor) {
+                Some(own) => *own,
+                None => {
+                    let own = accounts::actor_of(store.conn(), &actor)?.as_deref()
+                        == Some(grant.device.as_str());
+                    actors.insert(actor, own);
+                    own
+                }
+            };
+            if !own {
+                return Err(ApiError::ForeignActor(id.to_string()));
+            }
+        }
 
         // The document as the server has it (or a new, empty one).
         let existing = store.doc(id)?.is_some();
@@ -284,6 +384,13 @@ fn merge_in_memory(
                 "document {id} belongs to a village outside this phone's"
             )));
         }
+        if !grant.role.may_write(header.kind) {
+            return Err(ApiError::NotAllowed(format!(
+                "a {} may not write {} documents",
+                grant.role.code(),
+                header.kind.code()
+            )));
+        }
         let ops = loaded.ops + parsed.ops;
         if ops > limits.max_ops_per_doc {
             return Err(ApiError::TooMuch(format!(
@@ -295,7 +402,9 @@ fn merge_in_memory(
         loaded.kind = header.kind;
         loaded.district = header.district.to_string();
         loaded.village = header.village.to_string();
+        let hashes = batch.iter().copied().collect();
         commits.push(DocCommit {
+            hashes,
             id,
             kind: header.kind,
             district: header.district.to_string(),
@@ -327,8 +436,9 @@ fn pull(
     cursors: &[Cursor],
     merged: &HashMap<DocId, Vec<ChangeHash>>,
     budget: usize,
-) -> Result<(Vec<DocUpdate>, Vec<Cursor>, bool), ApiError> {
+) -> Result<PullPage, ApiError> {
     let mut used = 0usize;
+    let mut personal = Vec::new();
     let mut docs = Vec::new();
     let mut out = Vec::with_capacity(cursors.len());
     let mut more = false;
@@ -380,6 +490,9 @@ fn pull(
                 used += match &payload {
                     Payload::Snapshot(b) | Payload::Changes(b) => b.len(),
                 };
+                if matches!(loaded.kind, DocKind::Trainee | DocKind::Household) {
+                    personal.push(id.to_string());
+                }
                 docs.push(DocUpdate {
                     doc: id.uuid(),
                     payload,
@@ -402,8 +515,11 @@ fn pull(
             tag,
         });
     }
-    Ok((docs, out, more))
+    Ok((docs, out, more, personal))
 }
+
+/// Documents, cursors, `more`, and the ids of personal documents sent.
+type PullPage = (Vec<DocUpdate>, Vec<Cursor>, bool, Vec<String>);
 
 #[cfg(test)]
 mod tests {
@@ -420,41 +536,91 @@ mod tests {
     use songpei_core::store::MemoryDocStore;
     use songpei_core::sync::engine::{SyncLimits, Transport, TransportError, sync_with};
 
-    use super::handle;
+    use crate::accounts::{self, Role};
     use crate::{AppState, Config};
 
     const VILLAGE: &str = "450802101201";
 
-    /// Calls the handler directly: the loopback transport of the design.
+    /// Drives the real router in memory: the loopback transport of the design.
     struct Loopback<'a>(&'a AppState);
 
-    impl Transport for Loopback<'_> {
-        fn round_trip(&mut self, body: &[u8]) -> Result<Vec<u8>, TransportError> {
-            handle(self.0, body).map_err(|e| TransportError::Refused {
-                status: e.status().as_u16(),
-                code: e.code().into(),
-                message: e.to_string(),
+    impl Loopback<'_> {
+        fn post(&self, path: &str, body: &[u8], token: Option<&str>) -> Result<Vec<u8>, TransportError> {
+            use tower::ServiceExt;
+            let mut req = axum::http::Request::post(path);
+            if let Some(t) = token {
+                req = req.header("Authorization", format!("Bearer {t}"));
+            }
+            if path != "/v1/sync" {
+                req = req.header("Content-Type", "application/json");
+            }
+            let req = req.body(axum::body::Body::from(body.to_vec())).expect("request");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let (status, bytes) = rt.block_on(async {
+                let resp = crate::app(self.0.clone()).oneshot(req).await.expect("infallible");
+                let status = resp.status().as_u16();
+                let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+                    .await
+                    .expect("body");
+                (status, bytes.to_vec())
+            });
+            if status == 200 {
+                return Ok(bytes);
+            }
+            let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+            Err(TransportError::Refused {
+                status,
+                code: v["code"].as_str().unwrap_or_default().to_owned(),
+                message: v["message"].as_str().unwrap_or_default().to_owned(),
             })
         }
     }
 
+    impl Transport for Loopback<'_> {
+        fn round_trip(&mut self, body: &[u8], token: &str) -> Result<Vec<u8>, TransportError> {
+            self.post("/v1/sync", body, Some(token))
+        }
+
+        fn call(&mut self, path: &str, body: &[u8]) -> Result<Vec<u8>, TransportError> {
+            self.post(path, body, None)
+        }
+    }
+
+    /// The server state in `dir`, with its district and village set up on first open.
     fn state(dir: &std::path::Path) -> AppState {
-        AppState::open(Config {
+        let s = AppState::open(Config {
             data: dir.to_path_buf(),
             ..Config::default()
         })
-        .expect("open")
+        .expect("open");
+        {
+            let mut store = s.store.lock().expect("lock");
+            if accounts::district(store.conn()).expect("district").is_none() {
+                accounts::init(store.conn_mut(), "450802", "港北区").expect("init");
+                accounts::add_village(store.conn(), VILLAGE, "某村", None).expect("village");
+            }
+        }
+        s
     }
 
-    fn phone() -> Phone<MemoryDocStore> {
-        Phone::init(
-            MemoryDocStore::new(),
-            "450802",
-            &[VILLAGE.to_owned()],
-            BlindIndexKey::from_bytes([3; 32]),
-        )
-        .expect("init")
-        .with_clock(Arc::new(FixedClock::at(1_772_409_600_000)))
+    /// A phone enrolled with `s` as a new coordinator of the village.
+    fn phone(s: &AppState) -> Phone<MemoryDocStore> {
+        let code = {
+            let mut store = s.store.lock().expect("lock");
+            let name = format!("c{}", rand::random::<u32>());
+            accounts::add_account(store.conn_mut(), &name, Role::Coordinator, &[VILLAGE.to_owned()])
+                .expect("account");
+            accounts::issue_enrollment_code(store.conn(), &name).expect("code")
+        };
+        let mut store = MemoryDocStore::new();
+        songpei_core::sync::auth::enroll_with(&mut store, &mut Loopback(s), "loopback", &code.code)
+            .expect("enroll");
+        Phone::open(store, BlindIndexKey::from_bytes([3; 32]))
+            .expect("open")
+            .with_clock(Arc::new(FixedClock::at(1_772_409_600_000)))
     }
 
     fn sync(p: &mut Phone<MemoryDocStore>, s: &AppState) -> songpei_core::sync::engine::SyncReport {
@@ -526,7 +692,7 @@ mod tests {
     fn compacted_documents_reload_the_same_after_a_restart() {
         let dir = tempfile::tempdir().expect("tempdir");
         let s = state(dir.path());
-        let mut a = phone();
+        let mut a = phone(&s);
         let (c, t) = setup(&mut a);
         for d in 0..4 {
             attend(&mut a, c, t, d);
@@ -541,7 +707,7 @@ mod tests {
         assert!(compacted >= 1, "the class document had several chunks");
         drop(s);
         let s = state(dir.path());
-        let mut b = phone();
+        let mut b = phone(&s);
         let r = sync(&mut b, &s);
         assert_eq!(r.docs_pulled, 2);
         assert_eq!(view(&mut b, c), view(&mut a, c));
@@ -551,7 +717,7 @@ mod tests {
     fn a_server_restored_from_an_older_backup_gets_back_what_it_lost() {
         let live = tempfile::tempdir().expect("tempdir");
         let backup = tempfile::tempdir().expect("tempdir");
-        let mut a = phone();
+        let mut a = phone(&state(live.path()));
         let (c, t) = setup(&mut a);
         attend(&mut a, c, t, 0);
         {
@@ -572,7 +738,7 @@ mod tests {
         let restored = state(backup.path());
         let r = sync(&mut a, &restored);
         assert!(r.round_trips >= 2, "the first push found its base missing");
-        let mut b = phone();
+        let mut b = phone(&restored);
         sync(&mut b, &restored);
         let v = view(&mut b, c);
         assert_eq!(
@@ -595,7 +761,10 @@ mod tests {
     fn a_restored_server_that_reuses_feed_numbers_does_not_hide_new_changes() {
         let live = tempfile::tempdir().expect("tempdir");
         let saved = tempfile::tempdir().expect("tempdir");
-        let (mut a, mut x) = (phone(), phone());
+        let (mut a, mut x) = {
+            let s = state(live.path());
+            (phone(&s), phone(&s))
+        };
         let (c, t) = setup(&mut a);
         {
             let s = state(live.path());
@@ -613,7 +782,7 @@ mod tests {
         // Restored: the feed is back where the backup left it. Y records and syncs, and the
         // server hands Y's entry the very number X already holds.
         let restored = state(saved.path());
-        let mut y = phone();
+        let mut y = phone(&restored);
         sync(&mut y, &restored);
         attend(&mut y, c, t, 2);
         sync(&mut y, &restored);

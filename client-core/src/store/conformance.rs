@@ -870,6 +870,68 @@ pub(super) fn documents_lists_every_document_once<S: DocStore>(s: &mut S) {
     assert_eq!(docs.into_iter().collect::<BTreeSet<_>>(), expected);
 }
 
+pub(super) fn drop_villages_keeps_unacknowledged_documents<S: DocStore>(s: &mut S) {
+    let t = TraineeId::random();
+    let h = HouseholdId::random();
+    let c1 = ClassId::random();
+    let c2 = ClassId::random();
+    let dirty = ClassId::random();
+    s.write(&[
+        class_write(
+            class_row(c1, V1, ClassStatus::Planned, "2026-03-02", &[t]),
+            some(&[1]),
+        ),
+        class_write(
+            class_row(c2, V2, ClassStatus::Planned, "2026-03-02", &[]),
+            some(&[2]),
+        ),
+        write(t, some(&[3]), IndexRow::Trainee(trainee_row(t, 7, Some(h))), false),
+        write(
+            h,
+            some(&[4]),
+            IndexRow::Household(household_row(h, PovertyStatus::Lifted)),
+            false,
+        ),
+        write(
+            dirty,
+            some(&[5]),
+            IndexRow::Class(class_row(dirty, V1, ClassStatus::Planned, "2026-03-03", &[])),
+            true,
+        ),
+    ])
+    .expect("write");
+    for id in [DocId::from(c1), c2.into(), t.into(), h.into()] {
+        s.set_acked_heads(id, &[hash(1)], &[hash(1)]).expect("ack");
+    }
+    let removed = s
+        .drop_villages(&[village(V1)], &[("villages".into(), V2.into())])
+        .expect("drop");
+    let removed: BTreeSet<DocId> = removed.into_iter().collect();
+    assert_eq!(
+        removed,
+        [DocId::from(c1), t.into(), h.into()].into_iter().collect(),
+        "acknowledged documents of the village go; the other village's and the dirty one stay"
+    );
+    for id in &removed {
+        assert_eq!(s.load(*id).expect("load"), None);
+        assert_eq!(s.sync_mark(*id).expect("mark"), SyncMark::default());
+    }
+    assert_eq!(s.class_row(c1).expect("row"), None);
+    assert!(s.trainee_rows(&[t]).expect("rows").is_empty());
+    assert_eq!(s.trainee_by_blind_index(&[7; 16]).expect("blind"), None);
+    assert_eq!(s.household_row(h).expect("row"), None);
+    assert!(s.classes_of_trainee(t).expect("classes").is_empty());
+    assert!(s.class_row(c2).expect("row").is_some());
+    assert!(s.class_row(dirty).expect("row").is_some());
+    assert_eq!(s.dirty_documents().expect("dirty"), vec![DocId::from(dirty)]);
+    assert_eq!(s.meta("villages").expect("meta").as_deref(), Some(V2));
+    assert!(
+        s.drop_villages(&[village(V1)], &[])
+            .expect("again")
+            .is_empty()
+    );
+}
+
 /// Instantiates every check for one backend. `$new` returns `(guard, store)`; the guard keeps
 /// whatever the store needs (a temporary directory) alive for the test.
 macro_rules! backend_suite {
@@ -892,6 +954,7 @@ macro_rules! backend_suite {
                 sync_marks,
                 acking_an_unknown_document_stores_nothing,
                 documents_lists_every_document_once,
+                drop_villages_keeps_unacknowledged_documents,
             );
         }
     };

@@ -9,7 +9,7 @@ use super::{
 };
 use crate::doc::{Conflict, DocKind};
 use crate::error::Result;
-use crate::ids::{ClassId, DocId, HouseholdId, TraineeId};
+use crate::ids::{ClassId, DocId, HouseholdId, TraineeId, VillageCode};
 
 #[derive(Clone, Debug, Default)]
 struct Entry {
@@ -244,6 +244,32 @@ impl DocStore for MemoryDocStore {
             .map(|(id, _)| *id)
             .collect();
         ids.sort_by_key(|id| id.to_string());
+        Ok(ids)
+    }
+
+    fn drop_villages(
+        &mut self,
+        villages: &[VillageCode],
+        meta: &[(String, String)],
+    ) -> Result<Vec<DocId>> {
+        let mut ids: Vec<DocId> = self
+            .docs
+            .iter()
+            .filter(|(_, e)| {
+                !e.mark.dirty
+                    && e.index
+                        .as_ref()
+                        .is_some_and(|i| villages.contains(i.village()))
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_by_key(|id| id.to_string());
+        for id in &ids {
+            self.docs.remove(id);
+        }
+        for (k, v) in meta {
+            self.meta.insert(k.clone(), v.clone());
+        }
         Ok(ids)
     }
 }

@@ -599,4 +599,63 @@ impl DocStore for SqliteDocStore {
             .collect::<rusqlite::Result<_>>()?;
         Ok(rows)
     }
+
+    fn drop_villages(
+        &mut self,
+        villages: &[VillageCode],
+        meta: &[(String, String)],
+    ) -> Result<Vec<DocId>> {
+        // Deleted rows are overwritten with zeros, and the WAL is emptied after, so the personal
+        // data of villages left behind does not linger in free pages.
+        self.conn.pragma_update(None, "secure_delete", "ON")?;
+        let result = (|| {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut ids: Vec<DocId> = Vec::new();
+            {
+                let mut stmt = tx.prepare(
+                    "SELECT d.id FROM docs d LEFT JOIN sync_marks m ON m.doc_id = d.id \
+                     WHERE d.village = ?1 AND coalesce(m.dirty, 0) = 0 ORDER BY d.id",
+                )?;
+                for v in villages {
+                    let rows = stmt
+                        .query_map([v.as_str()], |r| parse(0, r.get(0)?))?
+                        .collect::<rusqlite::Result<Vec<DocId>>>()?;
+                    ids.extend(rows);
+                }
+            }
+            for id in &ids {
+                let id = id.to_string();
+                for sql in [
+                    "DELETE FROM conflicts WHERE doc_id = ?1",
+                    "DELETE FROM enrolments WHERE class_id = ?1",
+                    "DELETE FROM classes WHERE id = ?1",
+                    "DELETE FROM trainees WHERE id = ?1",
+                    "DELETE FROM households WHERE id = ?1",
+                    "DELETE FROM chunks WHERE doc_id = ?1",
+                    "DELETE FROM sync_marks WHERE doc_id = ?1",
+                    "DELETE FROM docs WHERE id = ?1",
+                ] {
+                    tx.execute(sql, [&id])?;
+                }
+            }
+            for (k, v) in meta {
+                tx.execute(
+                    "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    params![k, v],
+                )?;
+            }
+            tx.commit()?;
+            Ok::<_, Error>(ids)
+        })();
+        self.conn.pragma_update(None, "secure_delete", "OFF")?;
+        let ids = result?;
+        if !ids.is_empty() {
+            self.conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        }
+        Ok(ids)
+    }
 }

@@ -5,7 +5,8 @@
 use automerge::{ChangeHash, ReadDoc};
 use serde::Serialize;
 
-use super::changes::{ChangeCaps, pack, unpack};
+use super::auth::{ChallengeRequest, TokenResponse};
+use super::changes::{ChangeCaps, pack, parse_changes, unpack};
 use super::protocol::{
     AckOutcome, Cursor, PROTOCOL_VERSION, Payload, Push, SyncRequest, SyncResponse, WireError,
     decode, encode, from_wire, to_wire,
@@ -47,6 +48,9 @@ pub(crate) struct PendingSync {
     pushed: Vec<(DocId, Vec<ChangeHash>)>,
     /// Dirty documents left for a later round.
     left_behind: usize,
+    /// Documents holding other phones' changes the server may lack: a missing base for these is
+    /// not pushed again in this sync.
+    waiting: std::collections::BTreeSet<DocId>,
 }
 
 /// What one round did.
@@ -60,6 +64,8 @@ pub struct SyncRound {
     pub missing_base: usize,
     /// Documents received that were refused (out of scope or not following the schema).
     pub refused: usize,
+    /// Documents removed because their village left the phone's scope.
+    pub left_phone: usize,
     /// Another round is needed: more to pull, to push, or to push again.
     pub more: bool,
     /// The server's clock, ms since the epoch.
@@ -87,6 +93,16 @@ pub enum SyncError {
     /// The server kept asking for more rounds.
     #[error("sync did not finish within {0} round trips")]
     TooManyRounds(usize),
+    /// The phone has no device key registered with a server.
+    #[error(
+        "this phone is not enrolled: ask the district office for an enrollment code and run `songpei enroll`"
+    )]
+    NotEnrolled,
+    /// The district office revoked this device.
+    #[error(
+        "the district office revoked this device: nothing more is synced; records not yet synced stay on the phone and can be exported"
+    )]
+    Revoked,
 }
 
 /// A failure to move bytes.
@@ -119,8 +135,10 @@ impl TransportError {
 
 /// Moves one request's bytes to the server and its response's bytes back.
 pub trait Transport {
-    /// Sends `body`; returns the response body.
-    fn round_trip(&mut self, body: &[u8]) -> Result<Vec<u8>, TransportError>;
+    /// Sends a sync request `body` with the access `token`; returns the response body.
+    fn round_trip(&mut self, body: &[u8], token: &str) -> Result<Vec<u8>, TransportError>;
+    /// Posts a JSON `body` to `path` (enrollment and tokens); returns the response body.
+    fn call(&mut self, path: &str, body: &[u8]) -> Result<Vec<u8>, TransportError>;
 }
 
 /// Totals of a whole sync.
@@ -138,6 +156,8 @@ pub struct SyncReport {
     pub docs_pulled: usize,
     /// Documents refused on arrival.
     pub docs_refused: usize,
+    /// Documents removed because their village left the phone's scope.
+    pub docs_removed: usize,
     /// The server's clock at the end, ms since the epoch.
     pub server_time_ms: i64,
 }
@@ -154,6 +174,13 @@ const PULL_CAPS: ChangeCaps = ChangeCaps {
     max_bytes: 256 << 20,
 };
 
+/// No caps: for the phone's own stored changes.
+const UNCAPPED: ChangeCaps = ChangeCaps {
+    max_changes: usize::MAX,
+    max_ops: u64::MAX,
+    max_bytes: usize::MAX,
+};
+
 impl<S: DocStore> Phone<S> {
     /// Builds the next sync request: changes of every document not yet acknowledged (up to the
     /// limits) and the feed cursors of the phone's villages.
@@ -163,6 +190,7 @@ impl<S: DocStore> Phone<S> {
         let mut pushed = Vec::new();
         let mut bytes = 0usize;
         let mut left_behind = 0;
+        let mut waiting = std::collections::BTreeSet::new();
         for id in dirty {
             if pushes.len() >= limits.max_pushes
                 || (bytes >= limits.max_push_bytes && !pushes.is_empty())
@@ -178,11 +206,29 @@ impl<S: DocStore> Phone<S> {
                 .into_iter()
                 .filter(|h| d.get_change_by_hash(h).is_some())
                 .collect();
-            let heads = d.get_heads();
-            let changes = pack(&d.save_after(&base), &base).map_err(|_| Error::Schema {
+            // Only this phone's own changes are sent: the server accepts a change only from the
+            // device its actor belongs to. Changes of other phones that the server lacks (it was
+            // restored from an older backup) wait for those phones to send them.
+            let corrupt = |_| Error::Schema {
                 doc: id,
                 path: String::new(),
-            })?;
+            };
+            let all = parse_changes(&d.save_after(&base), UNCAPPED).map_err(corrupt)?;
+            let own: Vec<&automerge::Change> = all
+                .changes
+                .iter()
+                .filter(|c| *c.actor_id() == self.profile().actor)
+                .collect();
+            if own.len() < all.changes.len() {
+                waiting.insert(id);
+                if own.is_empty() {
+                    continue;
+                }
+            }
+            let chunks: Vec<u8> = own.iter().flat_map(|c| c.raw_bytes().to_vec()).collect();
+            let own = parse_changes(&chunks, UNCAPPED).map_err(corrupt)?;
+            let heads = own.tips(&base);
+            let changes = pack(&chunks, &base).map_err(corrupt)?;
             bytes += changes.len();
             pushed.push((id, heads.clone()));
             pushes.push(Push {
@@ -220,6 +266,7 @@ impl<S: DocStore> Phone<S> {
             request_id,
             pushed,
             left_behind,
+            waiting,
         });
         Ok(encode(&req))
     }
@@ -240,9 +287,19 @@ impl<S: DocStore> Phone<S> {
             return Err(SyncError::Mismatch);
         }
         let pending = self.pending_sync.take().ok_or(SyncError::NothingPending)?;
+        // The scope first: documents of new villages in this response must be in scope, and
+        // documents of villages dropped leave the phone.
+        let mut left_phone = 0;
+        let mut gained = false;
+        if let Some(scope) = &resp.scope {
+            let before = self.profile().villages.clone();
+            left_phone = self.apply_scope(scope)?;
+            gained = self.profile().villages.iter().any(|v| !before.contains(v));
+        }
         let mut round = SyncRound {
+            left_phone,
             server_time_ms: resp.server_time_ms,
-            more: resp.more || pending.left_behind > 0,
+            more: resp.more || pending.left_behind > 0 || gained,
             ..SyncRound::default()
         };
 
@@ -331,7 +388,7 @@ impl<S: DocStore> Phone<S> {
                 }
                 AckOutcome::MissingBase => {
                     round.missing_base += 1;
-                    round.more = true;
+                    round.more |= !pending.waiting.contains(&id);
                     // Push again from the heads both sides have.
                     from_wire(&ack.server_heads)
                 }
@@ -351,6 +408,21 @@ impl<S: DocStore> Phone<S> {
                 current: d.get_heads(),
             });
             acked_docs.insert(id);
+        }
+
+        // A document pulled that still holds changes of this phone the server lacks (it was
+        // restored from an older backup) is pushed in another round of this same sync.
+        let sorted = |h: &[ChangeHash]| {
+            let mut v = h.to_vec();
+            v.sort();
+            v
+        };
+        if acks.iter().any(|a| {
+            sorted(&a.acked) != sorted(&a.current)
+                && !pending.waiting.contains(&a.id)
+                && !pending.pushed.iter().any(|(id, _)| *id == a.id)
+        }) {
+            round.more = true;
         }
 
         // 3. Merged documents, marks, cursors, server time: one transaction.
@@ -391,6 +463,68 @@ pub const MAX_ROUNDS: usize = 200;
 /// Times a round is retried with the same bytes after a retryable failure.
 pub const RETRIES: usize = 3;
 
+/// Parses a JSON answer of an auth endpoint.
+fn json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, SyncError> {
+    serde_json::from_slice(bytes).map_err(|_| SyncError::Wire(WireError::Malformed))
+}
+
+fn refused_code(e: &TransportError) -> Option<(u16, &str)> {
+    match e {
+        TransportError::Refused { status, code, .. } => Some((*status, code.as_str())),
+        TransportError::Unreachable(_) => None,
+    }
+}
+
+/// Gets a new access token: signs the challenge the phone holds, or first asks for a fresh one
+/// when it holds none or the server no longer knows it.
+fn renew_token<S: DocStore>(
+    phone: &mut Phone<S>,
+    transport: &mut dyn Transport,
+    report: &mut SyncReport,
+) -> Result<String, SyncError> {
+    let mut call = |path: &str, body: Vec<u8>, report: &mut SyncReport| {
+        report.round_trips += 1;
+        report.bytes_sent += body.len();
+        let r = transport.call(path, &body);
+        if let Ok(b) = &r {
+            report.bytes_received += b.len();
+        }
+        r
+    };
+    for fresh_challenge in [false, true] {
+        if fresh_challenge {
+            let req = ChallengeRequest {
+                device: phone.profile().device.uuid(),
+            };
+            let body = serde_json::to_vec(&req).unwrap_or_default();
+            match call("/v1/auth/challenge", body, report) {
+                Ok(b) => phone.accept_challenge(&json(&b)?)?,
+                Err(e) if refused_code(&e) == Some((401, "device_revoked")) => {
+                    return Err(SyncError::Revoked);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let Some(req) = phone.token_request()? else {
+            continue;
+        };
+        let body = serde_json::to_vec(&req).unwrap_or_default();
+        match call("/v1/auth/token", body, report) {
+            Ok(b) => {
+                let resp: TokenResponse = json(&b)?;
+                phone.accept_token(&resp)?;
+                return Ok(resp.token);
+            }
+            Err(e) => match refused_code(&e) {
+                Some((401, "device_revoked")) => return Err(SyncError::Revoked),
+                Some((401, "bad_challenge")) if !fresh_challenge => {}
+                _ => return Err(e.into()),
+            },
+        }
+    }
+    Err(SyncError::NotEnrolled)
+}
+
 /// Syncs until the server has everything and the phone has everything new, retrying each round
 /// with the same request bytes (the server recognises a retry by its id). `progress` is told after
 /// every round.
@@ -401,16 +535,33 @@ pub fn sync_with<S: DocStore>(
     progress: &mut dyn FnMut(&SyncReport),
 ) -> Result<SyncReport, SyncError> {
     let mut report = SyncReport::default();
+    if !phone.is_enrolled()? {
+        return Err(SyncError::NotEnrolled);
+    }
+    let mut token = match phone.access_token()? {
+        Some(t) => t,
+        None => renew_token(phone, transport, &mut report)?,
+    };
     for _ in 0..MAX_ROUNDS {
         let body = phone.prepare_sync(limits)?;
         let mut attempt = 0;
+        let mut renewed = false;
         let response = loop {
             report.round_trips += 1;
             report.bytes_sent += body.len();
-            match transport.round_trip(&body) {
+            match transport.round_trip(&body, &token) {
                 Ok(r) => break r,
                 Err(e) if e.is_retryable() && attempt < RETRIES => attempt += 1,
-                Err(e) => return Err(e.into()),
+                Err(e) => match refused_code(&e) {
+                    Some((401, "device_revoked")) => return Err(SyncError::Revoked),
+                    // Expired (or the server's clock disagrees with the phone's): renew once.
+                    Some((401, _)) if !renewed => {
+                        renewed = true;
+                        phone.forget_token()?;
+                        token = renew_token(phone, transport, &mut report)?;
+                    }
+                    _ => return Err(e.into()),
+                },
             }
         };
         report.bytes_received += response.len();
@@ -418,6 +569,7 @@ pub fn sync_with<S: DocStore>(
         report.docs_pushed += round.docs_pushed;
         report.docs_pulled += round.docs_pulled;
         report.docs_refused += round.refused;
+        report.docs_removed += round.left_phone;
         report.server_time_ms = round.server_time_ms;
         progress(&report);
         if !round.more {

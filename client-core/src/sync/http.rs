@@ -9,11 +9,11 @@ use super::protocol::CONTENT_TYPE;
 /// Largest response body read, compressed.
 const MAX_RESPONSE_BODY: u64 = 64 << 20;
 
-/// Sends sync requests to `{server}/v1/sync`.
+/// Sends sync requests to `{server}/v1/sync`, and enrollment and token requests beside it.
 #[derive(Debug)]
 pub struct HttpTransport {
     agent: ureq::Agent,
-    url: String,
+    server: String,
 }
 
 impl HttpTransport {
@@ -27,19 +27,14 @@ impl HttpTransport {
             .into();
         Self {
             agent,
-            url: format!("{}/v1/sync", server.trim_end_matches('/')),
+            server: server.trim_end_matches('/').to_owned(),
         }
     }
-}
 
-impl Transport for HttpTransport {
-    fn round_trip(&mut self, body: &[u8]) -> Result<Vec<u8>, TransportError> {
-        let mut resp = self
-            .agent
-            .post(&self.url)
-            .header("Content-Type", CONTENT_TYPE)
-            .send(body)
-            .map_err(|e| TransportError::Unreachable(e.to_string()))?;
+    fn answer(
+        resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<Vec<u8>, TransportError> {
+        let mut resp = resp.map_err(|e| TransportError::Unreachable(e.to_string()))?;
         let status = resp.status().as_u16();
         let bytes = resp
             .body_mut()
@@ -65,5 +60,26 @@ impl Transport for HttpTransport {
             code,
             message,
         })
+    }
+}
+
+impl Transport for HttpTransport {
+    fn round_trip(&mut self, body: &[u8], token: &str) -> Result<Vec<u8>, TransportError> {
+        Self::answer(
+            self.agent
+                .post(format!("{}/v1/sync", self.server))
+                .header("Content-Type", CONTENT_TYPE)
+                .header("Authorization", format!("Bearer {token}"))
+                .send(body),
+        )
+    }
+
+    fn call(&mut self, path: &str, body: &[u8]) -> Result<Vec<u8>, TransportError> {
+        Self::answer(
+            self.agent
+                .post(format!("{}{path}", self.server))
+                .header("Content-Type", "application/json")
+                .send(body),
+        )
     }
 }

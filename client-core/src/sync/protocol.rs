@@ -121,6 +121,9 @@ pub struct SyncResponse {
     pub cursors: Vec<Cursor>,
     /// True when more documents wait beyond the response budget.
     pub more: bool,
+    /// The villages the device may read and write, when they differ from the request's cursors:
+    /// the phone follows these from now on, and documents of villages dropped leave it.
+    pub scope: Option<Vec<String>>,
 }
 
 /// A body that could not be decoded.
@@ -333,6 +336,7 @@ mod tests {
             docs: vec![],
             cursors: vec![],
             more: false,
+            scope: None,
         });
         assert!(decode::<SyncRequest>(&resp, 1 << 20).is_err());
     }

@@ -1,0 +1,717 @@
+//! The district, its townships and villages, accounts with their roles and villages, enrollment
+//! codes and devices. Authority comes only from these tables: nothing written inside a document
+//! grants a role or a village.
+
+use std::collections::BTreeSet;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use rusqlite::{Connection, OptionalExtension, params};
+use sha2::{Digest, Sha256};
+use songpei_core::ids::{DistrictCode, VillageCode};
+
+use crate::audit::{self, Entry};
+
+/// How long an enrollment code stays valid.
+pub const ENROLLMENT_VALID_MS: i64 = 24 * 3600 * 1000;
+/// How long a device's challenge stays valid: a phone may stay offline for weeks.
+pub const CHALLENGE_VALID_MS: i64 = 60 * 24 * 3600 * 1000;
+/// Alphabet of enrollment codes (Crockford's base 32: no I, L, O or U to misread).
+const CODE_ALPHABET: &[u8] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+/// What an account may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Manages the district: villages, accounts, devices, targets, catalogs.
+    DistrictAdmin,
+    /// Reads the district's records and reports.
+    DistrictViewer,
+    /// Records classes, trainees and households of their villages.
+    Coordinator,
+    /// Records attendance in classes of their villages.
+    Instructor,
+}
+
+impl Role {
+    /// Stable code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Role::DistrictAdmin => "district_admin",
+            Role::DistrictViewer => "district_viewer",
+            Role::Coordinator => "coordinator",
+            Role::Instructor => "instructor",
+        }
+    }
+
+    /// Parses a code.
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Role::DistrictAdmin,
+            Role::DistrictViewer,
+            Role::Coordinator,
+            Role::Instructor,
+        ]
+        .into_iter()
+        .find(|r| r.code() == s)
+    }
+
+    /// Whether a phone of this role may write documents of `kind`. Catalogs and targets are the
+    /// district's, written on the server, never by a phone.
+    pub fn may_write(self, kind: songpei_core::doc::DocKind) -> bool {
+        use songpei_core::doc::DocKind;
+        match self {
+            Role::Coordinator => matches!(
+                kind,
+                DocKind::Class | DocKind::Trainee | DocKind::Household
+            ),
+            Role::Instructor => kind == DocKind::Class,
+            Role::DistrictAdmin | Role::DistrictViewer => false,
+        }
+    }
+
+    /// Whether the role works in villages (and so needs at least one).
+    pub fn in_villages(self) -> bool {
+        matches!(self, Role::Coordinator | Role::Instructor)
+    }
+}
+
+/// Why an account operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    /// A field is not valid.
+    #[error("{field}: {problem}")]
+    Invalid {
+        /// Field name.
+        field: &'static str,
+        /// What is wrong.
+        problem: &'static str,
+    },
+    /// The district was set up already.
+    #[error("the district is set up already")]
+    AlreadyInitialised,
+    /// No district yet.
+    #[error("no district yet: run `songpei-server admin init --district CODE --name NAME`")]
+    NotInitialised,
+    /// Not found.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// Exists already.
+    #[error("{0} exists already")]
+    Exists(&'static str),
+    /// The database failed.
+    #[error("database: {0}")]
+    Db(#[from] rusqlite::Error),
+}
+
+fn invalid(field: &'static str, problem: &'static str) -> AccountError {
+    AccountError::Invalid { field, problem }
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// The district this server serves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct District {
+    /// Code.
+    pub code: String,
+    /// Name.
+    pub name: String,
+}
+
+/// The district, if set up.
+pub fn district(conn: &Connection) -> rusqlite::Result<Option<District>> {
+    conn.query_row("SELECT code, name FROM district LIMIT 1", [], |r| {
+        Ok(District {
+            code: r.get(0)?,
+            name: r.get(1)?,
+        })
+    })
+    .optional()
+}
+
+/// A random password of 16 characters from the code alphabet.
+fn random_secret(len: usize) -> String {
+    (0..len)
+        .map(|_| CODE_ALPHABET[rand::random_range(0..CODE_ALPHABET.len())] as char)
+        .collect()
+}
+
+fn hash_password(password: &str) -> Result<String, AccountError> {
+    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>())
+        .map_err(|_| invalid("password", "cannot be hashed"))?;
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|_| invalid("password", "cannot be hashed"))
+}
+
+/// Checks a password against an account's hash.
+pub fn check_password(conn: &Connection, username: &str, password: &str) -> rusqlite::Result<bool> {
+    let hash: Option<Option<String>> = conn
+        .query_row(
+            "SELECT password_hash FROM accounts WHERE username = ?1",
+            [username],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(hash.flatten().is_some_and(|h| {
+        PasswordHash::new(&h).is_ok_and(|parsed| {
+            argon2::Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
+    }))
+}
+
+/// Sets up the district with its admin account; returns the admin's one-time password.
+pub fn init(conn: &mut Connection, code: &str, name: &str) -> Result<String, AccountError> {
+    let code = DistrictCode::parse(code).ok_or(invalid("district", "is not a six-digit code"))?;
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 40 {
+        return Err(invalid("name", "must be 1 to 40 characters"));
+    }
+    let tx = conn.transaction()?;
+    if district(&tx)?.is_some() {
+        return Err(AccountError::AlreadyInitialised);
+    }
+    let password = random_secret(16);
+    let hash = hash_password(&password)?;
+    let now = now_ms();
+    tx.execute(
+        "INSERT INTO district (code, name, created_at) VALUES (?1, ?2, ?3)",
+        params![code.as_str(), name, now],
+    )?;
+    let admin_id = uuid::Uuid::new_v4().to_string();
+    tx.execute(
+        "INSERT INTO accounts (id, username, role, password_hash, created_at) VALUES (?1, 'admin', ?2, ?3, ?4)",
+        params![admin_id, Role::DistrictAdmin.code(), hash, now],
+    )?;
+    audit::append(
+        &tx,
+        now,
+        &[Entry::new(
+            "admin-cli",
+            "init",
+            code.as_str(),
+            serde_json::json!({"admin": admin_id}),
+        )],
+    )?;
+    tx.commit()?;
+    Ok(password)
+}
+
+fn require_district(conn: &Connection) -> Result<District, AccountError> {
+    district(conn)?.ok_or(AccountError::NotInitialised)
+}
+
+fn check_place_name(name: &str) -> Result<&str, AccountError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 40 || name.chars().any(char::is_control) {
+        return Err(invalid("name", "must be 1 to 40 characters without control characters"));
+    }
+    Ok(name)
+}
+
+/// Adds (or renames) a village; its township is the first nine digits of its code, created when
+/// new (named `township_name`, or after its code until renamed).
+pub fn add_village(
+    conn: &Connection,
+    code: &str,
+    name: &str,
+    township_name: Option<&str>,
+) -> Result<(), AccountError> {
+    let district = require_district(conn)?;
+    let v = VillageCode::parse(code.trim()).ok_or(invalid("code", "is not a 12-digit village code"))?;
+    if v.district().as_str() != district.code {
+        return Err(invalid("code", "is not in this district"));
+    }
+    let name = check_place_name(name)?;
+    let township = &v.as_str()[..9];
+    match township_name {
+        Some(t) => {
+            let t = check_place_name(t)?;
+            conn.execute(
+                "INSERT INTO townships (code, name) VALUES (?1, ?2)
+                 ON CONFLICT (code) DO UPDATE SET name = excluded.name",
+                params![township, t],
+            )?;
+        }
+        None => {
+            conn.execute(
+                "INSERT INTO townships (code, name) VALUES (?1, ?1) ON CONFLICT (code) DO NOTHING",
+                [township],
+            )?;
+        }
+    }
+    conn.execute(
+        "INSERT INTO places (code, name, township) VALUES (?1, ?2, ?3)
+         ON CONFLICT (code) DO UPDATE SET name = excluded.name",
+        params![v.as_str(), name, township],
+    )?;
+    audit::append(
+        conn,
+        now_ms(),
+        &[Entry::new("admin-cli", "village_add", v.as_str(), serde_json::json!({}))],
+    )?;
+    Ok(())
+}
+
+/// A CSV row that could not be imported.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CsvProblem {
+    /// 1-based line number.
+    pub line: usize,
+    /// What is wrong.
+    pub problem: String,
+}
+
+/// Imports villages from CSV text (`code,name[,township name]`, an optional header line): all rows
+/// or none. Returns the number of villages imported, or every problem found.
+pub fn import_villages(conn: &mut Connection, csv: &str) -> Result<Result<usize, Vec<CsvProblem>>, AccountError> {
+    require_district(conn)?;
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(csv.trim_start_matches('\u{feff}').as_bytes());
+    let mut rows = Vec::new();
+    let mut problems = Vec::new();
+    for (i, record) in reader.records().enumerate() {
+        let line = i + 1;
+        let record = match record {
+            Ok(r) => r,
+            Err(_) => {
+                problems.push(CsvProblem { line, problem: "not valid CSV".into() });
+                continue;
+            }
+        };
+        let code = record.get(0).unwrap_or("");
+        if line == 1 && VillageCode::parse(code).is_none() && !code.chars().any(|c| c.is_ascii_digit()) {
+            continue; // a header line
+        }
+        if record.len() < 2 || record.len() > 3 {
+            problems.push(CsvProblem {
+                line,
+                problem: "expected code,name[,township name]".into(),
+            });
+            continue;
+        }
+        rows.push((line, code.to_owned(), record[1].to_owned(), record.get(2).map(str::to_owned)));
+    }
+    if rows.len() > 100_000 {
+        return Ok(Err(vec![CsvProblem { line: 0, problem: "more than 100,000 villages".into() }]));
+    }
+    let tx = conn.transaction()?;
+    let mut count = 0;
+    for (line, code, name, township) in &rows {
+        match add_village(&tx, code, name, township.as_deref().filter(|t| !t.is_empty())) {
+            Ok(()) => count += 1,
+            Err(AccountError::Invalid { field, problem }) => problems.push(CsvProblem {
+                line: *line,
+                problem: format!("{field} {problem}"),
+            }),
+            Err(e) => return Err(e),
+        }
+    }
+    if !problems.is_empty() {
+        return Ok(Err(problems));
+    }
+    tx.commit()?;
+    Ok(Ok(count))
+}
+
+fn check_villages(conn: &Connection, villages: &[String]) -> Result<BTreeSet<String>, AccountError> {
+    let mut set = BTreeSet::new();
+    for v in villages {
+        let known: bool = conn
+            .query_row("SELECT 1 FROM places WHERE code = ?1", [v.trim()], |_| Ok(true))
+            .optional()?
+            .unwrap_or(false);
+        if !known {
+            return Err(invalid("village", "is not a village of this district (add it first)"));
+        }
+        set.insert(v.trim().to_owned());
+    }
+    Ok(set)
+}
+
+fn check_username(username: &str) -> Result<&str, AccountError> {
+    let u = username.trim();
+    if u.is_empty()
+        || u.len() > 32
+        || !u.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+    {
+        return Err(invalid("username", "must be 1 to 32 letters, digits, '.', '_' or '-'"));
+    }
+    Ok(u)
+}
+
+/// Creates an account; district roles get a one-time password (returned), village roles sign in
+/// with their phones only.
+pub fn add_account(
+    conn: &mut Connection,
+    username: &str,
+    role: Role,
+    villages: &[String],
+) -> Result<(String, Option<String>), AccountError> {
+    require_district(conn)?;
+    let username = check_username(username)?;
+    if role.in_villages() && villages.is_empty() {
+        return Err(invalid("village", "a coordinator or instructor needs at least one"));
+    }
+    if !role.in_villages() && !villages.is_empty() {
+        return Err(invalid("village", "district accounts cover the whole district"));
+    }
+    let tx = conn.transaction()?;
+    let set = check_villages(&tx, villages)?;
+    let exists: bool = tx
+        .query_row("SELECT 1 FROM accounts WHERE username = ?1", [username], |_| Ok(true))
+        .optional()?
+        .unwrap_or(false);
+    if exists {
+        return Err(AccountError::Exists("account"));
+    }
+    let (password, hash) = if role.in_villages() {
+        (None, None)
+    } else {
+        let p = random_secret(16);
+        let h = hash_password(&p)?;
+        (Some(p), Some(h))
+    };
+    let id = uuid::Uuid::new_v4().to_string();
+    let now = now_ms();
+    tx.execute(
+        "INSERT INTO accounts (id, username, role, password_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![id, username, role.code(), hash, now],
+    )?;
+    for v in &set {
+        tx.execute(
+            "INSERT INTO account_villages (account_id, village) VALUES (?1, ?2)",
+            params![id, v],
+        )?;
+    }
+    audit::append(
+        &tx,
+        now,
+        &[Entry::new(
+            "admin-cli",
+            "account_add",
+            id.clone(),
+            serde_json::json!({"role": role.code(), "villages": set}),
+        )],
+    )?;
+    tx.commit()?;
+    Ok((id, password))
+}
+
+/// Replaces the villages of a coordinator or instructor. Their phones follow at the next sync:
+/// documents of villages dropped leave the phones.
+pub fn set_villages(conn: &mut Connection, username: &str, villages: &[String]) -> Result<(), AccountError> {
+    let tx = conn.transaction()?;
+    let (id, role) = account_by_username(&tx, username)?;
+    if !role.in_villages() || villages.is_empty() {
+        return Err(invalid("village", "only coordinators and instructors have villages, at least one"));
+    }
+    let set = check_villages(&tx, villages)?;
+    tx.execute("DELETE FROM account_villages WHERE account_id = ?1", [&id])?;
+    for v in &set {
+        tx.execute(
+            "INSERT INTO account_villages (account_id, village) VALUES (?1, ?2)",
+            params![id, v],
+        )?;
+    }
+    audit::append(
+        &tx,
+        now_ms(),
+        &[Entry::new("admin-cli", "account_villages", id, serde_json::json!({"villages": set}))],
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+fn account_by_username(conn: &Connection, username: &str) -> Result<(String, Role), AccountError> {
+    let row: Option<(String, String)> = conn
+        .query_row(
+            "SELECT id, role FROM accounts WHERE username = ?1",
+            [username.trim()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let (id, role) = row.ok_or(AccountError::NotFound("account"))?;
+    Ok((id, Role::parse(&role).ok_or(AccountError::NotFound("role"))?))
+}
+
+/// Normalises a typed enrollment code: upper case, without spaces or dashes, with the letters
+/// people confuse mapped as Crockford's base 32 does.
+pub fn normalise_code(code: &str) -> String {
+    code.chars()
+        .filter(|c| !c.is_whitespace() && *c != '-')
+        .map(|c| match c.to_ascii_uppercase() {
+            'I' | 'L' => '1',
+            'O' => '0',
+            c => c,
+        })
+        .collect()
+}
+
+fn code_hash(code: &str) -> Vec<u8> {
+    Sha256::digest(normalise_code(code).as_bytes()).to_vec()
+}
+
+/// A one-time enrollment code.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnrollmentCode {
+    /// The code as shown: `XXXX-XXXX-XXXX` (60 random bits).
+    pub code: String,
+    /// When it stops working, ms since the epoch.
+    pub expires_at_ms: i64,
+}
+
+/// Issues an enrollment code for a coordinator or instructor. Only its hash is kept.
+pub fn issue_enrollment_code(conn: &Connection, username: &str) -> Result<EnrollmentCode, AccountError> {
+    let (id, role) = account_by_username(conn, username)?;
+    if !role.in_villages() {
+        return Err(invalid("username", "only coordinators and instructors enroll phones"));
+    }
+    let raw = random_secret(12);
+    let code = format!("{}-{}-{}", &raw[..4], &raw[4..8], &raw[8..]);
+    let now = now_ms();
+    let expires_at_ms = now + ENROLLMENT_VALID_MS;
+    conn.execute(
+        "INSERT INTO enrollment_codes (code_hash, account_id, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
+        params![code_hash(&code), id, now, expires_at_ms],
+    )?;
+    audit::append(
+        conn,
+        now,
+        &[Entry::new("admin-cli", "enrollment_code", id, serde_json::json!({"expires_at": expires_at_ms}))],
+    )?;
+    Ok(EnrollmentCode { code, expires_at_ms })
+}
+
+/// A device and what it may do, as loaded for each request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceGrant {
+    /// Device id.
+    pub device: String,
+    /// Its account.
+    pub account: String,
+    /// The account's role.
+    pub role: Role,
+    /// The district.
+    pub district: String,
+    /// The account's villages.
+    pub villages: BTreeSet<String>,
+    /// Revoked, ms since the epoch.
+    pub revoked_at: Option<i64>,
+    /// Public key, compressed SEC1.
+    pub public_key: Vec<u8>,
+}
+
+/// Loads a device with its account's role and villages.
+pub fn device(conn: &Connection, device: &str) -> rusqlite::Result<Option<DeviceGrant>> {
+    let row: Option<(String, String, Option<i64>, Vec<u8>)> = conn
+        .query_row(
+            "SELECT d.account_id, a.role, d.revoked_at, d.public_key
+             FROM devices d JOIN accounts a ON a.id = d.account_id WHERE d.id = ?1",
+            [device],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .optional()?;
+    let Some((account, role, revoked_at, public_key)) = row else {
+        return Ok(None);
+    };
+    let Some(role) = Role::parse(&role) else {
+        return Ok(None);
+    };
+    let district = district(conn)?.map(|d| d.code).unwrap_or_default();
+    let mut stmt = conn.prepare_cached("SELECT village FROM account_villages WHERE account_id = ?1")?;
+    let villages = stmt
+        .query_map([&account], |r| r.get(0))?
+        .collect::<rusqlite::Result<BTreeSet<String>>>()?;
+    Ok(Some(DeviceGrant {
+        device: device.to_owned(),
+        account,
+        role,
+        district,
+        villages,
+        revoked_at,
+        public_key,
+    }))
+}
+
+/// Whether the actor belongs to the device.
+pub fn actor_of(conn: &Connection, actor: &[u8]) -> rusqlite::Result<Option<String>> {
+    conn.prepare_cached("SELECT device_id FROM device_actors WHERE actor = ?1")?
+        .query_row([actor], |r| r.get(0))
+        .optional()
+}
+
+/// Why an enrollment was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EnrollRefusal {
+    /// Unknown, used or expired code.
+    BadCode,
+    /// The signature does not match the public key.
+    BadSignature,
+    /// The device id or actor is registered to another device already.
+    Taken,
+}
+
+/// Registers a device with an enrollment code. A retry by the same device with the same key
+/// (its first answer was lost) succeeds again.
+pub fn enroll(
+    conn: &mut Connection,
+    code: &str,
+    device: &str,
+    public_key: &[u8],
+    actor: &[u8],
+) -> Result<Result<(DeviceGrant, Vec<u8>), EnrollRefusal>, AccountError> {
+    let tx = conn.transaction()?;
+    let now = now_ms();
+    let row: Option<(String, i64, Option<String>)> = tx
+        .query_row(
+            "SELECT account_id, expires_at, used_by FROM enrollment_codes WHERE code_hash = ?1",
+            [code_hash(code)],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    let Some((account, expires_at, used_by)) = row else {
+        return Ok(Err(EnrollRefusal::BadCode));
+    };
+    if expires_at < now {
+        return Ok(Err(EnrollRefusal::BadCode));
+    }
+    match used_by {
+        Some(d) if d == device => {
+            let same_key: bool = tx
+                .query_row(
+                    "SELECT public_key = ?2 FROM devices WHERE id = ?1",
+                    params![device, public_key],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .unwrap_or(false);
+            if !same_key {
+                return Ok(Err(EnrollRefusal::BadCode));
+            }
+        }
+        Some(_) => return Ok(Err(EnrollRefusal::BadCode)),
+        None => {
+            let taken: bool = tx
+                .query_row("SELECT 1 FROM devices WHERE id = ?1", [device], |_| Ok(true))
+                .optional()?
+                .unwrap_or(false);
+            let actor_taken = actor_of(&tx, actor)?.is_some_and(|d| d != device);
+            if taken || actor_taken {
+                return Ok(Err(EnrollRefusal::Taken));
+            }
+            tx.execute(
+                "INSERT INTO devices (id, account_id, public_key, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![device, account, public_key, now],
+            )?;
+            tx.execute(
+                "INSERT INTO device_actors (actor, device_id) VALUES (?1, ?2)",
+                params![actor, device],
+            )?;
+            tx.execute(
+                "UPDATE enrollment_codes SET used_by = ?2 WHERE code_hash = ?1",
+                params![code_hash(code), device],
+            )?;
+            audit::append(
+                &tx,
+                now,
+                &[Entry::new(
+                    format!("device:{device}"),
+                    "enroll",
+                    account.clone(),
+                    serde_json::json!({"actor": hex::encode(actor)}),
+                )],
+            )?;
+        }
+    }
+    let challenge = new_challenge(&tx, device, now)?;
+    let grant = self::device(&tx, device)?.ok_or(AccountError::NotFound("device"))?;
+    tx.commit()?;
+    Ok(Ok((grant, challenge)))
+}
+
+/// Makes and stores the device's next challenge, replacing the one before.
+pub fn new_challenge(conn: &Connection, device: &str, now: i64) -> rusqlite::Result<Vec<u8>> {
+    let challenge: [u8; 32] = rand::random();
+    conn.execute(
+        "INSERT INTO device_challenges (device_id, challenge, expires_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (device_id) DO UPDATE SET challenge = excluded.challenge, expires_at = excluded.expires_at",
+        params![device, &challenge[..], now + CHALLENGE_VALID_MS],
+    )?;
+    Ok(challenge.to_vec())
+}
+
+/// Takes the device's current challenge if it is `challenge` and still valid (single use).
+pub fn take_challenge(conn: &Connection, device: &str, challenge: &[u8], now: i64) -> rusqlite::Result<bool> {
+    let n = conn.execute(
+        "DELETE FROM device_challenges WHERE device_id = ?1 AND challenge = ?2 AND expires_at >= ?3",
+        params![device, challenge, now],
+    )?;
+    Ok(n == 1)
+}
+
+/// A device as listed for the admin.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceRow {
+    /// Device id.
+    pub id: String,
+    /// Account username.
+    pub username: String,
+    /// Enrolled, ms since the epoch.
+    pub created_at: i64,
+    /// Revoked, ms since the epoch.
+    pub revoked_at: Option<i64>,
+}
+
+/// Every device.
+pub fn devices(conn: &Connection) -> rusqlite::Result<Vec<DeviceRow>> {
+    let mut stmt = conn.prepare(
+        "SELECT d.id, a.username, d.created_at, d.revoked_at FROM devices d
+         JOIN accounts a ON a.id = d.account_id ORDER BY d.created_at, d.id",
+    )?;
+    stmt.query_map([], |r| {
+        Ok(DeviceRow {
+            id: r.get(0)?,
+            username: r.get(1)?,
+            created_at: r.get(2)?,
+            revoked_at: r.get(3)?,
+        })
+    })?
+    .collect()
+}
+
+/// Revokes a device at once: its next request is refused.
+pub fn revoke_device(conn: &mut Connection, device: &str) -> Result<(), AccountError> {
+    let tx = conn.transaction()?;
+    let now = now_ms();
+    let n = tx.execute(
+        "UPDATE devices SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+        params![device.trim(), now],
+    )?;
+    if n == 0 {
+        let exists: bool = tx
+            .query_row("SELECT 1 FROM devices WHERE id = ?1", [device.trim()], |_| Ok(true))
+            .optional()?
+            .unwrap_or(false);
+        return Err(if exists {
+            AccountError::Exists("revocation")
+        } else {
+            AccountError::NotFound("device")
+        });
+    }
+    tx.execute("DELETE FROM device_challenges WHERE device_id = ?1", [device.trim()])?;
+    audit::append(
+        &tx,
+        now,
+        &[Entry::new("admin-cli", "device_revoke", device.trim(), serde_json::json!({}))],
+    )?;
+    tx.commit()?;
+    Ok(())
+}

@@ -1,0 +1,207 @@
+//! `songpei-server admin …`: the district admin's commands, run on the server machine against its
+//! data folder (while the server runs or not). Every change is audited.
+
+use std::path::Path;
+
+use crate::accounts::{self, AccountError, Role};
+use crate::audit::{self, Verdict};
+use crate::store::ServerStore;
+
+/// What an admin command printed, and whether it succeeded.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Lines for standard output.
+    pub out: String,
+    /// Exit code: 0 done, 1 failed (a broken audit chain), 2 bad input.
+    pub code: u8,
+}
+
+impl Outcome {
+    fn ok(out: String) -> Self {
+        Self { out, code: 0 }
+    }
+}
+
+/// An admin command that could not be carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// Bad input or a refused operation.
+    #[error("{0}")]
+    Account(#[from] AccountError),
+    /// The data folder could not be opened or written.
+    #[error("{0}")]
+    Io(String),
+}
+
+impl AdminError {
+    /// Exit code: 2 for bad input, 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            AdminError::Account(AccountError::Db(_)) | AdminError::Io(_) => 1,
+            AdminError::Account(_) => 2,
+        }
+    }
+}
+
+fn open(data: &Path) -> Result<ServerStore, AdminError> {
+    ServerStore::open(data, 1).map_err(|e| AdminError::Io(format!("cannot open the database: {e}")))
+}
+
+/// `admin init`: sets up the district and prints the admin's one-time password.
+pub fn init(data: &Path, district: &str, name: &str) -> Result<Outcome, AdminError> {
+    let mut store = open(data)?;
+    let password = accounts::init(store.conn_mut(), district, name)?;
+    Ok(Outcome::ok(format!(
+        "district {district} set up.\nadmin account: admin\nadmin password (shown once, write it down): {password}\n"
+    )))
+}
+
+/// `admin village add`.
+pub fn village_add(
+    data: &Path,
+    code: &str,
+    name: &str,
+    township_name: Option<&str>,
+) -> Result<Outcome, AdminError> {
+    let store = open(data)?;
+    accounts::add_village(store.conn(), code, name, township_name)?;
+    Ok(Outcome::ok(format!("village {} added\n", code.trim())))
+}
+
+/// `admin village import FILE.csv`: all rows or none.
+pub fn village_import(data: &Path, file: &Path) -> Result<Outcome, AdminError> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| AdminError::Io(format!("cannot read {}: {e}", file.display())))?;
+    let mut store = open(data)?;
+    match accounts::import_villages(store.conn_mut(), &text)? {
+        Ok(n) => Ok(Outcome::ok(format!("{n} villages imported\n"))),
+        Err(problems) => {
+            let mut out = String::from("nothing imported:\n");
+            for p in problems.iter().take(50) {
+                out.push_str(&format!("  line {}: {}\n", p.line, p.problem));
+            }
+            if problems.len() > 50 {
+                out.push_str(&format!("  … and {} more\n", problems.len() - 50));
+            }
+            Ok(Outcome { out, code: 2 })
+        }
+    }
+}
+
+/// `admin account add`.
+pub fn account_add(
+    data: &Path,
+    username: &str,
+    role: &str,
+    villages: &[String],
+) -> Result<Outcome, AdminError> {
+    let role = Role::parse(role).ok_or(AccountError::Invalid {
+        field: "role",
+        problem: "must be district_admin, district_viewer, coordinator or instructor",
+    })?;
+    let mut store = open(data)?;
+    let (id, password) = accounts::add_account(store.conn_mut(), username, role, villages)?;
+    let mut out = format!("account {} ({}) added: {id}\n", username.trim(), role.code());
+    if let Some(p) = password {
+        out.push_str(&format!("password (shown once): {p}\n"));
+    }
+    Ok(Outcome::ok(out))
+}
+
+/// `admin account villages`: replaces a coordinator's or instructor's villages.
+pub fn account_villages(data: &Path, username: &str, villages: &[String]) -> Result<Outcome, AdminError> {
+    let mut store = open(data)?;
+    accounts::set_villages(store.conn_mut(), username, villages)?;
+    Ok(Outcome::ok(format!(
+        "villages of {} are now {}\n",
+        username.trim(),
+        villages.join(", ")
+    )))
+}
+
+/// `admin enroll-code`: a one-time code for a coordinator's phone, and optionally its QR code as a
+/// PNG. The QR holds `songpei-enroll:<server>#<code>` (or just the code without `--server`).
+pub fn enroll_code(
+    data: &Path,
+    username: &str,
+    qr: Option<&Path>,
+    server: Option<&str>,
+) -> Result<Outcome, AdminError> {
+    let store = open(data)?;
+    let code = accounts::issue_enrollment_code(store.conn(), username)?;
+    let expires = chrono::DateTime::from_timestamp_millis(code.expires_at_ms)
+        .map(|t| {
+            t.with_timezone(&songpei_core::clock::china())
+                .format("%Y-%m-%d %H:%M")
+                .to_string()
+        })
+        .unwrap_or_default();
+    let mut out = format!(
+        "enrollment code for {}: {}\nvalid until {expires} (China time), once\n",
+        username.trim(),
+        code.code
+    );
+    if let Some(path) = qr {
+        let text = match server {
+            Some(s) => format!("songpei-enroll:{}#{}", s.trim_end_matches('/'), code.code),
+            None => code.code.clone(),
+        };
+        write_qr_png(&text, path)?;
+        out.push_str(&format!("QR code written to {}\n", path.display()));
+    }
+    Ok(Outcome::ok(out))
+}
+
+/// Renders `text` as a QR code PNG, scaled for printing and phone cameras.
+pub fn write_qr_png(text: &str, path: &Path) -> Result<(), AdminError> {
+    let code = qrcode::QrCode::with_error_correction_level(text.as_bytes(), qrcode::EcLevel::M)
+        .map_err(|e| AdminError::Io(format!("cannot make the QR code: {e}")))?;
+    let image = code
+        .render::<image::Luma<u8>>()
+        .min_dimensions(240, 240)
+        .quiet_zone(true)
+        .build();
+    image
+        .save_with_format(path, image::ImageFormat::Png)
+        .map_err(|e| AdminError::Io(format!("cannot write {}: {e}", path.display())))
+}
+
+/// `admin device list`.
+pub fn device_list(data: &Path) -> Result<Outcome, AdminError> {
+    let store = open(data)?;
+    let rows = accounts::devices(store.conn()).map_err(AccountError::from)?;
+    let mut out = String::new();
+    for d in rows {
+        out.push_str(&format!(
+            "{}  {}  {}\n",
+            d.id,
+            d.username,
+            if d.revoked_at.is_some() { "revoked" } else { "active" }
+        ));
+    }
+    Ok(Outcome::ok(out))
+}
+
+/// `admin device revoke`.
+pub fn device_revoke(data: &Path, device: &str) -> Result<Outcome, AdminError> {
+    let mut store = open(data)?;
+    accounts::revoke_device(store.conn_mut(), device)?;
+    Ok(Outcome::ok(format!(
+        "device {} revoked: its next request is refused\n",
+        device.trim()
+    )))
+}
+
+/// `admin audit verify`: exit 0 when the chain is intact, 1 with the first broken entry.
+pub fn audit_verify(data: &Path) -> Result<Outcome, AdminError> {
+    let store = open(data)?;
+    match audit::verify(store.conn()).map_err(AccountError::from)? {
+        Verdict::Intact { entries } => Ok(Outcome::ok(format!(
+            "audit log intact: {entries} entries\n"
+        ))),
+        Verdict::BrokenAt { seq } => Ok(Outcome {
+            out: format!("audit log BROKEN at entry {seq}: it or an entry before it was altered or removed\n"),
+            code: 1,
+        }),
+    }
+}
