@@ -226,8 +226,57 @@ impl ServerProcess {
             config,
             _dir: Some(dir),
         };
+        s.admin_ok(&["init", "--district", DISTRICT, "--name", "港北区"]);
+        for v in [VILLAGE_A, VILLAGE_B] {
+            s.admin_ok(&["village", "add", "--code", v, "--name", "测试村"]);
+        }
         s.spawn();
         s
+    }
+
+    /// Runs `songpei-server admin …` on this server's data folder.
+    pub fn admin(&self, args: &[&str]) -> Output {
+        Command::new(binary("songpei-server"))
+            .arg("admin")
+            .arg("--data")
+            .arg(&self.data)
+            .args(args)
+            .output()
+            .expect("run songpei-server admin")
+    }
+
+    /// Runs an admin command that must succeed; returns its stdout.
+    pub fn admin_ok(&self, args: &[&str]) -> String {
+        let out = self.admin(args);
+        assert!(
+            out.status.success(),
+            "admin {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Creates a coordinator of `villages` and returns a one-time enrollment code for them.
+    pub fn enrollment_code(&self, username: &str, villages: &[&str]) -> String {
+        let mut args = vec!["account", "add", "--username", username, "--role", "coordinator"];
+        for v in villages {
+            args.extend(["--village", v]);
+        }
+        self.admin_ok(&args);
+        let out = self.admin_ok(&["enroll-code", "--username", username]);
+        out.lines()
+            .find_map(|l| l.split(": ").nth(1).filter(|c| c.len() == 14))
+            .unwrap_or_else(|| panic!("no code in {out}"))
+            .to_owned()
+    }
+
+    /// Enrolls a phone as a new coordinator of `villages`; returns its device id.
+    pub fn enroll(&self, phone: &CliPhone, villages: &[&str]) -> String {
+        let username = format!("c{}", rand::random::<u32>());
+        let code = self.enrollment_code(&username, villages);
+        let v = phone.json(&["enroll", "--server", &self.url, "--code", &code]);
+        v["device_id"].as_str().expect("device id").to_owned()
     }
 
     fn spawn(&mut self) {
@@ -314,5 +363,105 @@ impl CliPhone {
                 )
             })
             .collect()
+    }
+}
+
+/// A device enrolled through the core's own API, for tests that craft raw requests.
+pub struct RawDevice {
+    /// Its phone (in memory), enrolled.
+    pub phone: songpei_core::Phone<songpei_core::store::MemoryDocStore>,
+    /// A fresh access token.
+    pub token: String,
+    /// The server's base URL.
+    pub url: String,
+}
+
+/// An HTTP answer: status, stable code (for errors), whether `Retry-After` came, and the body.
+#[derive(Debug)]
+pub struct Answer {
+    /// HTTP status.
+    pub status: u16,
+    /// The JSON error body's `code`, or empty.
+    pub code: String,
+    /// `Retry-After` present.
+    pub retry_after: bool,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+/// Posts `body` to `url` with an optional bearer token.
+pub fn post(url: &str, body: &[u8], token: Option<&str>) -> Answer {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut req = agent.post(url);
+    if let Some(t) = token {
+        req = req.header("Authorization", format!("Bearer {t}"));
+    }
+    let mut resp = req.send(body).expect("server answers");
+    let status = resp.status().as_u16();
+    let retry_after = resp.headers().contains_key("retry-after");
+    let body = resp.body_mut().read_to_vec().unwrap_or_default();
+    let code = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["code"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    Answer {
+        status,
+        code,
+        retry_after,
+        body,
+    }
+}
+
+impl ServerProcess {
+    /// Enrolls an in-memory phone as a new coordinator of `villages` and gets it a token.
+    pub fn raw_device(&self, villages: &[&str]) -> RawDevice {
+        use songpei_core::sync::engine::Transport;
+        let username = format!("r{}", rand::random::<u32>());
+        let code = self.enrollment_code(&username, villages);
+        let mut store = songpei_core::store::MemoryDocStore::new();
+        let mut t = songpei_core::sync::http::HttpTransport::new(
+            &self.url,
+            std::time::Duration::from_secs(30),
+        );
+        songpei_core::sync::auth::enroll_with(&mut store, &mut t, &self.url, &code)
+            .expect("enroll");
+        let mut phone = songpei_core::Phone::open(
+            store,
+            songpei_core::blind_index::BlindIndexKey::from_bytes([1; 32]),
+        )
+        .expect("open")
+        .with_clock(std::sync::Arc::new(
+            songpei_core::clock::FixedClock::at(1_772_409_600_000),
+        ));
+        let req = phone
+            .token_request()
+            .expect("token request")
+            .expect("a challenge");
+        let answer = t
+            .call("/v1/auth/token", &serde_json::to_vec(&req).expect("json"))
+            .expect("token");
+        let resp: songpei_core::sync::auth::TokenResponse =
+            serde_json::from_slice(&answer).expect("token response");
+        phone.accept_token(&resp).expect("keep token");
+        RawDevice {
+            phone,
+            token: resp.token,
+            url: self.url.clone(),
+        }
+    }
+}
+
+impl RawDevice {
+    /// Posts a sync body with this device's token.
+    pub fn sync(&self, body: &[u8]) -> Answer {
+        post(&format!("{}/v1/sync", self.url), body, Some(&self.token))
+    }
+
+    /// The device id.
+    pub fn device(&self) -> uuid::Uuid {
+        self.phone.profile().device.uuid()
     }
 }

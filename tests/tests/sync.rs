@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
-use songpei_tests::{CliPhone, ServerProcess, id_number};
+use songpei_tests::{CliPhone, ServerProcess, VILLAGE_A, VILLAGE_B, id_number};
 
 fn seed() -> u64 {
     let seed = std::env::var("SONGPEI_SYNC_SEED")
@@ -29,6 +29,9 @@ fn three_phones_record_offline_and_converge_through_the_server() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed());
     let mut server = ServerProcess::start();
     let phones = [CliPhone::new(), CliPhone::new(), CliPhone::new()];
+    for p in &phones {
+        server.enroll(p, &[VILLAGE_A, VILLAGE_B]);
+    }
 
     // Phone 0 plans the class and registers the trainees; everyone syncs to learn them.
     let class = phones[0].class(5, &["--sign-out-required"]);
@@ -126,6 +129,7 @@ fn three_phones_record_offline_and_converge_through_the_server() {
     phones[0].sync(&server.url);
     server.crash_and_restart();
     let fresh = CliPhone::new();
+    server.enroll(&fresh, &[VILLAGE_A, VILLAGE_B]);
     fresh.sync(&server.url);
     let fresh_view = fresh.json(&["class", "show", &class]);
     assert_eq!(
@@ -179,7 +183,8 @@ impl LossyProxy {
         let responses = Arc::new(Mutex::new(Vec::new()));
         let seen = responses.clone();
         std::thread::spawn(move || {
-            for (n, conn) in listener.incoming().enumerate() {
+            let mut syncs = 0;
+            for conn in listener.incoming() {
                 let Ok(client) = conn else { continue };
                 let mut reader = BufReader::new(client.try_clone().expect("clone"));
                 let Some(request) = read_http(&mut reader) else {
@@ -193,8 +198,12 @@ impl LossyProxy {
                 let Some(response) = read_http(&mut up_reader) else {
                     continue;
                 };
-                seen.lock().expect("lock").push(body_of(&response).to_vec());
-                if n == 0 {
+                let is_sync = request.starts_with(b"POST /v1/sync ");
+                if is_sync {
+                    seen.lock().expect("lock").push(body_of(&response).to_vec());
+                    syncs += 1;
+                }
+                if is_sync && syncs == 1 {
                     // Committed, answered — and lost: the server dies before the phone hears.
                     server.lock().expect("lock").crash_and_restart();
                     drop(client);
@@ -213,6 +222,10 @@ fn a_response_lost_after_commit_is_retried_with_the_same_acks_and_no_duplicate()
     let server = Arc::new(Mutex::new(ServerProcess::start()));
     let proxy = LossyProxy::start(server.clone());
     let phone = CliPhone::new();
+    server
+        .lock()
+        .expect("lock")
+        .enroll(&phone, &[VILLAGE_A, VILLAGE_B]);
     let class = phone.class(3, &[]);
     let t = phone.trainee("李四", &id_number("45080219900307123"), &[]);
     phone.ok(&["enrol", &class, &t]);
@@ -220,8 +233,8 @@ fn a_response_lost_after_commit_is_retried_with_the_same_acks_and_no_duplicate()
 
     let report = phone.sync(&proxy.addr);
     assert_eq!(
-        report["round_trips"], 2,
-        "the lost response was retried once"
+        report["round_trips"], 3,
+        "a token, then the sync whose response was lost, retried once"
     );
     let responses = proxy.responses.lock().expect("lock").clone();
     assert_eq!(responses.len(), 2);
@@ -242,6 +255,10 @@ fn a_response_lost_after_commit_is_retried_with_the_same_acks_and_no_duplicate()
 
     // No duplicate: the server stored each document once, and a second phone sees one record.
     let other = CliPhone::new();
+    server
+        .lock()
+        .expect("lock")
+        .enroll(&other, &[VILLAGE_A, VILLAGE_B]);
     let url = server.lock().expect("lock").url.clone();
     other.sync(&url);
     let view = other.json(&["class", "show", &class]);

@@ -1,21 +1,15 @@
 //! Bad sync bodies against the real server: each is refused with its HTTP status and stable code,
 //! nothing is persisted, and the server goes on serving other phones.
 
-use std::sync::Arc;
-
 use automerge::transaction::Transactable;
 use automerge::{Automerge, ROOT};
-use songpei_core::Phone;
-use songpei_core::blind_index::BlindIndexKey;
 use songpei_core::catalog::{Level, TrainingType};
-use songpei_core::clock::FixedClock;
 use songpei_core::domain::NewClass;
-use songpei_core::store::MemoryDocStore;
 use songpei_core::sync::changes::pack;
 use songpei_core::sync::protocol::{
     Cursor, PROTOCOL_VERSION, Push, SyncRequest, SyncResponse, compress, decode, encode,
 };
-use songpei_tests::{CliPhone, ServerProcess, VILLAGE_A, VILLAGE_B};
+use songpei_tests::{CliPhone, RawDevice, ServerProcess, VILLAGE_A, VILLAGE_B};
 
 const CONFIG: &str = "
 [limits]
@@ -29,40 +23,11 @@ max_ops_per_doc = 100000
 max_response_bytes = 1048576
 ";
 
-struct Answer {
-    status: u16,
-    code: String,
-    retry_after: bool,
-}
-
-fn post(url: &str, body: &[u8]) -> Answer {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut resp = agent
-        .post(format!("{url}/v1/sync"))
-        .send(body)
-        .expect("server answers");
-    let status = resp.status().as_u16();
-    let retry_after = resp.headers().contains_key("retry-after");
-    let bytes = resp.body_mut().read_to_vec().unwrap_or_default();
-    let code = serde_json::from_slice::<serde_json::Value>(&bytes)
-        .ok()
-        .and_then(|v| v["code"].as_str().map(str::to_owned))
-        .unwrap_or_default();
-    Answer {
-        status,
-        code,
-        retry_after,
-    }
-}
-
-fn request(pushes: Vec<Push>) -> SyncRequest {
+fn request(dev: &RawDevice, pushes: Vec<Push>) -> SyncRequest {
     SyncRequest {
         version: PROTOCOL_VERSION,
         request_id: rand::random(),
-        device: uuid::Uuid::new_v4(),
+        device: dev.device(),
         district: "450802".into(),
         cursors: vec![Cursor {
             village: VILLAGE_A.into(),
@@ -74,24 +39,11 @@ fn request(pushes: Vec<Push>) -> SyncRequest {
     }
 }
 
-/// The changes of a valid new class document in `village`.
-fn class_changes(village: &str) -> (uuid::Uuid, Vec<u8>) {
-    let store = MemoryDocStore::new();
-    let villages = [
-        VILLAGE_A.to_owned(),
-        VILLAGE_B.to_owned(),
-        "450802101203".to_owned(),
-    ];
-    let mut phone = Phone::init(
-        store,
-        "450802",
-        &villages,
-        BlindIndexKey::from_bytes([1; 32]),
-    )
-    .expect("init")
-    .with_clock(Arc::new(FixedClock::at(1_772_409_600_000)));
+/// The changes of a valid new class document in `village`, made by `dev`'s phone.
+fn class_changes(dev: &mut RawDevice, village: &str) -> (uuid::Uuid, Vec<u8>) {
     let day = chrono::NaiveDate::from_ymd_opt(2026, 3, 2).expect("date");
-    let id = phone
+    let id = dev
+        .phone
         .create_class(NewClass {
             title: "电工培训班".into(),
             village: village.into(),
@@ -109,7 +61,8 @@ fn class_changes(village: &str) -> (uuid::Uuid, Vec<u8>) {
             planned_size: None,
         })
         .expect("class");
-    let bytes = phone
+    let bytes = dev
+        .phone
         .document_bytes(id.into())
         .expect("read")
         .expect("stored");
@@ -131,9 +84,12 @@ fn push_packed(doc: uuid::Uuid, changes: Vec<u8>) -> Push {
     }
 }
 
-/// A raw automerge document built by `f`, as changes.
-fn raw_doc(f: impl FnOnce(&mut automerge::transaction::Transaction<'_>)) -> Vec<u8> {
-    let mut d = Automerge::new();
+/// A raw automerge document built by `f` as `actor`, as changes.
+fn raw_doc(
+    actor: &automerge::ActorId,
+    f: impl FnOnce(&mut automerge::transaction::Transaction<'_>),
+) -> Vec<u8> {
+    let mut d = Automerge::new().with_actor(actor.clone());
     let mut tx = d.transaction();
     f(&mut tx);
     tx.commit();
@@ -154,16 +110,28 @@ fn stored_documents(server: &ServerProcess) -> i64 {
 fn bad_bodies_are_refused_with_a_stable_code_and_nothing_is_kept() {
     let server = ServerProcess::start_with_config(Some(CONFIG));
     let url = server.url.clone();
-    let (good_id, good_changes) = class_changes(VILLAGE_A);
-    let (other_village_id, other_village_changes) = class_changes(VILLAGE_B);
+    let mut dev = server.raw_device(&[VILLAGE_A]);
+    let actor = dev.phone.profile().actor.clone();
+    let (good_id, good_changes) = class_changes(&mut dev, VILLAGE_A);
+    let other_village_id = uuid::Uuid::from_u128(9);
+    let other_village_changes = raw_doc(&actor, |tx| {
+        tx.put(ROOT, "kind", "class").ok();
+        tx.put(ROOT, "schema", 1u64).ok();
+        tx.put(ROOT, "id", other_village_id.to_string()).ok();
+        tx.put(ROOT, "district", "450802").ok();
+        tx.put(ROOT, "village", VILLAGE_B).ok();
+    });
+    let foreign_actor = raw_doc(&automerge::ActorId::random(), |tx| {
+        tx.put(ROOT, "kind", "class").ok();
+    });
     let zstd = |b: &[u8]| compress(b);
     let uid = || uuid::Uuid::new_v4();
 
-    let reused = request(vec![push(good_id, good_changes.clone())]);
+    let reused = request(&dev, vec![push(good_id, good_changes.clone())]);
     let mut reused_other = reused.clone();
     reused_other.pushes.clear();
 
-    let wrong_types = raw_doc(|tx| {
+    let wrong_types = raw_doc(&actor, |tx| {
         let id = uuid::Uuid::from_u128(7).to_string();
         tx.put(ROOT, "kind", "class").ok();
         tx.put(ROOT, "schema", 1u64).ok();
@@ -175,7 +143,7 @@ fn bad_bodies_are_refused_with_a_stable_code_and_nothing_is_kept() {
             .expect("map");
         tx.put(&info, "title", 42i64).ok();
     });
-    let unknown_kind = raw_doc(|tx| {
+    let unknown_kind = raw_doc(&actor, |tx| {
         tx.put(ROOT, "kind", "spaceship").ok();
         tx.put(ROOT, "schema", 1u64).ok();
         tx.put(ROOT, "id", uuid::Uuid::from_u128(8).to_string())
@@ -183,7 +151,7 @@ fn bad_bodies_are_refused_with_a_stable_code_and_nothing_is_kept() {
         tx.put(ROOT, "district", "450802").ok();
         tx.put(ROOT, "village", VILLAGE_A).ok();
     });
-    let many_ops = raw_doc(|tx| {
+    let many_ops = raw_doc(&actor, |tx| {
         let list = tx
             .put_object(ROOT, "items", automerge::ObjType::List)
             .expect("list");
@@ -191,17 +159,17 @@ fn bad_bodies_are_refused_with_a_stable_code_and_nothing_is_kept() {
             tx.insert(&list, i, i as i64).ok();
         }
     });
-    let huge_text = raw_doc(|tx| {
+    let huge_text = raw_doc(&actor, |tx| {
         tx.put(ROOT, "kind", "x".repeat(200_000)).ok();
     });
-    let mut bad_version = postcard_bytes(&request(vec![]));
+    let mut bad_version = postcard_bytes(&request(&dev, vec![]));
     bad_version[0] = 2;
     let incompressible: Vec<u8> = (0..300_000u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
-    let mut bad_district = request(vec![]);
+    let mut bad_district = request(&dev, vec![]);
     bad_district.district = "45080".into();
-    let mut foreign_village = request(vec![]);
+    let mut foreign_village = request(&dev, vec![]);
     foreign_village.cursors[0].village = "110105001001".into();
 
     let rows: Vec<(&str, Vec<u8>, u16, &str)> = vec![
@@ -233,14 +201,14 @@ fn bad_bodies_are_refused_with_a_stable_code_and_nothing_is_kept() {
         ),
         ("bad district", encode(&bad_district), 400, "bad_request"),
         (
-            "village of another district",
+            "a cursor of a village outside the device's: answered as having nothing",
             encode(&foreign_village),
-            403,
-            "out_of_scope",
+            200,
+            "",
         ),
         (
             "malformed changes",
-            encode(&request(vec![push_packed(
+            encode(&request(&dev, vec![push_packed(
                 uid(),
                 b"not automerge".to_vec(),
             )])),
@@ -249,7 +217,7 @@ fn bad_bodies_are_refused_with_a_stable_code_and_nothing_is_kept() {
         ),
         (
             "truncated changes",
-            encode(&request(vec![push_packed(good_id, {
+            encode(&request(&dev, vec![push_packed(good_id, {
                 let p = pack(&good_changes, &[]).expect("pack");
                 p[..p.len() - 3].to_vec()
             })])),
@@ -258,7 +226,7 @@ fn bad_bodies_are_refused_with_a_stable_code_and_nothing_is_kept() {
         ),
         (
             "a whole document instead of changes",
-            encode(&request(vec![push_packed(
+            encode(&request(&dev, vec![push_packed(
                 good_id,
                 Automerge::load(&good_changes).expect("load").save(),
             )])),
@@ -267,7 +235,7 @@ fn bad_bodies_are_refused_with_a_stable_code_and_nothing_is_kept() {
         ),
         (
             "references that unpack beyond the per-document cap",
-            encode(&request(vec![push_packed(good_id, {
+            encode(&request(&dev, vec![push_packed(good_id, {
                 let mut p = pack(&good_changes, &[]).expect("pack");
                 // A second change naming the first as its dependency 100,000 times: 100 KB sent,
                 // 3.2 MB if rebuilt.
@@ -286,7 +254,7 @@ fn bad_bodies_are_refused_with_a_stable_code_and_nothing_is_kept() {
         ),
         (
             "document outside the phone's villages",
-            encode(&request(vec![push(
+            encode(&request(&dev, vec![push(
                 other_village_id,
                 other_village_changes,
             )])),
@@ -295,43 +263,49 @@ fn bad_bodies_are_refused_with_a_stable_code_and_nothing_is_kept() {
         ),
         (
             "unknown document kind",
-            encode(&request(vec![push(uuid::Uuid::from_u128(8), unknown_kind)])),
+            encode(&request(&dev, vec![push(uuid::Uuid::from_u128(8), unknown_kind)])),
             422,
             "schema_violation",
         ),
         (
             "wrong value types",
-            encode(&request(vec![push(uuid::Uuid::from_u128(7), wrong_types)])),
+            encode(&request(&dev, vec![push(uuid::Uuid::from_u128(7), wrong_types)])),
             422,
             "schema_violation",
         ),
         (
             "document id differs from its content",
-            encode(&request(vec![push(uid(), good_changes.clone())])),
+            encode(&request(&dev, vec![push(uid(), good_changes.clone())])),
             422,
             "schema_violation",
         ),
         (
             "too many operations",
-            encode(&request(vec![push(uid(), many_ops)])),
+            encode(&request(&dev, vec![push(uid(), many_ops)])),
             429,
             "too_many_ops",
         ),
         (
             "one huge text",
-            encode(&request(vec![push(uid(), huge_text)])),
+            encode(&request(&dev, vec![push(uid(), huge_text)])),
             413,
             "document_too_large",
         ),
         (
             "too many documents",
-            encode(&request((0..6).map(|_| push(uid(), vec![])).collect())),
+            encode(&request(&dev, (0..6).map(|_| push(uid(), vec![])).collect())),
             429,
             "too_much_in_one_request",
         ),
         (
+            "changes of an actor that is not this device's",
+            encode(&request(&dev, vec![push(uid(), foreign_actor)])),
+            403,
+            "foreign_actor",
+        ),
+        (
             "document pushed twice (the first alone is valid)",
-            encode(&request(vec![
+            encode(&request(&dev, vec![
                 push(good_id, good_changes.clone()),
                 push(good_id, good_changes.clone()),
             ])),
@@ -340,7 +314,7 @@ fn bad_bodies_are_refused_with_a_stable_code_and_nothing_is_kept() {
         ),
     ];
     for (what, body, status, code) in rows {
-        let a = post(&url, &body);
+        let a = dev.sync(&body);
         assert_eq!((a.status, a.code.as_str()), (status, code), "row '{what}'");
         if status == 429 {
             assert!(a.retry_after, "row '{what}': Retry-After");
@@ -349,11 +323,11 @@ fn bad_bodies_are_refused_with_a_stable_code_and_nothing_is_kept() {
     }
 
     // A request id used again with other content is refused; the same content is a retry.
-    let first = post(&url, &encode(&reused));
+    let first = dev.sync(&encode(&reused));
     assert_eq!(first.status, 200);
-    let same = post(&url, &encode(&reused));
+    let same = dev.sync(&encode(&reused));
     assert_eq!(same.status, 200, "a retry of the same request");
-    let conflict = post(&url, &encode(&reused_other));
+    let conflict = dev.sync(&encode(&reused_other));
     assert_eq!(
         (conflict.status, conflict.code.as_str()),
         (409, "request_id_reused")
@@ -362,6 +336,7 @@ fn bad_bodies_are_refused_with_a_stable_code_and_nothing_is_kept() {
 
     // The server still serves phones.
     let phone = CliPhone::new();
+    server.enroll(&phone, &[VILLAGE_A, VILLAGE_B]);
     let r = phone.sync(&url);
     assert_eq!(r["docs_pulled"], 1);
     let health = ureq::get(format!("{url}/healthz")).call().expect("healthz");
@@ -371,23 +346,17 @@ fn bad_bodies_are_refused_with_a_stable_code_and_nothing_is_kept() {
 #[test]
 fn a_response_decodes_and_carries_the_server_time() {
     let server = ServerProcess::start();
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let req = request(vec![]);
-    let mut resp = agent
-        .post(format!("{}/v1/sync", server.url))
-        .send(&encode(&req)[..])
-        .expect("answer");
-    assert_eq!(resp.status().as_u16(), 200);
-    let bytes = resp.body_mut().read_to_vec().expect("body");
-    let r: SyncResponse = decode(&bytes, 1 << 20).expect("a response");
+    let dev = server.raw_device(&[VILLAGE_A]);
+    let req = request(&dev, vec![]);
+    let a = dev.sync(&encode(&req));
+    assert_eq!(a.status, 200);
+    let r: SyncResponse = decode(&a.body, 1 << 20).expect("a response");
     assert_eq!(r.request_id, req.request_id);
     let now = chrono::Utc::now().timestamp_millis();
     assert!((r.server_time_ms - now).abs() < 60_000);
     assert_eq!(r.cursors.len(), 1);
     assert!(!r.more);
+    assert_eq!(r.scope, None, "the phone follows exactly its villages");
 }
 
 fn postcard_bytes(r: &SyncRequest) -> Vec<u8> {
