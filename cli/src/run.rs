@@ -332,8 +332,9 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
                 &server,
                 std::time::Duration::from_secs(*timeout),
             );
-            let resp = songpei_core::sync::auth::enroll_with(&mut store, &mut transport, &server, &code)
-                .map_err(CliError::Sync)?;
+            let resp =
+                songpei_core::sync::auth::enroll_with(&mut store, &mut transport, &server, &code)
+                    .map_err(CliError::Sync)?;
             if let Some(k) = &key_file {
                 eprintln!(
                     "Created a new store key in {}. Keep it safe: without it the store cannot be read.",

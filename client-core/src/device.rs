@@ -101,16 +101,39 @@ mod tests {
         let sig = k.sign(TOKEN_PURPOSE, &[b"device", b"challenge"]);
         assert!(verify(&pk, TOKEN_PURPOSE, &[b"device", b"challenge"], &sig));
         // Another purpose, other parts, parts split differently, a flipped bit, another key.
-        assert!(!verify(&pk, ENROLL_PURPOSE, &[b"device", b"challenge"], &sig));
-        assert!(!verify(&pk, TOKEN_PURPOSE, &[b"device", b"challengE"], &sig));
-        assert!(!verify(&pk, TOKEN_PURPOSE, &[b"devicec", b"hallenge"], &sig));
+        assert!(!verify(
+            &pk,
+            ENROLL_PURPOSE,
+            &[b"device", b"challenge"],
+            &sig
+        ));
+        assert!(!verify(
+            &pk,
+            TOKEN_PURPOSE,
+            &[b"device", b"challengE"],
+            &sig
+        ));
+        assert!(!verify(
+            &pk,
+            TOKEN_PURPOSE,
+            &[b"devicec", b"hallenge"],
+            &sig
+        ));
         for i in 0..sig.len() * 8 {
             let mut s = sig;
             s[i / 8] ^= 1 << (i % 8);
-            assert!(!verify(&pk, TOKEN_PURPOSE, &[b"device", b"challenge"], &s), "bit {i}");
+            assert!(
+                !verify(&pk, TOKEN_PURPOSE, &[b"device", b"challenge"], &s),
+                "bit {i}"
+            );
         }
         let other = DeviceKey::generate();
-        assert!(!verify(&other.public_key(), TOKEN_PURPOSE, &[b"device", b"challenge"], &sig));
+        assert!(!verify(
+            &other.public_key(),
+            TOKEN_PURPOSE,
+            &[b"device", b"challenge"],
+            &sig
+        ));
         // The secret round-trips; garbage is no key.
         let again = DeviceKey::from_secret(&k.secret()).expect("secret");
         assert_eq!(again.public_key(), pk);

@@ -59,10 +59,9 @@ impl Role {
     pub fn may_write(self, kind: songpei_core::doc::DocKind) -> bool {
         use songpei_core::doc::DocKind;
         match self {
-            Role::Coordinator => matches!(
-                kind,
-                DocKind::Class | DocKind::Trainee | DocKind::Household
-            ),
+            Role::Coordinator => {
+                matches!(kind, DocKind::Class | DocKind::Trainee | DocKind::Household)
+            }
             Role::Instructor => kind == DocKind::Class,
             Role::DistrictAdmin | Role::DistrictViewer => false,
         }
@@ -208,7 +207,10 @@ fn require_district(conn: &Connection) -> Result<District, AccountError> {
 fn check_place_name(name: &str) -> Result<&str, AccountError> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 40 || name.chars().any(char::is_control) {
-        return Err(invalid("name", "must be 1 to 40 characters without control characters"));
+        return Err(invalid(
+            "name",
+            "must be 1 to 40 characters without control characters",
+        ));
     }
     Ok(name)
 }
@@ -222,7 +224,8 @@ pub fn add_village(
     township_name: Option<&str>,
 ) -> Result<(), AccountError> {
     let district = require_district(conn)?;
-    let v = VillageCode::parse(code.trim()).ok_or(invalid("code", "is not a 12-digit village code"))?;
+    let v =
+        VillageCode::parse(code.trim()).ok_or(invalid("code", "is not a 12-digit village code"))?;
     if v.district().as_str() != district.code {
         return Err(invalid("code", "is not in this district"));
     }
@@ -252,7 +255,12 @@ pub fn add_village(
     audit::append(
         conn,
         now_ms(),
-        &[Entry::new("admin-cli", "village_add", v.as_str(), serde_json::json!({}))],
+        &[Entry::new(
+            "admin-cli",
+            "village_add",
+            v.as_str(),
+            serde_json::json!({}),
+        )],
     )?;
     Ok(())
 }
@@ -268,7 +276,10 @@ pub struct CsvProblem {
 
 /// Imports villages from CSV text (`code,name[,township name]`, an optional header line): all rows
 /// or none. Returns the number of villages imported, or every problem found.
-pub fn import_villages(conn: &mut Connection, csv: &str) -> Result<Result<usize, Vec<CsvProblem>>, AccountError> {
+pub fn import_villages(
+    conn: &mut Connection,
+    csv: &str,
+) -> Result<Result<usize, Vec<CsvProblem>>, AccountError> {
     require_district(conn)?;
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
@@ -282,12 +293,18 @@ pub fn import_villages(conn: &mut Connection, csv: &str) -> Result<Result<usize,
         let record = match record {
             Ok(r) => r,
             Err(_) => {
-                problems.push(CsvProblem { line, problem: "not valid CSV".into() });
+                problems.push(CsvProblem {
+                    line,
+                    problem: "not valid CSV".into(),
+                });
                 continue;
             }
         };
         let code = record.get(0).unwrap_or("");
-        if line == 1 && VillageCode::parse(code).is_none() && !code.chars().any(|c| c.is_ascii_digit()) {
+        if line == 1
+            && VillageCode::parse(code).is_none()
+            && !code.chars().any(|c| c.is_ascii_digit())
+        {
             continue; // a header line
         }
         if record.len() < 2 || record.len() > 3 {
@@ -297,15 +314,28 @@ pub fn import_villages(conn: &mut Connection, csv: &str) -> Result<Result<usize,
             });
             continue;
         }
-        rows.push((line, code.to_owned(), record[1].to_owned(), record.get(2).map(str::to_owned)));
+        rows.push((
+            line,
+            code.to_owned(),
+            record[1].to_owned(),
+            record.get(2).map(str::to_owned),
+        ));
     }
     if rows.len() > 100_000 {
-        return Ok(Err(vec![CsvProblem { line: 0, problem: "more than 100,000 villages".into() }]));
+        return Ok(Err(vec![CsvProblem {
+            line: 0,
+            problem: "more than 100,000 villages".into(),
+        }]));
     }
     let tx = conn.transaction()?;
     let mut count = 0;
     for (line, code, name, township) in &rows {
-        match add_village(&tx, code, name, township.as_deref().filter(|t| !t.is_empty())) {
+        match add_village(
+            &tx,
+            code,
+            name,
+            township.as_deref().filter(|t| !t.is_empty()),
+        ) {
             Ok(()) => count += 1,
             Err(AccountError::Invalid { field, problem }) => problems.push(CsvProblem {
                 line: *line,
@@ -321,15 +351,23 @@ pub fn import_villages(conn: &mut Connection, csv: &str) -> Result<Result<usize,
     Ok(Ok(count))
 }
 
-fn check_villages(conn: &Connection, villages: &[String]) -> Result<BTreeSet<String>, AccountError> {
+fn check_villages(
+    conn: &Connection,
+    villages: &[String],
+) -> Result<BTreeSet<String>, AccountError> {
     let mut set = BTreeSet::new();
     for v in villages {
         let known: bool = conn
-            .query_row("SELECT 1 FROM places WHERE code = ?1", [v.trim()], |_| Ok(true))
+            .query_row("SELECT 1 FROM places WHERE code = ?1", [v.trim()], |_| {
+                Ok(true)
+            })
             .optional()?
             .unwrap_or(false);
         if !known {
-            return Err(invalid("village", "is not a village of this district (add it first)"));
+            return Err(invalid(
+                "village",
+                "is not a village of this district (add it first)",
+            ));
         }
         set.insert(v.trim().to_owned());
     }
@@ -340,9 +378,14 @@ fn check_username(username: &str) -> Result<&str, AccountError> {
     let u = username.trim();
     if u.is_empty()
         || u.len() > 32
-        || !u.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+        || !u
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
     {
-        return Err(invalid("username", "must be 1 to 32 letters, digits, '.', '_' or '-'"));
+        return Err(invalid(
+            "username",
+            "must be 1 to 32 letters, digits, '.', '_' or '-'",
+        ));
     }
     Ok(u)
 }
@@ -358,15 +401,25 @@ pub fn add_account(
     require_district(conn)?;
     let username = check_username(username)?;
     if role.in_villages() && villages.is_empty() {
-        return Err(invalid("village", "a coordinator or instructor needs at least one"));
+        return Err(invalid(
+            "village",
+            "a coordinator or instructor needs at least one",
+        ));
     }
     if !role.in_villages() && !villages.is_empty() {
-        return Err(invalid("village", "district accounts cover the whole district"));
+        return Err(invalid(
+            "village",
+            "district accounts cover the whole district",
+        ));
     }
     let tx = conn.transaction()?;
     let set = check_villages(&tx, villages)?;
     let exists: bool = tx
-        .query_row("SELECT 1 FROM accounts WHERE username = ?1", [username], |_| Ok(true))
+        .query_row(
+            "SELECT 1 FROM accounts WHERE username = ?1",
+            [username],
+            |_| Ok(true),
+        )
         .optional()?
         .unwrap_or(false);
     if exists {
@@ -407,11 +460,18 @@ pub fn add_account(
 
 /// Replaces the villages of a coordinator or instructor. Their phones follow at the next sync:
 /// documents of villages dropped leave the phones.
-pub fn set_villages(conn: &mut Connection, username: &str, villages: &[String]) -> Result<(), AccountError> {
+pub fn set_villages(
+    conn: &mut Connection,
+    username: &str,
+    villages: &[String],
+) -> Result<(), AccountError> {
     let tx = conn.transaction()?;
     let (id, role) = account_by_username(&tx, username)?;
     if !role.in_villages() || villages.is_empty() {
-        return Err(invalid("village", "only coordinators and instructors have villages, at least one"));
+        return Err(invalid(
+            "village",
+            "only coordinators and instructors have villages, at least one",
+        ));
     }
     let set = check_villages(&tx, villages)?;
     tx.execute("DELETE FROM account_villages WHERE account_id = ?1", [&id])?;
@@ -424,7 +484,12 @@ pub fn set_villages(conn: &mut Connection, username: &str, villages: &[String]) 
     audit::append(
         &tx,
         now_ms(),
-        &[Entry::new("admin-cli", "account_villages", id, serde_json::json!({"villages": set}))],
+        &[Entry::new(
+            "admin-cli",
+            "account_villages",
+            id,
+            serde_json::json!({"villages": set}),
+        )],
     )?;
     tx.commit()?;
     Ok(())
@@ -439,7 +504,10 @@ fn account_by_username(conn: &Connection, username: &str) -> Result<(String, Rol
         )
         .optional()?;
     let (id, role) = row.ok_or(AccountError::NotFound("account"))?;
-    Ok((id, Role::parse(&role).ok_or(AccountError::NotFound("role"))?))
+    Ok((
+        id,
+        Role::parse(&role).ok_or(AccountError::NotFound("role"))?,
+    ))
 }
 
 /// Normalises a typed enrollment code: upper case, without spaces or dashes, with the letters
@@ -469,10 +537,16 @@ pub struct EnrollmentCode {
 }
 
 /// Issues an enrollment code for a coordinator or instructor. Only its hash is kept.
-pub fn issue_enrollment_code(conn: &Connection, username: &str) -> Result<EnrollmentCode, AccountError> {
+pub fn issue_enrollment_code(
+    conn: &Connection,
+    username: &str,
+) -> Result<EnrollmentCode, AccountError> {
     let (id, role) = account_by_username(conn, username)?;
     if !role.in_villages() {
-        return Err(invalid("username", "only coordinators and instructors enroll phones"));
+        return Err(invalid(
+            "username",
+            "only coordinators and instructors enroll phones",
+        ));
     }
     let raw = random_secret(12);
     let code = format!("{}-{}-{}", &raw[..4], &raw[4..8], &raw[8..]);
@@ -485,9 +559,17 @@ pub fn issue_enrollment_code(conn: &Connection, username: &str) -> Result<Enroll
     audit::append(
         conn,
         now,
-        &[Entry::new("admin-cli", "enrollment_code", id, serde_json::json!({"expires_at": expires_at_ms}))],
+        &[Entry::new(
+            "admin-cli",
+            "enrollment_code",
+            id,
+            serde_json::json!({"expires_at": expires_at_ms}),
+        )],
     )?;
-    Ok(EnrollmentCode { code, expires_at_ms })
+    Ok(EnrollmentCode {
+        code,
+        expires_at_ms,
+    })
 }
 
 /// A device and what it may do, as loaded for each request.
@@ -526,7 +608,8 @@ pub fn device(conn: &Connection, device: &str) -> rusqlite::Result<Option<Device
         return Ok(None);
     };
     let district = district(conn)?.map(|d| d.code).unwrap_or_default();
-    let mut stmt = conn.prepare_cached("SELECT village FROM account_villages WHERE account_id = ?1")?;
+    let mut stmt =
+        conn.prepare_cached("SELECT village FROM account_villages WHERE account_id = ?1")?;
     let villages = stmt
         .query_map([&account], |r| r.get(0))?
         .collect::<rusqlite::Result<BTreeSet<String>>>()?;
@@ -600,7 +683,9 @@ pub fn enroll(
         Some(_) => return Ok(Err(EnrollRefusal::BadCode)),
         None => {
             let taken: bool = tx
-                .query_row("SELECT 1 FROM devices WHERE id = ?1", [device], |_| Ok(true))
+                .query_row("SELECT 1 FROM devices WHERE id = ?1", [device], |_| {
+                    Ok(true)
+                })
                 .optional()?
                 .unwrap_or(false);
             let actor_taken = actor_of(&tx, actor)?.is_some_and(|d| d != device);
@@ -649,7 +734,12 @@ pub fn new_challenge(conn: &Connection, device: &str, now: i64) -> rusqlite::Res
 }
 
 /// Takes the device's current challenge if it is `challenge` and still valid (single use).
-pub fn take_challenge(conn: &Connection, device: &str, challenge: &[u8], now: i64) -> rusqlite::Result<bool> {
+pub fn take_challenge(
+    conn: &Connection,
+    device: &str,
+    challenge: &[u8],
+    now: i64,
+) -> rusqlite::Result<bool> {
     let n = conn.execute(
         "DELETE FROM device_challenges WHERE device_id = ?1 AND challenge = ?2 AND expires_at >= ?3",
         params![device, challenge, now],
@@ -697,7 +787,11 @@ pub fn revoke_device(conn: &mut Connection, device: &str) -> Result<(), AccountE
     )?;
     if n == 0 {
         let exists: bool = tx
-            .query_row("SELECT 1 FROM devices WHERE id = ?1", [device.trim()], |_| Ok(true))
+            .query_row(
+                "SELECT 1 FROM devices WHERE id = ?1",
+                [device.trim()],
+                |_| Ok(true),
+            )
             .optional()?
             .unwrap_or(false);
         return Err(if exists {
@@ -706,11 +800,19 @@ pub fn revoke_device(conn: &mut Connection, device: &str) -> Result<(), AccountE
             AccountError::NotFound("device")
         });
     }
-    tx.execute("DELETE FROM device_challenges WHERE device_id = ?1", [device.trim()])?;
+    tx.execute(
+        "DELETE FROM device_challenges WHERE device_id = ?1",
+        [device.trim()],
+    )?;
     audit::append(
         &tx,
         now,
-        &[Entry::new("admin-cli", "device_revoke", device.trim(), serde_json::json!({}))],
+        &[Entry::new(
+            "admin-cli",
+            "device_revoke",
+            device.trim(),
+            serde_json::json!({}),
+        )],
     )?;
     tx.commit()?;
     Ok(())

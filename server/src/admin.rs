@@ -101,7 +101,11 @@ pub fn account_add(
     })?;
     let mut store = open(data)?;
     let (id, password) = accounts::add_account(store.conn_mut(), username, role, villages)?;
-    let mut out = format!("account {} ({}) added: {id}\n", username.trim(), role.code());
+    let mut out = format!(
+        "account {} ({}) added: {id}\n",
+        username.trim(),
+        role.code()
+    );
     if let Some(p) = password {
         out.push_str(&format!("password (shown once): {p}\n"));
     }
@@ -109,7 +113,11 @@ pub fn account_add(
 }
 
 /// `admin account villages`: replaces a coordinator's or instructor's villages.
-pub fn account_villages(data: &Path, username: &str, villages: &[String]) -> Result<Outcome, AdminError> {
+pub fn account_villages(
+    data: &Path,
+    username: &str,
+    villages: &[String],
+) -> Result<Outcome, AdminError> {
     let mut store = open(data)?;
     accounts::set_villages(store.conn_mut(), username, villages)?;
     Ok(Outcome::ok(format!(
@@ -176,7 +184,11 @@ pub fn device_list(data: &Path) -> Result<Outcome, AdminError> {
             "{}  {}  {}\n",
             d.id,
             d.username,
-            if d.revoked_at.is_some() { "revoked" } else { "active" }
+            if d.revoked_at.is_some() {
+                "revoked"
+            } else {
+                "active"
+            }
         ));
     }
     Ok(Outcome::ok(out))
@@ -200,7 +212,9 @@ pub fn audit_verify(data: &Path) -> Result<Outcome, AdminError> {
             "audit log intact: {entries} entries\n"
         ))),
         Verdict::BrokenAt { seq } => Ok(Outcome {
-            out: format!("audit log BROKEN at entry {seq}: it or an entry before it was altered or removed\n"),
+            out: format!(
+                "audit log BROKEN at entry {seq}: it or an entry before it was altered or removed\n"
+            ),
             code: 1,
         }),
     }

@@ -93,8 +93,9 @@ pub enum Verdict {
 
 /// Walks the whole chain from the first entry.
 pub fn verify(conn: &Connection) -> rusqlite::Result<Verdict> {
-    let mut stmt =
-        conn.prepare("SELECT seq, at_ms, actor, action, subject, detail, hash FROM audit ORDER BY seq")?;
+    let mut stmt = conn.prepare(
+        "SELECT seq, at_ms, actor, action, subject, detail, hash FROM audit ORDER BY seq",
+    )?;
     let mut rows = stmt.query([])?;
     let mut prev = vec![0u8; 32];
     let mut expected_seq = 1;
@@ -131,19 +132,33 @@ mod tests {
     }
 
     fn entry(i: u32) -> Entry {
-        Entry::new(format!("device:{i}"), "write", format!("doc-{i}"), serde_json::json!({"n": i}))
+        Entry::new(
+            format!("device:{i}"),
+            "write",
+            format!("doc-{i}"),
+            serde_json::json!({"n": i}),
+        )
     }
 
     #[test]
     fn a_chain_verifies_and_every_kind_of_tampering_is_found() {
         let conn = db();
-        assert_eq!(verify(&conn).expect("verify"), Verdict::Intact { entries: 0 });
+        assert_eq!(
+            verify(&conn).expect("verify"),
+            Verdict::Intact { entries: 0 }
+        );
         append(&conn, 1, &[entry(1), entry(2)]).expect("append");
         append(&conn, 2, &[entry(3), entry(4), entry(5)]).expect("append");
-        assert_eq!(verify(&conn).expect("verify"), Verdict::Intact { entries: 5 });
+        assert_eq!(
+            verify(&conn).expect("verify"),
+            Verdict::Intact { entries: 5 }
+        );
 
         // The triggers refuse edits and deletes.
-        assert!(conn.execute("UPDATE audit SET actor = 'x' WHERE seq = 2", []).is_err());
+        assert!(
+            conn.execute("UPDATE audit SET actor = 'x' WHERE seq = 2", [])
+                .is_err()
+        );
         assert!(conn.execute("DELETE FROM audit WHERE seq = 2", []).is_err());
 
         // By hand, with the triggers dropped: an altered field, a removed entry.

@@ -17,10 +17,10 @@ use songpei_core::sync::auth::{
     TokenResponse, b64, unb64,
 };
 
+use crate::AppState;
 use crate::accounts::{self, DeviceGrant, EnrollRefusal};
 use crate::audit::{self, Entry};
 use crate::error::ApiError;
-use crate::AppState;
 
 /// Lifetime of an access token.
 pub(crate) const TOKEN_LIFETIME_S: i64 = 15 * 60;
@@ -60,7 +60,12 @@ pub(crate) fn mint(key: &[u8; 32], device: &str, district: &str, exp: i64) -> St
 }
 
 /// Checks a token's MAC, audience, district and expiry; returns its device.
-pub(crate) fn check(key: &[u8; 32], token: &str, district: &str, now_s: i64) -> Result<String, ApiError> {
+pub(crate) fn check(
+    key: &[u8; 32],
+    token: &str,
+    district: &str,
+    now_s: i64,
+) -> Result<String, ApiError> {
     let mut parts = token.split('.');
     let (Some("v1"), Some(payload), Some(tag), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -128,8 +133,11 @@ pub(crate) async fn enroll_handler(
     State(state): State<AppState>,
     body: Result<Json<EnrollRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<EnrollResponse>, ApiError> {
-    let Json(req) = body.map_err(|_| ApiError::BadRequest("the body is not an enrollment request".into()))?;
-    let public_key = unb64(&req.public_key).filter(|k| valid_public_key(k)).ok_or_else(|| bad_request("public_key"))?;
+    let Json(req) =
+        body.map_err(|_| ApiError::BadRequest("the body is not an enrollment request".into()))?;
+    let public_key = unb64(&req.public_key)
+        .filter(|k| valid_public_key(k))
+        .ok_or_else(|| bad_request("public_key"))?;
     let signature = unb64(&req.signature).ok_or_else(|| bad_request("signature"))?;
     let actor = hex::decode(&req.actor)
         .ok()
@@ -152,7 +160,8 @@ pub(crate) async fn enroll_handler(
     let device = req.device.to_string();
     tokio::task::spawn_blocking(move || {
         let mut store = s.store.lock().map_err(|_| ApiError::Internal)?;
-        let district = accounts::district(store.conn())?.ok_or(ApiError::Unauthorized("bad_code"))?;
+        let district =
+            accounts::district(store.conn())?.ok_or(ApiError::Unauthorized("bad_code"))?;
         match accounts::enroll(store.conn_mut(), &code, &device, &public_key, &actor)? {
             Ok((grant, challenge)) => Ok(Json(EnrollResponse {
                 device: req.device,
@@ -177,10 +186,12 @@ pub(crate) async fn challenge_handler(
     State(state): State<AppState>,
     body: Result<Json<ChallengeRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<ChallengeResponse>, ApiError> {
-    let Json(req) = body.map_err(|_| ApiError::BadRequest("the body is not a challenge request".into()))?;
+    let Json(req) =
+        body.map_err(|_| ApiError::BadRequest("the body is not a challenge request".into()))?;
     let store = state.store.lock().map_err(|_| ApiError::Internal)?;
     let device = req.device.to_string();
-    let grant = accounts::device(store.conn(), &device)?.ok_or(ApiError::Unauthorized("unknown_device"))?;
+    let grant =
+        accounts::device(store.conn(), &device)?.ok_or(ApiError::Unauthorized("unknown_device"))?;
     if grant.revoked_at.is_some() {
         return Err(ApiError::Unauthorized("device_revoked"));
     }
@@ -195,7 +206,8 @@ pub(crate) async fn token_handler(
     State(state): State<AppState>,
     body: Result<Json<TokenRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<TokenResponse>, ApiError> {
-    let Json(req) = body.map_err(|_| ApiError::BadRequest("the body is not a token request".into()))?;
+    let Json(req) =
+        body.map_err(|_| ApiError::BadRequest("the body is not a token request".into()))?;
     let challenge = unb64(&req.challenge).ok_or_else(|| bad_request("challenge"))?;
     let signature = unb64(&req.signature).ok_or_else(|| bad_request("signature"))?;
     let device = req.device.to_string();
@@ -228,7 +240,12 @@ pub(crate) async fn token_handler(
         return Err(ApiError::Unauthorized("bad_challenge"));
     }
     let next = accounts::new_challenge(conn, &device, now)?;
-    let token = mint(&state.token_key, &device, &grant.district, now / 1000 + TOKEN_LIFETIME_S);
+    let token = mint(
+        &state.token_key,
+        &device,
+        &grant.district,
+        now / 1000 + TOKEN_LIFETIME_S,
+    );
     Ok(Json(TokenResponse {
         token,
         expires_in_s: TOKEN_LIFETIME_S as u64,
@@ -266,15 +283,13 @@ mod tests {
         assert_eq!(code(check(&key, &other, "450802", 999)), "invalid_token");
         // Forged payload with the old MAC; a flipped character; junk.
         let parts: Vec<&str> = t.split('.').collect();
-        let forged_payload = b64(
-            &serde_json::to_vec(&Claims {
-                dev: "dev-2".into(),
-                dist: "450802".into(),
-                aud: AUDIENCE.into(),
-                exp: 1_000,
-            })
-            .expect("json"),
-        );
+        let forged_payload = b64(&serde_json::to_vec(&Claims {
+            dev: "dev-2".into(),
+            dist: "450802".into(),
+            aud: AUDIENCE.into(),
+            exp: 1_000,
+        })
+        .expect("json"));
         let forged = format!("v1.{forged_payload}.{}", parts[2]);
         assert_eq!(code(check(&key, &forged, "450802", 999)), "invalid_token");
         let mut flipped = t.clone().into_bytes();
@@ -283,7 +298,11 @@ mod tests {
         let flipped = String::from_utf8(flipped).expect("utf8");
         assert_eq!(code(check(&key, &flipped, "450802", 999)), "invalid_token");
         for junk in ["", "v1", "v1..", "v2.a.b", "v1.a.b.c", "Bearer x"] {
-            assert_eq!(code(check(&key, junk, "450802", 999)), "invalid_token", "{junk:?}");
+            assert_eq!(
+                code(check(&key, junk, "450802", 999)),
+                "invalid_token",
+                "{junk:?}"
+            );
         }
     }
 }

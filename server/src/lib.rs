@@ -213,9 +213,9 @@ pub async fn run(
         listener,
         app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| format!("server error: {e}"));
+    .with_graceful_shutdown(shutdown)
+    .await
+    .map_err(|e| format!("server error: {e}"));
     compactor.abort();
     result
 }

@@ -67,7 +67,9 @@ impl RateLimits {
     /// Records a write outside the device's villages.
     pub fn out_of_scope(&self, device: &str) {
         if let Ok(mut probes) = self.probes.lock() {
-            let e = probes.entry(device.to_owned()).or_insert((Instant::now(), 0));
+            let e = probes
+                .entry(device.to_owned())
+                .or_insert((Instant::now(), 0));
             if e.0.elapsed() >= Duration::from_secs(3600) {
                 *e = (Instant::now(), 0);
             }

@@ -38,7 +38,11 @@ fn sorted(mut h: Vec<ChangeHash>) -> Vec<ChangeHash> {
 }
 
 /// Handles one sync request body from an authenticated device; returns the response body.
-pub(crate) fn handle(state: &AppState, grant: &DeviceGrant, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+pub(crate) fn handle(
+    state: &AppState,
+    grant: &DeviceGrant,
+    body: &[u8],
+) -> Result<Vec<u8>, ApiError> {
     let limits = &state.config.limits;
     let req: SyncRequest = decode(body, limits.max_decompressed_bytes)?;
     if req.device.to_string() != grant.device {
@@ -148,6 +152,29 @@ pub(crate) fn handle(state: &AppState, grant: &DeviceGrant, body: &[u8]) -> Resu
     }))
 }
 
+/// A pushed document of a village outside the device's. When the phone still follows that village
+/// (its cursors say so), its villages were changed since it last synced: the document is not
+/// merged, and the phone keeps it for recovery. Otherwise the device writes where it never
+/// worked, and the whole request is refused. Both are audited and count as probes.
+fn out_of_scope(
+    state: &AppState,
+    store: &ServerStore,
+    grant: &DeviceGrant,
+    asked: &BTreeSet<String>,
+    village: &str,
+    id: DocId,
+) -> Result<(), ApiError> {
+    let e = ApiError::OutOfScope(format!(
+        "document {id} belongs to a village outside this phone's"
+    ));
+    if asked.contains(village) {
+        refused(state, store, grant, &e);
+        Ok(())
+    } else {
+        Err(e)
+    }
+}
+
 /// Audits a refusal a district office should see (forged actors, other villages, roles), and
 /// counts writes outside the device's villages against its rate.
 fn refused(state: &AppState, store: &ServerStore, grant: &DeviceGrant, e: &ApiError) {
@@ -166,7 +193,11 @@ fn refused(state: &AppState, store: &ServerStore, grant: &DeviceGrant, e: &ApiEr
         grant.account.clone(),
         serde_json::json!({"code": e.code()}),
     );
-    if let Err(err) = audit::append(store.conn(), chrono::Utc::now().timestamp_millis(), &[entry]) {
+    if let Err(err) = audit::append(
+        store.conn(),
+        chrono::Utc::now().timestamp_millis(),
+        &[entry],
+    ) {
         tracing::error!(error = %err, "could not audit a refusal");
     }
 }
@@ -207,7 +238,8 @@ fn merge_pushes(
     body_hash: [u8; 32],
 ) -> Result<Merge, ApiError> {
     let mut touched = Vec::new();
-    let result = merge_in_memory(state, store, grant, req, &mut touched);
+    let asked: BTreeSet<String> = req.cursors.iter().map(|c| c.village.clone()).collect();
+    let result = merge_in_memory(state, store, grant, req, &asked, &mut touched);
     let (commits, acks, phone_heads) = match result {
         Ok(r) => r,
         Err(e) => {
@@ -237,7 +269,12 @@ fn merge_pushes(
             )
         })
         .collect();
-    if let Err(e) = store.commit(&commits, &record, &audit, chrono::Utc::now().timestamp_millis()) {
+    if let Err(e) = store.commit(
+        &commits,
+        &record,
+        &audit,
+        chrono::Utc::now().timestamp_millis(),
+    ) {
         for id in touched {
             store.evict(id);
         }
@@ -251,6 +288,7 @@ fn merge_in_memory(
     store: &mut ServerStore,
     grant: &DeviceGrant,
     req: &SyncRequest,
+    asked: &BTreeSet<String>,
     touched: &mut Vec<DocId>,
 ) -> Result<(Vec<DocCommit>, Vec<Ack>, PhoneHeads), ApiError> {
     let limits = &state.config.limits;
@@ -314,9 +352,13 @@ fn merge_in_memory(
         if existing {
             let loaded = store.doc(id)?.ok_or(ApiError::Internal)?;
             if loaded.district != req.district || !villages.contains(&loaded.village) {
-                return Err(ApiError::OutOfScope(format!(
-                    "document {id} belongs to a village outside this phone's"
-                )));
+                let village = loaded.village.clone();
+                out_of_scope(state, store, grant, asked, &village, id)?;
+                acks.push(Ack {
+                    outcome: AckOutcome::OutOfScope,
+                    server_heads: Vec::new(),
+                });
+                continue;
             }
         }
         let server_heads = match store.doc(id)? {
@@ -380,9 +422,14 @@ fn merge_in_memory(
         let header =
             doc::read_header(&loaded.doc, id).map_err(|e| ApiError::Schema(e.to_string()))?;
         if header.district.as_str() != req.district || !villages.contains(header.village.as_str()) {
-            return Err(ApiError::OutOfScope(format!(
-                "document {id} belongs to a village outside this phone's"
-            )));
+            // What was applied in memory goes: the document is loaded afresh when next needed.
+            store.evict(id);
+            out_of_scope(state, store, grant, asked, header.village.as_str(), id)?;
+            acks.push(Ack {
+                outcome: AckOutcome::OutOfScope,
+                server_heads: Vec::new(),
+            });
+            continue;
         }
         if !grant.role.may_write(header.kind) {
             return Err(ApiError::NotAllowed(format!(
@@ -545,7 +592,12 @@ mod tests {
     struct Loopback<'a>(&'a AppState);
 
     impl Loopback<'_> {
-        fn post(&self, path: &str, body: &[u8], token: Option<&str>) -> Result<Vec<u8>, TransportError> {
+        fn post(
+            &self,
+            path: &str,
+            body: &[u8],
+            token: Option<&str>,
+        ) -> Result<Vec<u8>, TransportError> {
             use tower::ServiceExt;
             let mut req = axum::http::Request::post(path);
             if let Some(t) = token {
@@ -554,13 +606,18 @@ mod tests {
             if path != "/v1/sync" {
                 req = req.header("Content-Type", "application/json");
             }
-            let req = req.body(axum::body::Body::from(body.to_vec())).expect("request");
+            let req = req
+                .body(axum::body::Body::from(body.to_vec()))
+                .expect("request");
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .expect("runtime");
             let (status, bytes) = rt.block_on(async {
-                let resp = crate::app(self.0.clone()).oneshot(req).await.expect("infallible");
+                let resp = crate::app(self.0.clone())
+                    .oneshot(req)
+                    .await
+                    .expect("infallible");
                 let status = resp.status().as_u16();
                 let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
                     .await
@@ -598,7 +655,10 @@ mod tests {
         .expect("open");
         {
             let mut store = s.store.lock().expect("lock");
-            if accounts::district(store.conn()).expect("district").is_none() {
+            if accounts::district(store.conn())
+                .expect("district")
+                .is_none()
+            {
                 accounts::init(store.conn_mut(), "450802", "港北区").expect("init");
                 accounts::add_village(store.conn(), VILLAGE, "某村", None).expect("village");
             }
@@ -611,8 +671,13 @@ mod tests {
         let code = {
             let mut store = s.store.lock().expect("lock");
             let name = format!("c{}", rand::random::<u32>());
-            accounts::add_account(store.conn_mut(), &name, Role::Coordinator, &[VILLAGE.to_owned()])
-                .expect("account");
+            accounts::add_account(
+                store.conn_mut(),
+                &name,
+                Role::Coordinator,
+                &[VILLAGE.to_owned()],
+            )
+            .expect("account");
             accounts::issue_enrollment_code(store.conn(), &name).expect("code")
         };
         let mut store = MemoryDocStore::new();

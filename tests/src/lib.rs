@@ -259,7 +259,14 @@ impl ServerProcess {
 
     /// Creates a coordinator of `villages` and returns a one-time enrollment code for them.
     pub fn enrollment_code(&self, username: &str, villages: &[&str]) -> String {
-        let mut args = vec!["account", "add", "--username", username, "--role", "coordinator"];
+        let mut args = vec![
+            "account",
+            "add",
+            "--username",
+            username,
+            "--role",
+            "coordinator",
+        ];
         for v in villages {
             args.extend(["--village", v]);
         }
@@ -433,9 +440,9 @@ impl ServerProcess {
             songpei_core::blind_index::BlindIndexKey::from_bytes([1; 32]),
         )
         .expect("open")
-        .with_clock(std::sync::Arc::new(
-            songpei_core::clock::FixedClock::at(1_772_409_600_000),
-        ));
+        .with_clock(std::sync::Arc::new(songpei_core::clock::FixedClock::at(
+            1_772_409_600_000,
+        )));
         let req = phone
             .token_request()
             .expect("token request")

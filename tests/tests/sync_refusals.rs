@@ -208,41 +208,50 @@ fn bad_bodies_are_refused_with_a_stable_code_and_nothing_is_kept() {
         ),
         (
             "malformed changes",
-            encode(&request(&dev, vec![push_packed(
-                uid(),
-                b"not automerge".to_vec(),
-            )])),
+            encode(&request(
+                &dev,
+                vec![push_packed(uid(), b"not automerge".to_vec())],
+            )),
             400,
             "malformed_changes",
         ),
         (
             "truncated changes",
-            encode(&request(&dev, vec![push_packed(good_id, {
-                let p = pack(&good_changes, &[]).expect("pack");
-                p[..p.len() - 3].to_vec()
-            })])),
+            encode(&request(
+                &dev,
+                vec![push_packed(good_id, {
+                    let p = pack(&good_changes, &[]).expect("pack");
+                    p[..p.len() - 3].to_vec()
+                })],
+            )),
             400,
             "malformed_changes",
         ),
         (
             "a whole document instead of changes",
-            encode(&request(&dev, vec![push_packed(
-                good_id,
-                Automerge::load(&good_changes).expect("load").save(),
-            )])),
+            encode(&request(
+                &dev,
+                vec![push_packed(
+                    good_id,
+                    Automerge::load(&good_changes).expect("load").save(),
+                )],
+            )),
             400,
             "malformed_changes",
         ),
         (
             "references that unpack beyond the per-document cap",
-            encode(&request(&dev, vec![push_packed(good_id, {
-                let mut p = pack(&good_changes, &[]).expect("pack");
-                // A second change naming the first as its dependency 100,000 times: 100 KB sent,
-                // 3.2 MB if rebuilt.
-                p.extend([0xa0, 0x8d, 0x06]);
-                p.extend(std::iter::repeat_n(1u8, 100_000));
-                p
-            })])),
+            encode(&request(
+                &dev,
+                vec![push_packed(good_id, {
+                    let mut p = pack(&good_changes, &[]).expect("pack");
+                    // A second change naming the first as its dependency 100,000 times: 100 KB sent,
+                    // 3.2 MB if rebuilt.
+                    p.extend([0xa0, 0x8d, 0x06]);
+                    p.extend(std::iter::repeat_n(1u8, 100_000));
+                    p
+                })],
+            )),
             413,
             "document_too_large",
         ),
@@ -254,22 +263,28 @@ fn bad_bodies_are_refused_with_a_stable_code_and_nothing_is_kept() {
         ),
         (
             "document outside the phone's villages",
-            encode(&request(&dev, vec![push(
-                other_village_id,
-                other_village_changes,
-            )])),
+            encode(&request(
+                &dev,
+                vec![push(other_village_id, other_village_changes)],
+            )),
             403,
             "out_of_scope",
         ),
         (
             "unknown document kind",
-            encode(&request(&dev, vec![push(uuid::Uuid::from_u128(8), unknown_kind)])),
+            encode(&request(
+                &dev,
+                vec![push(uuid::Uuid::from_u128(8), unknown_kind)],
+            )),
             422,
             "schema_violation",
         ),
         (
             "wrong value types",
-            encode(&request(&dev, vec![push(uuid::Uuid::from_u128(7), wrong_types)])),
+            encode(&request(
+                &dev,
+                vec![push(uuid::Uuid::from_u128(7), wrong_types)],
+            )),
             422,
             "schema_violation",
         ),
@@ -293,7 +308,10 @@ fn bad_bodies_are_refused_with_a_stable_code_and_nothing_is_kept() {
         ),
         (
             "too many documents",
-            encode(&request(&dev, (0..6).map(|_| push(uid(), vec![])).collect())),
+            encode(&request(
+                &dev,
+                (0..6).map(|_| push(uid(), vec![])).collect(),
+            )),
             429,
             "too_much_in_one_request",
         ),
@@ -305,10 +323,13 @@ fn bad_bodies_are_refused_with_a_stable_code_and_nothing_is_kept() {
         ),
         (
             "document pushed twice (the first alone is valid)",
-            encode(&request(&dev, vec![
-                push(good_id, good_changes.clone()),
-                push(good_id, good_changes.clone()),
-            ])),
+            encode(&request(
+                &dev,
+                vec![
+                    push(good_id, good_changes.clone()),
+                    push(good_id, good_changes.clone()),
+                ],
+            )),
             400,
             "bad_request",
         ),

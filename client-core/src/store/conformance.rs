@@ -885,7 +885,12 @@ pub(super) fn drop_villages_keeps_unacknowledged_documents<S: DocStore>(s: &mut 
             class_row(c2, V2, ClassStatus::Planned, "2026-03-02", &[]),
             some(&[2]),
         ),
-        write(t, some(&[3]), IndexRow::Trainee(trainee_row(t, 7, Some(h))), false),
+        write(
+            t,
+            some(&[3]),
+            IndexRow::Trainee(trainee_row(t, 7, Some(h))),
+            false,
+        ),
         write(
             h,
             some(&[4]),
@@ -895,7 +900,13 @@ pub(super) fn drop_villages_keeps_unacknowledged_documents<S: DocStore>(s: &mut 
         write(
             dirty,
             some(&[5]),
-            IndexRow::Class(class_row(dirty, V1, ClassStatus::Planned, "2026-03-03", &[])),
+            IndexRow::Class(class_row(
+                dirty,
+                V1,
+                ClassStatus::Planned,
+                "2026-03-03",
+                &[],
+            )),
             true,
         ),
     ])
@@ -923,7 +934,10 @@ pub(super) fn drop_villages_keeps_unacknowledged_documents<S: DocStore>(s: &mut 
     assert!(s.classes_of_trainee(t).expect("classes").is_empty());
     assert!(s.class_row(c2).expect("row").is_some());
     assert!(s.class_row(dirty).expect("row").is_some());
-    assert_eq!(s.dirty_documents().expect("dirty"), vec![DocId::from(dirty)]);
+    assert_eq!(
+        s.dirty_documents().expect("dirty"),
+        vec![DocId::from(dirty)]
+    );
     assert_eq!(s.meta("villages").expect("meta").as_deref(), Some(V2));
     assert!(
         s.drop_villages(&[village(V1)], &[])

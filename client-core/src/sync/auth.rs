@@ -374,7 +374,10 @@ mod tests {
         );
         assert_eq!(
             parse_enrollment_text("songpei-enroll:http://10.0.0.2:8080#ABCD-EFGH-JKMN"),
-            (Some("http://10.0.0.2:8080".to_owned()), "ABCD-EFGH-JKMN".to_owned())
+            (
+                Some("http://10.0.0.2:8080".to_owned()),
+                "ABCD-EFGH-JKMN".to_owned()
+            )
         );
     }
 
@@ -394,7 +397,9 @@ mod tests {
             &unb64(&req.signature).expect("b64"),
         ));
         assert_eq!(
-            enroll_request(&mut store, "  ").err().map(|e| e.to_string()),
+            enroll_request(&mut store, "  ")
+                .err()
+                .map(|e| e.to_string()),
             Some(Error::from(Invalid::new(Field::EnrollmentCode, Problem::BadFormat)).to_string())
         );
     }

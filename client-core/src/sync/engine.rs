@@ -66,6 +66,9 @@ pub struct SyncRound {
     pub refused: usize,
     /// Documents removed because their village left the phone's scope.
     pub left_phone: usize,
+    /// Documents of villages no longer the phone's, with changes the server would not take: kept
+    /// on the phone for recovery.
+    pub held: usize,
     /// Another round is needed: more to pull, to push, or to push again.
     pub more: bool,
     /// The server's clock, ms since the epoch.
@@ -158,6 +161,8 @@ pub struct SyncReport {
     pub docs_refused: usize,
     /// Documents removed because their village left the phone's scope.
     pub docs_removed: usize,
+    /// Documents of villages no longer the phone's, kept unsynced for recovery.
+    pub docs_held: usize,
     /// The server's clock at the end, ms since the epoch.
     pub server_time_ms: i64,
 }
@@ -173,6 +178,23 @@ const PULL_CAPS: ChangeCaps = ChangeCaps {
     max_ops: 50_000_000,
     max_bytes: 256 << 20,
 };
+
+impl<S: DocStore> Phone<S> {
+    /// Documents with changes not yet synced whose village is no longer the phone's: the server
+    /// will not take them; they stay for recovery (export).
+    pub fn held_documents(&mut self) -> Result<usize> {
+        let villages = self.profile().villages.clone();
+        let mut held = 0;
+        for id in self.store.dirty_documents()? {
+            if let Some(d) = self.doc(id)?
+                && crate::doc::read_header(d, id).is_ok_and(|h| !villages.contains(&h.village))
+            {
+                held += 1;
+            }
+        }
+        Ok(held)
+    }
+}
 
 /// No caps: for the phone's own stored changes.
 const UNCAPPED: ChangeCaps = ChangeCaps {
@@ -199,7 +221,12 @@ impl<S: DocStore> Phone<S> {
                 continue;
             }
             let mark = self.store.sync_mark(id)?;
+            let villages = self.profile().villages.clone();
             let Some(d) = self.doc(id)? else { continue };
+            // A document of a village the phone no longer covers stays here, unsynced.
+            if crate::doc::read_header(d, id).is_ok_and(|h| !villages.contains(&h.village)) {
+                continue;
+            }
             // Only heads this document still has can be a base (a restored phone may not).
             let base: Vec<ChangeHash> = mark
                 .acked_heads
@@ -386,6 +413,10 @@ impl<S: DocStore> Phone<S> {
                     round.docs_pushed += 1;
                     pushed_heads.clone()
                 }
+                AckOutcome::OutOfScope => {
+                    round.held += 1;
+                    continue;
+                }
                 AckOutcome::MissingBase => {
                     round.missing_base += 1;
                     round.more |= !pending.waiting.contains(&id);
@@ -570,9 +601,11 @@ pub fn sync_with<S: DocStore>(
         report.docs_pulled += round.docs_pulled;
         report.docs_refused += round.refused;
         report.docs_removed += round.left_phone;
+
         report.server_time_ms = round.server_time_ms;
         progress(&report);
         if !round.more {
+            report.docs_held = phone.held_documents()?;
             return Ok(report);
         }
     }

@@ -71,6 +71,9 @@ pub enum AckOutcome {
     /// never had the base): nothing was applied; push again from the heads the phone shares with
     /// `server_heads`.
     MissingBase,
+    /// Not merged: the document's village is no longer one of the device's. The phone keeps the
+    /// document, unsynced, for recovery.
+    OutOfScope,
 }
 
 /// The server's answer for one pushed document. Acks come in the order of the pushes, so they do
