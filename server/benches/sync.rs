@@ -40,6 +40,7 @@ struct Server {
     child: Child,
     url: String,
     pid: u32,
+    data: std::path::PathBuf,
 }
 
 impl Drop for Server {
@@ -49,10 +50,35 @@ impl Drop for Server {
     }
 }
 
+fn admin(data: &Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_songpei-server"))
+        .arg("admin")
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .output()
+        .expect("admin");
+    assert!(
+        out.status.success(),
+        "admin {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn start_server(data: &Path) -> Server {
+    admin(data, &["init", "--district", DISTRICT, "--name", "港北区"]);
+    for v in [VILLAGE_A, VILLAGE_B, VILLAGE_C] {
+        admin(data, &["village", "add", "--code", v, "--name", "村"]);
+    }
+    // One bench phone pushes a thousand documents in a minute: above a field phone's rate.
+    let config = data.join("bench.toml");
+    std::fs::write(&config, "[limits]\ndevice_requests_per_minute = 100000\n").expect("config");
     let mut child = Command::new(env!("CARGO_BIN_EXE_songpei-server"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(data)
+        .arg("--config")
+        .arg(&config)
         .env("SONGPEI_LOG", "warn")
         .stdout(Stdio::piped())
         .spawn()
@@ -63,19 +89,55 @@ fn start_server(data: &Path) -> Server {
         .expect("address line");
     let url = line.trim().trim_start_matches("listening on ").to_owned();
     let pid = child.id();
-    Server { child, url, pid }
+    Server {
+        child,
+        url,
+        pid,
+        data: data.to_path_buf(),
+    }
 }
 
-fn phone(villages: &[&str]) -> Phone<MemoryDocStore> {
-    let v: Vec<String> = villages.iter().map(|s| (*s).to_owned()).collect();
-    Phone::init(
-        MemoryDocStore::new(),
-        DISTRICT,
-        &v,
-        BlindIndexKey::from_bytes(rand::random()),
-    )
-    .expect("init")
-    .with_clock(Arc::new(FixedClock::at(1_772_409_600_000)))
+/// A phone enrolled with `server` as a new coordinator of `villages`.
+fn phone(server: &Server, villages: &[&str]) -> Phone<MemoryDocStore> {
+    let username = format!("c{}", rand::random::<u32>());
+    let mut args = vec![
+        "account",
+        "add",
+        "--username",
+        &username,
+        "--role",
+        "coordinator",
+    ];
+    for v in villages {
+        args.extend(["--village", v]);
+    }
+    admin(&server.data, &args);
+    let out = admin(&server.data, &["enroll-code", "--username", &username]);
+    let code = out
+        .lines()
+        .find_map(|l| l.split(": ").nth(1).filter(|c| c.len() == 14))
+        .expect("code")
+        .to_owned();
+    let mut store = MemoryDocStore::new();
+    let mut t = HttpTransport::new(&server.url, Duration::from_secs(30));
+    songpei_core::sync::auth::enroll_with(&mut store, &mut t, &server.url, &code).expect("enroll");
+    Phone::open(store, BlindIndexKey::from_bytes(rand::random()))
+        .expect("open")
+        .with_clock(Arc::new(FixedClock::at(1_772_409_600_000)))
+}
+
+/// A fresh token for an enrolled phone.
+fn token(p: &mut Phone<MemoryDocStore>, url: &str) -> String {
+    use songpei_core::sync::engine::Transport;
+    let req = p.token_request().expect("request").expect("challenge");
+    let mut t = HttpTransport::new(url, Duration::from_secs(30));
+    let answer = t
+        .call("/v1/auth/token", &serde_json::to_vec(&req).expect("json"))
+        .expect("token");
+    let resp: songpei_core::sync::auth::TokenResponse =
+        serde_json::from_slice(&answer).expect("token");
+    p.accept_token(&resp).expect("keep");
+    resp.token
 }
 
 fn sync(p: &mut Phone<MemoryDocStore>, url: &str) -> SyncReport {
@@ -158,10 +220,10 @@ fn gzip(bytes: &[u8]) -> usize {
 
 /// A realistic class document as a phone builds it: created in one change, then 50 enrolments and
 /// 50 sign-ins as 100 further changes. Returns its id and its changes, packed for the wire.
-fn realistic_class(village: &str) -> (uuid::Uuid, Vec<u8>) {
+fn realistic_class(village: &str, actor: &automerge::ActorId) -> (uuid::Uuid, Vec<u8>) {
     let id = uuid::Uuid::new_v4();
     let device = uuid::Uuid::new_v4().to_string();
-    let mut d = Automerge::new();
+    let mut d = Automerge::new().with_actor(actor.clone());
     let ts = ScalarValue::Timestamp(1_772_409_600_000);
     let mut tx = d.transaction();
     let put = |tx: &mut automerge::transaction::Transaction<'_>,
@@ -243,12 +305,17 @@ fn realistic_class(village: &str) -> (uuid::Uuid, Vec<u8>) {
     (id, packed)
 }
 
-fn push_all(url: &str, docs: &[(uuid::Uuid, Vec<u8>)], village: &str) {
+fn push_all(
+    url: &str,
+    docs: &[(uuid::Uuid, Vec<u8>)],
+    village: &str,
+    device: uuid::Uuid,
+    token: &str,
+) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(120)))
         .build()
         .into();
-    let device = uuid::Uuid::new_v4();
     for batch in docs.chunks(20) {
         let req = SyncRequest {
             version: PROTOCOL_VERSION,
@@ -272,6 +339,7 @@ fn push_all(url: &str, docs: &[(uuid::Uuid, Vec<u8>)], village: &str) {
         };
         let resp = agent
             .post(format!("{url}/v1/sync"))
+            .header("Authorization", format!("Bearer {token}"))
             .send(&encode(&req)[..])
             .expect("push");
         assert_eq!(resp.status().as_u16(), 200);
@@ -328,7 +396,7 @@ fn main() {
     let server = start_server(&dir.path().join("server"));
 
     // (a) 1,000 documents, nothing new.
-    let mut a = phone(&[VILLAGE_A]);
+    let mut a = phone(&server, &[VILLAGE_A]);
     for i in 0..10 {
         new_class(&mut a, VILLAGE_A, i);
     }
@@ -351,7 +419,7 @@ fn main() {
     ));
 
     // (b) A day's upload on a phone that already holds the village.
-    let mut b = phone(&[VILLAGE_A]);
+    let mut b = phone(&server, &[VILLAGE_A]);
     sync(&mut b, &server.url);
     let class = new_class(&mut b, VILLAGE_A, 99);
     let trainees: Vec<TraineeId> = (0..50)
@@ -391,7 +459,7 @@ fn main() {
     ));
 
     // (c) A fresh phone pulls one village: 20 classes, 500 trainees (25 a class, 5 days attended).
-    let mut seed = phone(&[VILLAGE_B]);
+    let mut seed = phone(&server, &[VILLAGE_B]);
     for c in 0..20 {
         let class = new_class(&mut seed, VILLAGE_B, c);
         for i in 0..25 {
@@ -404,7 +472,7 @@ fn main() {
         }
     }
     sync(&mut seed, &server.url);
-    let mut fresh = phone(&[VILLAGE_B]);
+    let mut fresh = phone(&server, &[VILLAGE_B]);
     let t = Instant::now();
     let pull = sync(&mut fresh, &server.url);
     let took = t.elapsed();
@@ -425,16 +493,20 @@ fn main() {
     drop(server);
 
     // (d) Server CPU and memory per uploaded realistic class document.
-    let docs: Vec<_> = (0..n_docs + 20)
-        .map(|_| realistic_class(VILLAGE_C))
-        .collect();
-    let bytes_per_doc = docs.iter().map(|d| d.1.len()).sum::<usize>() / docs.len();
     let dir2 = tempfile::tempdir().expect("tempdir");
     let server = start_server(&dir2.path().join("server"));
-    push_all(&server.url, &docs[..20], VILLAGE_C);
+    let mut pusher = phone(&server, &[VILLAGE_C]);
+    let device = pusher.profile().device.uuid();
+    let actor = pusher.profile().actor.clone();
+    let docs: Vec<_> = (0..n_docs + 20)
+        .map(|_| realistic_class(VILLAGE_C, &actor))
+        .collect();
+    let bytes_per_doc = docs.iter().map(|d| d.1.len()).sum::<usize>() / docs.len();
+    let tok = token(&mut pusher, &server.url);
+    push_all(&server.url, &docs[..20], VILLAGE_C, device, &tok);
     let (cpu0, rss0) = settled(server.pid);
     let t = Instant::now();
-    push_all(&server.url, &docs[20..], VILLAGE_C);
+    push_all(&server.url, &docs[20..], VILLAGE_C, device, &tok);
     let wall = t.elapsed();
     let (cpu1, rss1) = settled(server.pid);
     let ours_cpu = (cpu1 - cpu0) / n_docs as f64;
