@@ -411,3 +411,27 @@ fn enrollment_codes_are_single_use_and_bad_ones_are_refused() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stdout).contains("line 2"));
 }
+
+#[test]
+fn requests_beyond_an_addresss_rate_get_429_on_every_route() {
+    let server = ServerProcess::start_with_config(Some("[limits]\nip_requests_per_minute = 8\n"));
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let statuses: Vec<u16> = (0..6)
+        .map(|_| {
+            agent
+                .get(format!("{}/healthz", server.url))
+                .call()
+                .expect("answer")
+                .status()
+                .as_u16()
+        })
+        .collect();
+    assert_eq!(&statuses[..2], &[200, 200], "{statuses:?}");
+    assert_eq!(statuses[5], 429, "{statuses:?}");
+    let a = post(&format!("{}/v1/auth/challenge", server.url), b"{}", None);
+    assert_eq!((a.status, a.code.as_str()), (429, "rate_limited"));
+    assert!(a.retry_after);
+}
