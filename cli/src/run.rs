@@ -140,6 +140,16 @@ fn open_phone(cli: &Cli) -> Result<Phone<SqliteDocStore>, CliError> {
     Ok(Phone::open(store, BlindIndexKey::derive_from_store_key(&key))?.with_clock(clock()?))
 }
 
+/// Tells where a newly created store key was written.
+fn announce_key_file(key_file: Option<&std::path::Path>) {
+    if let Some(k) = key_file {
+        eprintln!(
+            "Created a new store key in {}. Keep it safe: without it the store cannot be read.",
+            k.display()
+        );
+    }
+}
+
 fn print_id(json: bool, id: impl std::fmt::Display) {
     if json {
         println!("{}", serde_json::json!({ "id": id.to_string() }));
@@ -184,12 +194,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
                 }
             };
             let p = phone.profile();
-            if let Some(k) = &key_file {
-                eprintln!(
-                    "Created a new store key in {}. Keep it safe: without it the store cannot be read.",
-                    k.display()
-                );
-            }
+            announce_key_file(key_file.as_deref());
             if json {
                 print_json(&serde_json::json!({
                     "device_id": p.device.to_string(),
@@ -335,12 +340,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
             let resp =
                 songpei_core::sync::auth::enroll_with(&mut store, &mut transport, &server, &code)
                     .map_err(CliError::Sync)?;
-            if let Some(k) = &key_file {
-                eprintln!(
-                    "Created a new store key in {}. Keep it safe: without it the store cannot be read.",
-                    k.display()
-                );
-            }
+            announce_key_file(key_file.as_deref());
             if json {
                 print_json(&serde_json::json!({
                     "device_id": resp.device.to_string(),

@@ -138,7 +138,13 @@ mod tests {
         let again = DeviceKey::from_secret(&k.secret()).expect("secret");
         assert_eq!(again.public_key(), pk);
         assert!(DeviceKey::from_secret(&[0; 32]).is_none());
-        assert!(!valid_public_key(&[2; 33]) || !valid_public_key(&[9; 33]));
+        // Not a point: a bad prefix byte, a key cut short, an x with no point on the curve.
+        assert!(!valid_public_key(&[9; 33]));
+        assert!(!valid_public_key(&pk[..32]));
+        assert!(
+            (0u8..=255).any(|x| !valid_public_key(&[[2].as_slice(), &[x; 32]].concat())),
+            "some x coordinates have no point"
+        );
         assert!(!verify(b"short", TOKEN_PURPOSE, &[], &sig));
         assert!(!verify(&pk, TOKEN_PURPOSE, &[], &sig[..63]));
     }

@@ -438,12 +438,7 @@ pub fn add_account(
         "INSERT INTO accounts (id, username, role, password_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![id, username, role.code(), hash, now],
     )?;
-    for v in &set {
-        tx.execute(
-            "INSERT INTO account_villages (account_id, village) VALUES (?1, ?2)",
-            params![id, v],
-        )?;
-    }
+    write_villages(&tx, &id, &set)?;
     audit::append(
         &tx,
         now,
@@ -474,13 +469,7 @@ pub fn set_villages(
         ));
     }
     let set = check_villages(&tx, villages)?;
-    tx.execute("DELETE FROM account_villages WHERE account_id = ?1", [&id])?;
-    for v in &set {
-        tx.execute(
-            "INSERT INTO account_villages (account_id, village) VALUES (?1, ?2)",
-            params![id, v],
-        )?;
-    }
+    write_villages(&tx, &id, &set)?;
     audit::append(
         &tx,
         now_ms(),
@@ -492,6 +481,24 @@ pub fn set_villages(
         )],
     )?;
     tx.commit()?;
+    Ok(())
+}
+
+/// Replaces an account's villages.
+fn write_villages(
+    conn: &Connection,
+    account: &str,
+    villages: &BTreeSet<String>,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "DELETE FROM account_villages WHERE account_id = ?1",
+        [account],
+    )?;
+    let mut stmt =
+        conn.prepare_cached("INSERT INTO account_villages (account_id, village) VALUES (?1, ?2)")?;
+    for v in villages {
+        stmt.execute(params![account, v])?;
+    }
     Ok(())
 }
 

@@ -108,20 +108,30 @@ pub(crate) fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Devi
         .code;
     let device = check(&state.token_key, token, &district, now_ms() / 1000)?;
     let grant = accounts::device(conn, &device)?.ok_or(ApiError::Unauthorized("invalid_token"))?;
-    if grant.revoked_at.is_some() {
-        audit::append(
-            conn,
-            now_ms(),
-            &[Entry::new(
-                format!("device:{device}"),
-                "refused_revoked",
-                device.clone(),
-                serde_json::json!({"endpoint": "sync"}),
-            )],
-        )?;
-        return Err(ApiError::Unauthorized("device_revoked"));
-    }
+    refuse_if_revoked(conn, &grant, "sync")?;
     Ok(grant)
+}
+
+/// Refuses a revoked device with 401 `device_revoked`, and audits the attempt.
+fn refuse_if_revoked(
+    conn: &rusqlite::Connection,
+    grant: &DeviceGrant,
+    endpoint: &str,
+) -> Result<(), ApiError> {
+    if grant.revoked_at.is_none() {
+        return Ok(());
+    }
+    audit::append(
+        conn,
+        now_ms(),
+        &[Entry::new(
+            format!("device:{}", grant.device),
+            "refused_revoked",
+            grant.device.clone(),
+            serde_json::json!({ "endpoint": endpoint }),
+        )],
+    )?;
+    Err(ApiError::Unauthorized("device_revoked"))
 }
 
 fn bad_request(what: &str) -> ApiError {
@@ -192,9 +202,7 @@ pub(crate) async fn challenge_handler(
     let device = req.device.to_string();
     let grant =
         accounts::device(store.conn(), &device)?.ok_or(ApiError::Unauthorized("unknown_device"))?;
-    if grant.revoked_at.is_some() {
-        return Err(ApiError::Unauthorized("device_revoked"));
-    }
+    refuse_if_revoked(store.conn(), &grant, "challenge")?;
     let challenge = accounts::new_challenge(store.conn(), &device, now_ms())?;
     Ok(Json(ChallengeResponse {
         challenge: b64(&challenge),
@@ -215,19 +223,7 @@ pub(crate) async fn token_handler(
     let conn = store.conn();
     let grant = accounts::device(conn, &device)?.ok_or(ApiError::Unauthorized("unknown_device"))?;
     let now = now_ms();
-    if grant.revoked_at.is_some() {
-        audit::append(
-            conn,
-            now,
-            &[Entry::new(
-                format!("device:{device}"),
-                "refused_revoked",
-                device.clone(),
-                serde_json::json!({"endpoint": "token"}),
-            )],
-        )?;
-        return Err(ApiError::Unauthorized("device_revoked"));
-    }
+    refuse_if_revoked(conn, &grant, "token")?;
     if !verify(
         &grant.public_key,
         TOKEN_PURPOSE,

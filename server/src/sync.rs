@@ -104,7 +104,7 @@ pub(crate) fn handle(
     let (acks, phone_heads) = match store.request(&device, &req.request_id)? {
         Some((hash, _)) if hash != body_hash => return Err(ApiError::RequestIdReused),
         Some((_, acks)) => (decode_acks(&acks)?, pushed_heads(&req)),
-        None => match merge_pushes(state, &mut store, grant, &req, body_hash) {
+        None => match merge_pushes(state, &mut store, grant, &req, &asked, body_hash) {
             Ok(m) => m,
             Err(e) => {
                 refused(state, &store, grant, &e);
@@ -205,16 +205,11 @@ fn refused(state: &AppState, store: &ServerStore, grant: &DeviceGrant, e: &ApiEr
 /// The phone's heads after each push of a request already applied (a retry): parsed again, as the
 /// merge that parsed them the first time is not repeated.
 fn pushed_heads(req: &SyncRequest) -> PhoneHeads {
-    let caps = ChangeCaps {
-        max_changes: usize::MAX,
-        max_ops: u64::MAX,
-        max_bytes: usize::MAX,
-    };
     req.pushes
         .iter()
         .filter_map(|p| {
             let base = from_wire(&p.base);
-            let parsed = unpack(&p.changes, &base, caps).ok()?;
+            let parsed = unpack(&p.changes, &base, ChangeCaps::NONE).ok()?;
             Some((doc_id(p.doc), parsed.tips(&base)))
         })
         .collect()
@@ -235,11 +230,11 @@ fn merge_pushes(
     store: &mut ServerStore,
     grant: &DeviceGrant,
     req: &SyncRequest,
+    asked: &BTreeSet<String>,
     body_hash: [u8; 32],
 ) -> Result<Merge, ApiError> {
     let mut touched = Vec::new();
-    let asked: BTreeSet<String> = req.cursors.iter().map(|c| c.village.clone()).collect();
-    let result = merge_in_memory(state, store, grant, req, &asked, &mut touched);
+    let result = merge_in_memory(state, store, grant, req, asked, &mut touched);
     let (commits, acks, phone_heads) = match result {
         Ok(r) => r,
         Err(e) => {

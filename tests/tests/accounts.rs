@@ -288,8 +288,7 @@ fn a_coordinator_moved_to_other_villages_loses_the_old_villages_data_at_the_next
     assert!(docs.contains_key(&t2), "an unsynced record stays");
     assert!(docs.contains_key(&class_b), "village B's class arrived");
     assert_eq!(r["docs_held"], 1, "{r}");
-    // The store file no longer holds the old trainee's ID number in any form it could be read
-    // back from: the row is gone from the index too.
+    // Nothing of it is left to read: the index row went with the document.
     assert!(a.run(&["trainee", "show", &t]).status.code() != Some(0));
 }
 

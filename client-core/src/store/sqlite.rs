@@ -308,6 +308,15 @@ fn write_docs(tx: &rusqlite::Transaction<'_>, writes: &[DocWrite]) -> Result<()>
 }
 
 /// Records acknowledged heads inside an open transaction (see [`DocStore::set_acked_heads`]).
+fn set_meta_value(conn: &Connection, key: &str, value: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )?
+    .execute(params![key, value])?;
+    Ok(())
+}
+
 fn set_acked(
     conn: &Connection,
     id: DocId,
@@ -339,11 +348,7 @@ impl DocStore for SqliteDocStore {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         for (k, v) in entries {
-            tx.execute(
-                "INSERT INTO meta (key, value) VALUES (?1, ?2)
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                params![k, v],
-            )?;
+            set_meta_value(&tx, k, v)?;
         }
         tx.commit()?;
         Ok(())
@@ -393,11 +398,7 @@ impl DocStore for SqliteDocStore {
             set_acked(&tx, a.id, &a.acked, &a.current)?;
         }
         for (k, v) in meta {
-            tx.execute(
-                "INSERT INTO meta (key, value) VALUES (?1, ?2)
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                params![k, v],
-            )?;
+            set_meta_value(&tx, k, v)?;
         }
         tx.commit()?;
         Ok(())
@@ -641,11 +642,7 @@ impl DocStore for SqliteDocStore {
                 }
             }
             for (k, v) in meta {
-                tx.execute(
-                    "INSERT INTO meta (key, value) VALUES (?1, ?2)
-                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                    params![k, v],
-                )?;
+                set_meta_value(&tx, k, v)?;
             }
             tx.commit()?;
             Ok::<_, Error>(ids)

@@ -81,6 +81,15 @@ pub struct ChangeCaps {
     pub max_bytes: usize,
 }
 
+impl ChangeCaps {
+    /// No caps: for changes this side made or already holds.
+    pub const NONE: ChangeCaps = ChangeCaps {
+        max_changes: usize::MAX,
+        max_ops: u64::MAX,
+        max_bytes: usize::MAX,
+    };
+}
+
 /// Parsed change chunks with their totals.
 #[derive(Debug, Default)]
 pub struct ParsedChanges {
@@ -190,17 +199,14 @@ fn take_len(bytes: &[u8]) -> Result<(usize, &[u8]), ChangesError> {
 /// Packs concatenated change chunks, as `save_after` makes them, into the wire form, naming
 /// dependencies on `known` or on earlier changes of the same batch by position.
 pub fn pack(chunks: &[u8], known: &[ChangeHash]) -> Result<Vec<u8>, ChangesError> {
-    let parsed = parse_changes(
-        chunks,
-        ChangeCaps {
-            max_changes: usize::MAX,
-            max_ops: u64::MAX,
-            max_bytes: usize::MAX,
-        },
-    )?;
+    pack_changes(&parse_changes(chunks, ChangeCaps::NONE)?.changes, known)
+}
+
+/// Packs parsed changes into the wire form (see [`pack`]).
+pub fn pack_changes(changes: &[Change], known: &[ChangeHash]) -> Result<Vec<u8>, ChangesError> {
     let mut refs: Vec<ChangeHash> = known.to_vec();
-    let mut out = Vec::with_capacity(chunks.len());
-    for change in &parsed.changes {
+    let mut out = Vec::with_capacity(changes.iter().map(|c| c.raw_bytes().len()).sum());
+    for change in changes {
         let raw = change.raw_bytes();
         let (_, leb) = read_uleb(&raw[9..]).ok_or(ChangesError::Malformed)?;
         let data = &raw[9 + leb..];

@@ -6,7 +6,7 @@ use automerge::{ChangeHash, ReadDoc};
 use serde::Serialize;
 
 use super::auth::{ChallengeRequest, TokenResponse};
-use super::changes::{ChangeCaps, pack, parse_changes, unpack};
+use super::changes::{ChangeCaps, pack_changes, parse_changes, unpack};
 use super::protocol::{
     AckOutcome, Cursor, PROTOCOL_VERSION, Payload, Push, SyncRequest, SyncResponse, WireError,
     decode, encode, from_wire, to_wire,
@@ -196,13 +196,6 @@ impl<S: DocStore> Phone<S> {
     }
 }
 
-/// No caps: for the phone's own stored changes.
-const UNCAPPED: ChangeCaps = ChangeCaps {
-    max_changes: usize::MAX,
-    max_ops: u64::MAX,
-    max_bytes: usize::MAX,
-};
-
 impl<S: DocStore> Phone<S> {
     /// Builds the next sync request: changes of every document not yet acknowledged (up to the
     /// limits) and the feed cursors of the phone's villages.
@@ -213,6 +206,7 @@ impl<S: DocStore> Phone<S> {
         let mut bytes = 0usize;
         let mut left_behind = 0;
         let mut waiting = std::collections::BTreeSet::new();
+        let villages = self.profile().villages.clone();
         for id in dirty {
             if pushes.len() >= limits.max_pushes
                 || (bytes >= limits.max_push_bytes && !pushes.is_empty())
@@ -221,7 +215,6 @@ impl<S: DocStore> Phone<S> {
                 continue;
             }
             let mark = self.store.sync_mark(id)?;
-            let villages = self.profile().villages.clone();
             let Some(d) = self.doc(id)? else { continue };
             // A document of a village the phone no longer covers stays here, unsynced.
             if crate::doc::read_header(d, id).is_ok_and(|h| !villages.contains(&h.village)) {
@@ -240,22 +233,18 @@ impl<S: DocStore> Phone<S> {
                 doc: id,
                 path: String::new(),
             };
-            let all = parse_changes(&d.save_after(&base), UNCAPPED).map_err(corrupt)?;
-            let own: Vec<&automerge::Change> = all
-                .changes
-                .iter()
-                .filter(|c| *c.actor_id() == self.profile().actor)
-                .collect();
-            if own.len() < all.changes.len() {
+            let mut own = parse_changes(&d.save_after(&base), ChangeCaps::NONE).map_err(corrupt)?;
+            let all = own.changes.len();
+            own.changes
+                .retain(|c| *c.actor_id() == self.profile().actor);
+            if own.changes.len() < all {
                 waiting.insert(id);
-                if own.is_empty() {
+                if own.changes.is_empty() {
                     continue;
                 }
             }
-            let chunks: Vec<u8> = own.iter().flat_map(|c| c.raw_bytes().to_vec()).collect();
-            let own = parse_changes(&chunks, UNCAPPED).map_err(corrupt)?;
             let heads = own.tips(&base);
-            let changes = pack(&chunks, &base).map_err(corrupt)?;
+            let changes = pack_changes(&own.changes, &base).map_err(corrupt)?;
             bytes += changes.len();
             pushed.push((id, heads.clone()));
             pushes.push(Push {
@@ -601,7 +590,6 @@ pub fn sync_with<S: DocStore>(
         report.docs_pulled += round.docs_pulled;
         report.docs_refused += round.refused;
         report.docs_removed += round.left_phone;
-
         report.server_time_ms = round.server_time_ms;
         progress(&report);
         if !round.more {
