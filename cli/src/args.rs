@@ -93,6 +93,9 @@ pub(crate) enum Command {
         #[arg(long, default_value_t = 60)]
         timeout: u64,
     },
+    /// QR sign-in: show a class code, answer one, scan responses and cards, print cards.
+    #[command(subcommand)]
+    Qr(QrCommand),
     /// Sync with the district server: push what was recorded here, pull what is new in this
     /// phone's villages.
     Sync {
@@ -140,6 +143,81 @@ pub(crate) enum ClassCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub(crate) enum QrCommand {
+    /// Print the class code to show now (it changes every 10 seconds); --png writes it as a picture.
+    ClassCode {
+        /// Class id.
+        #[arg(long)]
+        class: String,
+        /// Training day, YYYY-MM-DD [default: today].
+        #[arg(long)]
+        day: Option<String>,
+        /// in (签到) or out (签退).
+        #[arg(long, default_value = "in")]
+        kind: String,
+        /// Also write the code as a PNG picture here.
+        #[arg(long)]
+        png: Option<PathBuf>,
+    },
+    /// On a trainee's phone: answer a class code; prints the response to show the coordinator.
+    /// Sets the store up if it is new.
+    Respond {
+        /// The class code's text (or - to read it from stdin).
+        code: String,
+        /// The trainee signing in [default: the one given last time].
+        #[arg(long)]
+        trainee: Option<String>,
+        /// Also write the response as a PNG picture here.
+        #[arg(long)]
+        png: Option<PathBuf>,
+    },
+    /// On the coordinator's phone: take a trainee's response or card and record the sign-in.
+    /// Any other songpei code is described.
+    Scan {
+        /// The scanned text (or - to read it from stdin).
+        text: String,
+        /// For a card: the class [default: that of the last class code shown].
+        #[arg(long, requires = "day")]
+        class: Option<String>,
+        /// For a card: the training day.
+        #[arg(long, requires = "class")]
+        day: Option<String>,
+        /// For a card: in or out.
+        #[arg(long, default_value = "in")]
+        kind: String,
+        /// Latitude of the phone's fix.
+        #[arg(long, requires = "lon", allow_negative_numbers = true)]
+        lat: Option<f64>,
+        /// Longitude of the phone's fix.
+        #[arg(long, requires = "lat", allow_negative_numbers = true)]
+        lon: Option<f64>,
+        /// Accuracy of the fix in metres.
+        #[arg(long)]
+        accuracy: Option<f64>,
+    },
+    /// Print the trainee cards of a class on A4 sheets (PNG), signed by the district server.
+    Cards {
+        /// Class id.
+        #[arg(long)]
+        class: String,
+        /// The PNG to write; a second sheet goes to NAME-2.png, and so on.
+        #[arg(long)]
+        out: PathBuf,
+        /// Server address [default: the one the phone enrolled with].
+        #[arg(long, env = "SONGPEI_SERVER")]
+        server: Option<String>,
+        /// A font with Chinese characters for the names (TrueType/OpenType) [default: the system's].
+        #[arg(long, env = "SONGPEI_FONT")]
+        font: Option<PathBuf>,
+    },
+    /// Print the text of every QR code in a picture (PNG or JPEG).
+    Decode {
+        /// The picture.
+        image: PathBuf,
+    },
+}
+
 #[derive(Debug, Args)]
 pub(crate) struct ClassCreateArgs {
     /// Title of the class.
@@ -173,6 +251,9 @@ pub(crate) struct ClassCreateArgs {
     /// Training hours a day.
     #[arg(long)]
     pub(crate) hours: Option<f64>,
+    /// Daily start time, HH:MM.
+    #[arg(long)]
+    pub(crate) starts_at: Option<String>,
     /// Training institution.
     #[arg(long)]
     pub(crate) institution: Option<String>,

@@ -4,6 +4,7 @@
 
 mod args;
 mod key;
+mod qr;
 mod run;
 mod show;
 

@@ -8,7 +8,7 @@ use songpei_core::blind_index::BlindIndexKey;
 use songpei_core::catalog::{
     Certificate, ClassStatus, CompletionResult, KeyGroup, Level, PovertyStatus, TrainingType,
 };
-use songpei_core::clock::{Clock, FixedClock, SystemClock};
+use songpei_core::clock::{Clock, SystemClock};
 use songpei_core::domain::{
     AttendanceKind, AttendanceMethod, Gps, HouseholdChoice, NewAttendance, NewClass, NewHousehold,
     NewTrainee, Venue,
@@ -102,35 +102,67 @@ impl CliError {
     }
 }
 
-fn bad(field: Field, problem: Problem) -> CliError {
+pub(crate) fn bad(field: Field, problem: Problem) -> CliError {
     Invalid::new(field, problem).into()
 }
 
-fn parse_id<T: std::str::FromStr>(s: &str, field: Field) -> Result<T, CliError> {
+pub(crate) fn parse_id<T: std::str::FromStr>(s: &str, field: Field) -> Result<T, CliError> {
     s.parse().map_err(|_| bad(field, Problem::BadFormat))
 }
 
-fn parse_catalog<T: std::str::FromStr>(s: &str, field: Field) -> Result<T, CliError> {
+pub(crate) fn parse_catalog<T: std::str::FromStr>(s: &str, field: Field) -> Result<T, CliError> {
     s.parse().map_err(|_| bad(field, Problem::NotInCatalog))
 }
 
-fn parse_day(s: &str, field: Field) -> Result<NaiveDate, CliError> {
+pub(crate) fn parse_day(s: &str, field: Field) -> Result<NaiveDate, CliError> {
     NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").map_err(|_| bad(field, Problem::BadFormat))
 }
 
-/// The clock: the system's, or `SONGPEI_NOW` (RFC 3339) for scripted runs and demos.
-fn clock() -> Result<Arc<dyn Clock>, CliError> {
-    match std::env::var("SONGPEI_NOW") {
-        Ok(s) if !s.trim().is_empty() => {
-            let t = chrono::DateTime::parse_from_rfc3339(s.trim())
-                .map_err(|_| CliError::usage("SONGPEI_NOW must be an RFC 3339 time"))?;
-            Ok(Arc::new(FixedClock::at(t.timestamp_millis())))
-        }
-        _ => Ok(Arc::new(SystemClock)),
+/// The clock: the system's, or for scripted runs and demos `SONGPEI_NOW` (RFC 3339) as the wall
+/// clock and `SONGPEI_UPTIME_MS` (with `SONGPEI_BOOT_ID`) as the time since boot.
+pub(crate) fn clock() -> Result<Arc<dyn Clock>, CliError> {
+    let wall = match std::env::var("SONGPEI_NOW") {
+        Ok(s) if !s.trim().is_empty() => Some(
+            chrono::DateTime::parse_from_rfc3339(s.trim())
+                .map_err(|_| CliError::usage("SONGPEI_NOW must be an RFC 3339 time"))?
+                .timestamp_millis(),
+        ),
+        _ => None,
+    };
+    let uptime = match std::env::var("SONGPEI_UPTIME_MS") {
+        Ok(s) if !s.trim().is_empty() => Some(songpei_core::clock::Uptime {
+            ms: s
+                .trim()
+                .parse()
+                .map_err(|_| CliError::usage("SONGPEI_UPTIME_MS must be milliseconds"))?,
+            boot: std::env::var("SONGPEI_BOOT_ID").unwrap_or_else(|_| "scripted".into()),
+        }),
+        _ => None,
+    };
+    if wall.is_none() && uptime.is_none() {
+        return Ok(Arc::new(SystemClock));
+    }
+    Ok(Arc::new(ScriptedClock { wall, uptime }))
+}
+
+/// A clock with either part set by the environment, the other the system's.
+#[derive(Debug)]
+struct ScriptedClock {
+    wall: Option<i64>,
+    uptime: Option<songpei_core::clock::Uptime>,
+}
+
+impl Clock for ScriptedClock {
+    fn now_ms(&self) -> i64 {
+        self.wall.unwrap_or_else(|| SystemClock.now_ms())
+    }
+
+    fn uptime(&self) -> Option<songpei_core::clock::Uptime> {
+        self.uptime.clone().or_else(|| SystemClock.uptime())
     }
 }
 
-fn open_phone(cli: &Cli) -> Result<Phone<SqliteDocStore>, CliError> {
+pub(crate) fn open_phone(cli: &Cli) -> Result<Phone<SqliteDocStore>, CliError> {
     let path = key::store_path(&cli.data);
     if !path.exists() {
         return Err(CliError::Core(Error::NotInitialised));
@@ -141,7 +173,7 @@ fn open_phone(cli: &Cli) -> Result<Phone<SqliteDocStore>, CliError> {
 }
 
 /// Tells where a newly created store key was written.
-fn announce_key_file(key_file: Option<&std::path::Path>) {
+pub(crate) fn announce_key_file(key_file: Option<&std::path::Path>) {
     if let Some(k) = key_file {
         eprintln!(
             "Created a new store key in {}. Keep it safe: without it the store cannot be read.",
@@ -158,7 +190,7 @@ fn print_id(json: bool, id: impl std::fmt::Display) {
     }
 }
 
-fn print_json<T: serde::Serialize>(v: &T) -> Result<(), CliError> {
+pub(crate) fn print_json<T: serde::Serialize>(v: &T) -> Result<(), CliError> {
     let s = serde_json::to_string_pretty(v).map_err(|e| CliError::Io(e.into()))?;
     println!("{s}");
     Ok(())
@@ -412,6 +444,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
                 }
             }
         }
+        Command::Qr(q) => crate::qr::run(&cli, q)?,
         Command::Check => {
             let phone = open_phone(&cli)?;
             let ok = phone.store().integrity_check()?;
@@ -480,6 +513,14 @@ fn class(cli: &Cli, c: &ClassCommand) -> Result<(), CliError> {
                 first_day,
                 last_day,
                 daily_hours: a.hours,
+                starts_at: a
+                    .starts_at
+                    .as_deref()
+                    .map(|t| {
+                        chrono::NaiveTime::parse_from_str(t.trim(), "%H:%M")
+                            .map_err(|_| bad(Field::StartsAt, Problem::BadFormat))
+                    })
+                    .transpose()?,
                 sign_out_required: a.sign_out_required,
                 planned_size: a.planned_size,
             })?;

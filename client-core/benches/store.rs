@@ -72,6 +72,7 @@ fn class(phone: &mut Phone<SqliteDocStore>, n: usize) -> ClassId {
             first_day: first,
             last_day: first + chrono::Days::new(4),
             daily_hours: Some(6.0),
+            starts_at: None,
             sign_out_required: true,
             planned_size: Some(50),
         })

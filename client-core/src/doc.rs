@@ -404,6 +404,13 @@ pub(crate) fn as_str(s: &ScalarValue) -> Option<String> {
     }
 }
 
+pub(crate) fn as_bytes(s: &ScalarValue) -> Option<Vec<u8>> {
+    match s {
+        ScalarValue::Bytes(b) => Some(b.clone()),
+        _ => None,
+    }
+}
+
 pub(crate) fn as_bool(s: &ScalarValue) -> Option<bool> {
     match s {
         ScalarValue::Boolean(b) => Some(*b),

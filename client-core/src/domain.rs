@@ -61,6 +61,9 @@ pub struct NewClass {
     pub last_day: NaiveDate,
     /// Training hours per day.
     pub daily_hours: Option<f64>,
+    /// When training starts each day (local time); sign-ins far outside the day's hours are
+    /// flagged.
+    pub starts_at: Option<chrono::NaiveTime>,
     /// Whether a day counts only with a sign-out as well as a sign-in.
     pub sign_out_required: bool,
     /// Planned number of trainees.
@@ -131,8 +134,8 @@ impl AttendanceKind {
     }
 }
 
-/// How an attendance fact was taken. QR methods carry their proofs (added with QR sign-in); a
-/// reader that meets a method it does not know keeps it as `Other` rather than failing.
+/// How an attendance fact was taken. QR methods carry their proofs, which the server verifies again;
+/// a reader that meets a method it does not know keeps it as `Other` rather than failing.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "method")]
 pub enum AttendanceMethod {
@@ -140,6 +143,23 @@ pub enum AttendanceMethod {
     Hand {
         /// Why it was entered by hand.
         reason: String,
+    },
+    /// The trainee's phone answered the coordinator's class code (flow A): both signed codes.
+    Qr {
+        /// The class code the coordinator's phone showed (its bytes, with its signature).
+        code: Vec<u8>,
+        /// The trainee phone's response (its bytes, with its signature).
+        response: Vec<u8>,
+        /// How long after first showing the code the response was taken, on the coordinator
+        /// phone's time since boot.
+        code_age_ms: i64,
+    },
+    /// The coordinator scanned the trainee's printed card (flow B).
+    Card {
+        /// The card (its bytes, with the district's signature).
+        card: Vec<u8>,
+        /// The coordinator device's signature over the card, the sign-in, the time and the fix.
+        signature: Vec<u8>,
     },
     /// A method from a newer version of the app.
     Other {
@@ -178,12 +198,22 @@ pub struct Attendance {
     pub kind: AttendanceKind,
     /// The recording phone's clock, ms since the Unix epoch (may be wrong).
     pub at_ms: i64,
+    /// Server time minus the phone's clock, carried forward on the time since boot from the last
+    /// sync; `None` when unknown (the phone restarted since, or never synced): "time unverified".
+    pub clock_offset_ms: Option<i64>,
     /// The recording device.
     pub device: DeviceId,
     /// How it was taken.
     pub method: AttendanceMethod,
     /// Where.
     pub gps: Option<Gps>,
+}
+
+impl Attendance {
+    /// The phone's clock corrected by the offset to the server's, when known.
+    pub fn corrected_ms(&self) -> Option<i64> {
+        self.clock_offset_ms.map(|o| self.at_ms.saturating_add(o))
+    }
 }
 
 /// A trainee's place in a class roster.
@@ -238,6 +268,8 @@ pub struct Class {
     pub last_day: NaiveDate,
     /// Hours a day.
     pub daily_hours: Option<f64>,
+    /// Daily start (local time).
+    pub starts_at: Option<chrono::NaiveTime>,
     /// Sign-out required for a day to count.
     pub sign_out_required: bool,
     /// Planned size.

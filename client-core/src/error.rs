@@ -27,6 +27,9 @@ pub enum Error {
     /// A value was refused by validation.
     #[error(transparent)]
     Invalid(#[from] Invalid),
+    /// A QR code or image was refused.
+    #[error(transparent)]
+    Qr(#[from] crate::qr::QrError),
     /// The key does not open the store; the file was left untouched.
     #[error("the store key does not open this store (wrong key, or not a songpei store)")]
     WrongKey,
@@ -67,7 +70,7 @@ impl Error {
     /// How the caller should treat this error.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::Invalid(_) | Error::AlreadyInitialised => ErrorKind::BadInput,
+            Error::Invalid(_) | Error::Qr(_) | Error::AlreadyInitialised => ErrorKind::BadInput,
             Error::WrongKey => ErrorKind::WrongKey,
             Error::StorageFull => ErrorKind::StorageFull,
             Error::NotInitialised => ErrorKind::NotInitialised,

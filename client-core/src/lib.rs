@@ -7,6 +7,7 @@
 //! - [`rules`]: payable days, the living allowance and the subsidy caps, with policy values as data.
 //! - [`store`]: the phone's store (encrypted SQLite) behind the [`store::DocStore`] seam.
 //! - [`phone`]: the coordinator's operations and queries over a store.
+//! - [`qr`]: QR sign-in: class codes, responses and trainee cards, signed, as text and PNG.
 
 pub mod blind_index;
 pub mod catalog;
@@ -17,6 +18,7 @@ pub mod domain;
 pub mod error;
 pub mod ids;
 pub mod phone;
+pub mod qr;
 pub mod query;
 pub mod rules;
 pub mod store;

@@ -9,6 +9,7 @@ pub(crate) mod cache;
 mod ops;
 
 pub use ops::MAX_CLASS_DAYS;
+pub(crate) use ops::check_gps;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -198,6 +199,22 @@ impl<S: DocStore> Phone<S> {
     /// The blind index of an ID number under this phone's key.
     pub(crate) fn blind_index_of(&self, id: &crate::validate::IdNumber) -> Vec<u8> {
         self.blind_key.index(id).to_vec()
+    }
+
+    pub(crate) fn clock(&self) -> &dyn Clock {
+        self.clock.as_ref()
+    }
+
+    /// Server time minus this phone's clock: the server time seen at the last sync, carried forward
+    /// on the time since boot. `None` when the phone restarted since, or never synced.
+    pub fn clock_offset_ms(&self) -> Result<Option<i64>> {
+        let seen = crate::sync::engine::server_time_seen(&self.store)?;
+        let (Some((server_ms, at)), Some(now)) = (seen, self.clock.uptime()) else {
+            return Ok(None);
+        };
+        Ok(now
+            .since(&at)
+            .map(|elapsed| server_ms.saturating_add(elapsed) - self.now_ms()))
     }
 
     pub(crate) fn now_ms(&self) -> i64 {

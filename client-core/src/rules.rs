@@ -78,9 +78,18 @@ pub struct DayAttendance {
 
 /// Attendance per trainee per training day, and the days that count.
 pub fn attendance_by_day(class: &Class) -> BTreeMap<TraineeId, BTreeMap<NaiveDate, DayAttendance>> {
+    attendance_by_day_where(class, |_| true)
+}
+
+/// [`attendance_by_day`] counting only the records `keep` accepts: the server leaves out records
+/// whose proofs failed or that wait for review.
+pub fn attendance_by_day_where(
+    class: &Class,
+    keep: impl Fn(&crate::domain::Attendance) -> bool,
+) -> BTreeMap<TraineeId, BTreeMap<NaiveDate, DayAttendance>> {
     let mut out: BTreeMap<TraineeId, BTreeMap<NaiveDate, DayAttendance>> = BTreeMap::new();
     for a in class.attendance.values() {
-        if !class.roster.contains_key(&a.trainee) || !class.is_training_day(a.day) {
+        if !class.roster.contains_key(&a.trainee) || !class.is_training_day(a.day) || !keep(a) {
             continue;
         }
         if matches!(a.method, AttendanceMethod::Other { .. }) {

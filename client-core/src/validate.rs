@@ -50,6 +50,7 @@ pub enum Field {
     Certificate,
     EnrollmentCode,
     Server,
+    StartsAt,
 }
 
 impl Field {
@@ -86,6 +87,7 @@ impl Field {
             Field::Certificate => "certificate",
             Field::EnrollmentCode => "enrollment_code",
             Field::Server => "server",
+            Field::StartsAt => "starts_at",
         }
     }
 }

@@ -120,6 +120,7 @@ fn build_world() -> World {
             first_day: first_day(),
             last_day: first_day() + chrono::Days::new(CLASS_DAYS - 1),
             daily_hours: None,
+            starts_at: None,
             sign_out_required: true,
             planned_size: None,
         })

@@ -72,6 +72,7 @@ fn new_class(first: &str, last: &str) -> NewClass {
         first_day: date(first),
         last_day: date(last),
         daily_hours: Some(6.0),
+        starts_at: None,
         sign_out_required: true,
         planned_size: Some(30),
     }

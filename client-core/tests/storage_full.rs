@@ -53,6 +53,7 @@ fn a_full_disk_refuses_the_write_and_keeps_everything_acknowledged() {
             first_day: first,
             last_day: first + chrono::Days::new(4),
             daily_hours: None,
+            starts_at: None,
             sign_out_required: false,
             planned_size: None,
         })

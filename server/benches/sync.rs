@@ -174,6 +174,7 @@ fn new_class(p: &mut Phone<MemoryDocStore>, village: &str, n: usize) -> ClassId 
         first_day: day(0),
         last_day: day(4),
         daily_hours: Some(6.0),
+        starts_at: None,
         sign_out_required: true,
         planned_size: Some(50),
     })
@@ -336,6 +337,7 @@ fn push_all(
                 })
                 .collect(),
             max_response_bytes: 0,
+            card_keys: 0,
         };
         let resp = agent
             .post(format!("{url}/v1/sync"))

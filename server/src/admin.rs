@@ -219,3 +219,115 @@ pub fn audit_verify(data: &Path) -> Result<Outcome, AdminError> {
         }),
     }
 }
+
+/// `admin flags`: the attendance records flagged for review, of one class or all.
+pub fn flags(data: &Path, class: Option<&str>, json: bool) -> Result<Outcome, AdminError> {
+    let store = open(data)?;
+    let rows =
+        crate::signin::flags(store.conn(), class.map(str::trim)).map_err(AccountError::from)?;
+    if json {
+        return Ok(Outcome::ok(format!(
+            "{}\n",
+            serde_json::to_string_pretty(&rows).map_err(|e| AdminError::Io(e.to_string()))?
+        )));
+    }
+    let mut out = String::new();
+    for f in &rows {
+        out.push_str(&format!(
+            "{}  {}  {:<20} {}{}\n",
+            f.class,
+            f.attendance,
+            f.flag,
+            f.detail,
+            if f.blocks_pay { "" } else { " (informational)" }
+        ));
+    }
+    out.push_str(&format!("{} flags\n", rows.len()));
+    Ok(Outcome::ok(out))
+}
+
+/// `admin card-key rotate`: withdraws the card key in use; cards it signed stop working once phones
+/// sync.
+pub fn card_key_rotate(data: &Path) -> Result<Outcome, AdminError> {
+    let mut store = open(data)?;
+    let id =
+        crate::signin::rotate_card_key(store.conn_mut(), chrono::Utc::now().timestamp_millis())
+            .map_err(AccountError::from)?;
+    Ok(Outcome::ok(format!(
+        "card key {id} is now in use; cards signed before are refused once phones sync\n"
+    )))
+}
+
+/// `admin cards`: the trainee cards of a class on A4 sheets, names masked.
+pub fn cards(
+    data: &Path,
+    class: &str,
+    out: &Path,
+    font: Option<&Path>,
+) -> Result<Outcome, AdminError> {
+    let store = open(data)?;
+    let conn = store.conn();
+    let district = accounts::district(conn)
+        .map_err(AccountError::from)?
+        .ok_or(AccountError::NotInitialised)?;
+    let district = songpei_core::ids::DistrictCode::parse(&district.code)
+        .ok_or(AccountError::NotInitialised)?;
+    let roster = crate::signin::roster(conn, class.trim()).map_err(AccountError::from)?;
+    if roster.is_empty() {
+        return Err(AdminError::Io(format!(
+            "class {} has no trainees on the server (has the phone synced?)",
+            class.trim()
+        )));
+    }
+    let now = chrono::Utc::now().timestamp_millis();
+    let ids: Vec<_> = roster.iter().map(|(t, _)| *t).collect();
+    let cards =
+        crate::signin::sign_cards(conn, &district, &ids, now).map_err(AccountError::from)?;
+    audit::append(
+        conn,
+        now,
+        &[audit::Entry::new(
+            "admin",
+            "issue_cards",
+            class.trim().to_owned(),
+            serde_json::json!({ "cards": cards.len() }),
+        )],
+    )
+    .map_err(AccountError::from)?;
+    let captioned: Vec<(String, songpei_core::qr::CardCaption)> = cards
+        .iter()
+        .zip(&roster)
+        .map(|(c, (t, name))| {
+            (
+                c.to_text(),
+                songpei_core::qr::CardCaption {
+                    name_masked: name.clone(),
+                    detail: t.to_string()[..8].to_owned(),
+                },
+            )
+        })
+        .collect();
+    let font_bytes = match font {
+        Some(p) => {
+            Some(std::fs::read(p).map_err(|e| AdminError::Io(format!("{}: {e}", p.display())))?)
+        }
+        None => songpei_core::qr::SYSTEM_FONTS
+            .iter()
+            .find_map(|p| std::fs::read(p).ok()),
+    };
+    let pages = songpei_core::qr::render_card_sheet(&captioned, font_bytes.as_deref())
+        .map_err(|e| AdminError::Io(e.to_string()))?;
+    let mut files = Vec::new();
+    for (i, png) in pages.iter().enumerate() {
+        let path = songpei_core::qr::sheet_path(out, i);
+        std::fs::write(&path, png)
+            .map_err(|e| AdminError::Io(format!("cannot write {}: {e}", path.display())))?;
+        files.push(path.display().to_string());
+    }
+    Ok(Outcome::ok(format!(
+        "{} cards on {} sheet(s): {}\n",
+        cards.len(),
+        files.len(),
+        files.join(", ")
+    )))
+}

@@ -65,6 +65,9 @@ pub enum ApiError {
     /// The server has no district yet.
     #[error("the server has no district yet")]
     NotInitialised,
+    /// What the request names is not on the server.
+    #[error("{0}")]
+    NotFound(String),
     /// A bug.
     #[error("internal error")]
     Internal,
@@ -89,6 +92,7 @@ impl ApiError {
             ApiError::NotAllowed(_) => "not_allowed",
             ApiError::RateLimited(_) => "rate_limited",
             ApiError::NotInitialised => "not_initialised",
+            ApiError::NotFound(_) => "not_found",
             ApiError::Internal => "internal",
         }
     }
@@ -120,6 +124,7 @@ impl ApiError {
             ApiError::ForeignActor(_) | ApiError::NotAllowed(_) => StatusCode::FORBIDDEN,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotInitialised => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

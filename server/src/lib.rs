@@ -13,6 +13,7 @@ pub mod config;
 pub mod error;
 mod projection;
 pub mod ratelimit;
+pub mod signin;
 pub mod store;
 mod sync;
 
@@ -129,6 +130,71 @@ async fn sync_handler(
     Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], response))
 }
 
+/// `POST /v1/cards`: the trainee cards of a class, signed by the district, for the phone to print.
+async fn cards_handler(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    body: Result<
+        axum::Json<songpei_core::sync::protocol::CardsRequest>,
+        axum::extract::rejection::JsonRejection,
+    >,
+) -> Result<axum::Json<songpei_core::sync::protocol::CardsResponse>, ApiError> {
+    let axum::Json(req) =
+        body.map_err(|_| ApiError::BadRequest("the body is not a cards request".into()))?;
+    let s = state.clone();
+    tokio::task::spawn_blocking(move || {
+        let grant = auth::authenticate(&s, &headers)?;
+        s.rate.device(&grant.device)?;
+        cards(&s, &grant, req.class).map(axum::Json)
+    })
+    .await
+    .map_err(|_| ApiError::Internal)?
+}
+
+fn cards(
+    state: &AppState,
+    grant: &accounts::DeviceGrant,
+    class: uuid::Uuid,
+) -> Result<songpei_core::sync::protocol::CardsResponse, ApiError> {
+    let store = state.store.lock().map_err(|_| ApiError::Internal)?;
+    let conn = store.conn();
+    let class = class.to_string();
+    let village = signin::class_village(conn, &class)?.ok_or_else(|| {
+        ApiError::NotFound(format!("class {class} is not on the server; sync first"))
+    })?;
+    if !grant.villages.contains(&village) {
+        return Err(ApiError::OutOfScope(format!(
+            "class {class} is outside this phone's villages"
+        )));
+    }
+    let district =
+        songpei_core::ids::DistrictCode::parse(&grant.district).ok_or(ApiError::NotInitialised)?;
+    let now = chrono::Utc::now().timestamp_millis();
+    let roster = signin::roster(conn, &class)?;
+    let ids: Vec<_> = roster.iter().map(|(t, _)| *t).collect();
+    let cards = signin::sign_cards(conn, &district, &ids, now)?;
+    audit::append(
+        conn,
+        now,
+        &[audit::Entry::new(
+            format!("device:{}", grant.device),
+            "issue_cards",
+            class.clone(),
+            serde_json::json!({ "cards": cards.len() }),
+        )],
+    )?;
+    Ok(songpei_core::sync::protocol::CardsResponse {
+        cards: cards
+            .iter()
+            .map(|c| songpei_core::sync::protocol::IssuedCard {
+                trainee: c.trainee.uuid(),
+                text: c.to_text(),
+            })
+            .collect(),
+        card_keys: signin::card_key_set(conn)?,
+    })
+}
+
 /// Counts every request against its address's quota (requests without a peer address, as in
 /// tests that drive the router directly, are not counted).
 async fn limit_ip(
@@ -158,6 +224,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/enroll", post(auth::enroll_handler))
         .route("/v1/auth/challenge", post(auth::challenge_handler))
         .route("/v1/auth/token", post(auth::token_handler))
+        .route("/v1/cards", post(cards_handler))
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -86,6 +86,38 @@ enum AdminCommand {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Attendance records flagged for review (invalid proofs, replays, unverified times …).
+    Flags {
+        /// Only this class.
+        #[arg(long)]
+        class: Option<String>,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The district's card-signing key.
+    CardKey {
+        #[command(subcommand)]
+        command: CardKeyCommand,
+    },
+    /// Print the trainee cards of a class on A4 sheets (PNG), names masked.
+    Cards {
+        /// Class id.
+        #[arg(long)]
+        class: String,
+        /// The PNG to write; a second sheet goes to NAME-2.png, and so on.
+        #[arg(long)]
+        out: PathBuf,
+        /// A font with Chinese characters [default: the system's].
+        #[arg(long, env = "SONGPEI_FONT")]
+        font: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CardKeyCommand {
+    /// Withdraws the key in use and makes a new one (after cards were lost or stolen).
+    Rotate,
 }
 
 #[derive(Debug, Subcommand)]
@@ -193,6 +225,11 @@ fn admin(data: Option<PathBuf>, command: AdminCommand) -> ExitCode {
         AdminCommand::Audit {
             command: AuditCommand::Verify,
         } => a::audit_verify(&data),
+        AdminCommand::Flags { class, json } => a::flags(&data, class.as_deref(), json),
+        AdminCommand::CardKey {
+            command: CardKeyCommand::Rotate,
+        } => a::card_key_rotate(&data),
+        AdminCommand::Cards { class, out, font } => a::cards(&data, &class, &out, font.as_deref()),
     };
     match result {
         Ok(o) => {

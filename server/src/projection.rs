@@ -33,7 +33,9 @@ pub(crate) struct ClassRows {
     last_day: String,
     sign_out_required: bool,
     enrolments: Vec<(String, Option<&'static str>)>,
-    days: Vec<(String, String, bool, bool, bool)>,
+    /// The class as read: its attendance records are checked, and its days computed, when the
+    /// rows are written.
+    class: Box<songpei_core::domain::Class>,
 }
 
 #[derive(Debug)]
@@ -73,19 +75,6 @@ pub(crate) fn project(
     Ok(match header.kind {
         DocKind::Class => {
             let (c, _) = doc::class::read(d, id.into()).map_err(schema)?;
-            let by_day = rules::attendance_by_day(&c);
-            let mut days = Vec::new();
-            for (t, per_day) in &by_day {
-                for (day, a) in per_day {
-                    days.push((
-                        t.to_string(),
-                        day.to_string(),
-                        a.signed_in,
-                        a.signed_out,
-                        a.payable,
-                    ));
-                }
-            }
             Projection::Class(ClassRows {
                 id: c.id.to_string(),
                 district: c.district.to_string(),
@@ -102,9 +91,9 @@ pub(crate) fn project(
                     .keys()
                     .map(|t| (t.to_string(), c.completion.get(t).map(|x| x.result.code())))
                     .collect(),
-                days,
-                title: c.title,
-                occupation: c.occupation,
+                title: c.title.clone(),
+                occupation: c.occupation.clone(),
+                class: Box::new(c),
             })
         }
         DocKind::Trainee => {
@@ -143,10 +132,14 @@ pub(crate) fn project(
     })
 }
 
-/// Replaces the document's rows.
-pub(crate) fn write(tx: &Transaction<'_>, p: &Projection) -> rusqlite::Result<()> {
+/// Replaces the document's rows. A class's new attendance records are checked first
+/// ([`crate::signin::check_class`]); records that fail or wait for review do not count for pay.
+pub(crate) fn write(tx: &Transaction<'_>, p: &Projection, now_ms: i64) -> rusqlite::Result<()> {
     match p {
         Projection::Class(c) => {
+            let held = crate::signin::check_class(tx, &c.class, now_ms)?;
+            let by_day =
+                rules::attendance_by_day_where(&c.class, |a| !held.contains(&a.id.to_string()));
             tx.execute(
                 "INSERT OR REPLACE INTO p_classes (id, district, village, title, status, occupation, \
                  level, training_type, subsidised, first_day, last_day, sign_out_required) \
@@ -178,8 +171,17 @@ pub(crate) fn write(tx: &Transaction<'_>, p: &Projection) -> rusqlite::Result<()
                 "INSERT INTO p_attendance_days (class_id, trainee_id, day, signed_in, signed_out, payable) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
-            for (t, day, i, o, p) in &c.days {
-                a.execute(params![c.id, t, day, i, o, p])?;
+            for (t, per_day) in &by_day {
+                for (day, d) in per_day {
+                    a.execute(params![
+                        c.id,
+                        t.to_string(),
+                        day.to_string(),
+                        d.signed_in,
+                        d.signed_out,
+                        d.payable
+                    ])?;
+                }
             }
         }
         Projection::Trainee(t) => {

@@ -18,6 +18,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/001_documents.sql")),
     (2, include_str!("migrations/002_projections.sql")),
     (3, include_str!("migrations/003_accounts.sql")),
+    (4, include_str!("migrations/004_signin.sql")),
 ];
 
 /// `kind, district, village, snapshot, ops, chunk_count` of a stored document.
@@ -266,7 +267,7 @@ impl ServerStore {
                 "INSERT INTO feed (village, seq, doc_id, heads) VALUES (?1, ?2, ?3, ?4)",
                 params![d.village, feed_seq, id, heads],
             )?;
-            projection::write(&tx, &d.projection)?;
+            projection::write(&tx, &d.projection, now_ms)?;
         }
         tx.execute(
             "INSERT INTO requests (device, request_id, body_hash, acks, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",

@@ -125,6 +125,8 @@ pub(crate) fn handle(
         .collect();
     let budget = req.max_response_bytes.min(limits.max_response_bytes) as usize;
     let (docs, cursors, more, personal) = pull(&mut store, &cursors, &merged, budget)?;
+    let keys = crate::signin::card_key_set(store.conn())?;
+    let card_keys = (keys.version != req.card_keys).then_some(keys);
     if !personal.is_empty() {
         // Phones receive trainees' and households' personal data in full: every such read is
         // audited.
@@ -149,6 +151,7 @@ pub(crate) fn handle(
         cursors,
         more,
         scope,
+        card_keys,
     }))
 }
 
@@ -706,6 +709,7 @@ mod tests {
                 first_day: day(0),
                 last_day: day(4),
                 daily_hours: None,
+                starts_at: None,
                 sign_out_required: false,
                 planned_size: None,
             })

@@ -41,6 +41,7 @@ fn request(dev: &RawDevice, villages: &[&str], pushes: Vec<Push>) -> SyncRequest
             .collect(),
         pushes,
         max_response_bytes: 1 << 20,
+        card_keys: 0,
     }
 }
 

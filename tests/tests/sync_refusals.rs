@@ -36,6 +36,7 @@ fn request(dev: &RawDevice, pushes: Vec<Push>) -> SyncRequest {
         }],
         pushes,
         max_response_bytes: 1 << 20,
+        card_keys: 0,
     }
 }
 
@@ -57,6 +58,7 @@ fn class_changes(dev: &mut RawDevice, village: &str) -> (uuid::Uuid, Vec<u8>) {
             first_day: day,
             last_day: day,
             daily_hours: None,
+            starts_at: None,
             sign_out_required: false,
             planned_size: None,
         })

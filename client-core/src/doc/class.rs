@@ -5,10 +5,12 @@
 //! { kind: "class", schema, id, district, village, created_at, created_by,
 //!   info:       { title, occupation, level, training_type, subsidised, institution?,
 //!                 instructors: { name: true }, venue?: { name, lat?, lon? }, first_day, last_day,
-//!                 daily_hours?, sign_out_required, planned_size? },
+//!                 daily_hours?, starts_at?: "HH:MM", sign_out_required, planned_size? },
 //!   status:     "planned" | "running" | "closed" | "cancelled",
 //!   roster:     { trainee_id: { enrolled_at, by } },
-//!   attendance: { attendance_id: { trainee, day, kind, at, device, method, reason?, gps? } },
+//!   attendance: { attendance_id: { trainee, day, kind, at, offset? | time_unverified, device,
+//!                 method: "hand" | "qr" | "card", reason?, code?, response?, code_age_ms?,
+//!                 card?, signature?, gps? } },
 //!   completion: { trainee_id: { result, certificate?, at, by } } }
 //! ```
 //!
@@ -21,7 +23,7 @@ use automerge::transaction::Transactable;
 use automerge::{Automerge, ObjId, ROOT, ReadDoc, ScalarValue, Value};
 
 use super::{
-    Header, Reader, Shown, as_bool, as_date, as_f64, as_ms, as_str, as_u64, ensure_map,
+    Header, Reader, Shown, as_bool, as_bytes, as_date, as_f64, as_ms, as_str, as_u64, ensure_map,
     put_if_changed, write_header,
 };
 use crate::catalog::ClassStatus;
@@ -75,6 +77,9 @@ pub(crate) fn create(
     if let Some(h) = class.daily_hours {
         tx.put(&info, "daily_hours", h)?;
     }
+    if let Some(t) = class.starts_at {
+        tx.put(&info, "starts_at", t.format("%H:%M").to_string())?;
+    }
     tx.put(&info, "sign_out_required", class.sign_out_required)?;
     if let Some(n) = class.planned_size {
         tx.put(&info, "planned_size", u64::from(n))?;
@@ -126,11 +131,30 @@ pub(crate) fn add_attendance(tx: &mut impl Transactable, a: &Attendance) -> Resu
     tx.put(&rec, "day", a.day.to_string())?;
     tx.put(&rec, "kind", a.kind.code())?;
     tx.put(&rec, "at", ScalarValue::Timestamp(a.at_ms))?;
+    match a.clock_offset_ms {
+        Some(o) => tx.put(&rec, "offset", o)?,
+        None => tx.put(&rec, "time_unverified", true)?,
+    }
     tx.put(&rec, "device", a.device.to_string())?;
     match &a.method {
         AttendanceMethod::Hand { reason } => {
             tx.put(&rec, "method", "hand")?;
             tx.put(&rec, "reason", reason.as_str())?;
+        }
+        AttendanceMethod::Qr {
+            code,
+            response,
+            code_age_ms,
+        } => {
+            tx.put(&rec, "method", "qr")?;
+            tx.put(&rec, "code", ScalarValue::Bytes(code.clone()))?;
+            tx.put(&rec, "response", ScalarValue::Bytes(response.clone()))?;
+            tx.put(&rec, "code_age_ms", *code_age_ms)?;
+        }
+        AttendanceMethod::Card { card, signature } => {
+            tx.put(&rec, "method", "card")?;
+            tx.put(&rec, "card", ScalarValue::Bytes(card.clone()))?;
+            tx.put(&rec, "signature", ScalarValue::Bytes(signature.clone()))?;
         }
         AttendanceMethod::Other { code } => {
             tx.put(&rec, "method", code.as_str())?;
@@ -220,6 +244,13 @@ fn read_parts(
         as_f64,
         Shown::Plain,
     )?;
+    let starts_at = r
+        .opt(&info, "starts_at", "info.starts_at", as_str, Shown::Plain)?
+        .map(|t| {
+            chrono::NaiveTime::parse_from_str(&t, "%H:%M")
+                .map_err(|_| r.schema_error("info.starts_at"))
+        })
+        .transpose()?;
     let sign_out_required = r.req(
         &info,
         "sign_out_required",
@@ -306,6 +337,7 @@ fn read_parts(
         first_day,
         last_day,
         daily_hours,
+        starts_at,
         sign_out_required,
         planned_size,
         status,
@@ -356,10 +388,20 @@ fn read_attendance(
         _ => return Err(r.schema_error(&format!("{path}.kind"))),
     };
     let at_ms = f.req("at", as_ms)?;
+    let clock_offset_ms = f.opt("offset", as_ms)?;
     let device = f.parsed("device")?;
     let method = match f.req("method", as_str)?.as_str() {
         "hand" => AttendanceMethod::Hand {
             reason: f.opt("reason", as_str)?.unwrap_or_default(),
+        },
+        "qr" => AttendanceMethod::Qr {
+            code: f.req("code", as_bytes)?,
+            response: f.req("response", as_bytes)?,
+            code_age_ms: f.req("code_age_ms", as_ms)?,
+        },
+        "card" => AttendanceMethod::Card {
+            card: f.req("card", as_bytes)?,
+            signature: f.req("signature", as_bytes)?,
         },
         other => AttendanceMethod::Other {
             code: other.to_owned(),
@@ -375,6 +417,7 @@ fn read_attendance(
         day,
         kind,
         at_ms,
+        clock_offset_ms,
         device,
         method,
         gps,

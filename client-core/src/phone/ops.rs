@@ -2,13 +2,14 @@
 //! take attendance, record completion. Everything is validated before anything is written.
 
 use automerge::ReadDoc;
+use chrono::NaiveDate;
 
 use super::Phone;
 use crate::catalog::{Certificate, ClassStatus, CompletionResult, KeyGroup, PovertyStatus};
 use crate::doc;
 use crate::domain::{
-    Attendance, AttendanceMethod, Class, Completion, Gps, Household, HouseholdChoice,
-    NewAttendance, NewClass, NewHousehold, NewTrainee, Trainee, Venue,
+    Attendance, AttendanceKind, AttendanceMethod, Class, Completion, Gps, Household,
+    HouseholdChoice, NewAttendance, NewClass, NewHousehold, NewTrainee, Trainee, Venue,
 };
 use crate::error::Result;
 use crate::ids::{AttendanceId, ClassId, DocId, HouseholdId, TraineeId};
@@ -23,7 +24,7 @@ fn invalid(field: Field, problem: Problem) -> crate::error::Error {
     Invalid::new(field, problem).into()
 }
 
-fn check_gps(gps: Option<Gps>) -> Result<Option<Gps>> {
+pub(crate) fn check_gps(gps: Option<Gps>) -> Result<Option<Gps>> {
     match gps {
         Some(g)
             if !(g.lat.is_finite()
@@ -46,7 +47,7 @@ fn opt_text(field: Field, s: Option<&str>, max: usize) -> Result<Option<String>>
 }
 
 impl<S: DocStore> Phone<S> {
-    fn class_row_or_err(&self, id: ClassId) -> Result<ClassRow> {
+    pub(crate) fn class_row_or_err(&self, id: ClassId) -> Result<ClassRow> {
         self.store
             .class_row(id)?
             .ok_or_else(|| invalid(Field::Class, Problem::NotFound))
@@ -104,6 +105,7 @@ impl<S: DocStore> Phone<S> {
             first_day: c.first_day,
             last_day: c.last_day,
             daily_hours: c.daily_hours,
+            starts_at: c.starts_at,
             sign_out_required: c.sign_out_required,
             planned_size: c.planned_size,
             status: ClassStatus::Planned,
@@ -307,46 +309,66 @@ impl<S: DocStore> Phone<S> {
         Ok(decide_subsidies(&facts, &self.policy))
     }
 
-    /// Records a sign-in or sign-out. The first attendance of a planned class starts it.
+    /// Records a sign-in or sign-out entered by hand, with its reason. Sign-ins by QR code go
+    /// through [`Phone::accept`]. The first attendance of a planned class starts it.
     pub fn record_attendance(&mut self, a: NewAttendance) -> Result<AttendanceId> {
-        let row = self.class_row_or_err(a.class)?;
-        if row.status.is_final() {
-            return Err(invalid(Field::Class, Problem::ClassIsFinal));
-        }
-        if !row.enrolled.contains(&a.trainee) {
-            return Err(invalid(Field::Trainee, Problem::NotEnrolled));
-        }
-        if a.day < row.first_day || a.day > row.last_day {
-            return Err(invalid(Field::Day, Problem::NotATrainingDay));
-        }
         let method = match a.method {
             AttendanceMethod::Hand { reason } => AttendanceMethod::Hand {
                 reason: text_field(Field::Reason, &reason, 200)?,
             },
-            AttendanceMethod::Other { .. } => {
-                return Err(invalid(Field::Reason, Problem::NotInCatalog));
-            }
+            _ => return Err(invalid(Field::Reason, Problem::NotInCatalog)),
         };
+        let gps = check_gps(a.gps)?;
+        let at_ms = self.now_ms();
+        let (id, _) =
+            self.write_attendance(a.class, a.trainee, a.day, a.kind, method, gps, at_ms)?;
+        Ok(id)
+    }
+
+    /// Checks and writes one attendance fact, with the clock's offset to the server's when known;
+    /// returns its id and whether the offset was known.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn write_attendance(
+        &mut self,
+        class: ClassId,
+        trainee: TraineeId,
+        day: NaiveDate,
+        kind: AttendanceKind,
+        method: AttendanceMethod,
+        gps: Option<Gps>,
+        at_ms: i64,
+    ) -> Result<(AttendanceId, bool)> {
+        let row = self.class_row_or_err(class)?;
+        if row.status.is_final() {
+            return Err(invalid(Field::Class, Problem::ClassIsFinal));
+        }
+        if !row.enrolled.contains(&trainee) {
+            return Err(invalid(Field::Trainee, Problem::NotEnrolled));
+        }
+        if day < row.first_day || day > row.last_day {
+            return Err(invalid(Field::Day, Problem::NotATrainingDay));
+        }
         let record = Attendance {
             id: AttendanceId::random(),
-            trainee: a.trainee,
-            day: a.day,
-            kind: a.kind,
-            at_ms: self.now_ms(),
-            device: self.profile.device,
+            trainee,
+            day,
+            kind,
+            at_ms,
+            clock_offset_ms: self.clock_offset_ms()?,
+            device: self.profile().device,
             method,
-            gps: check_gps(a.gps)?,
+            gps,
         };
         let start = row.status == ClassStatus::Planned;
-        let (_, chunk) = self.change(a.class.into(), |tx| {
+        let (_, chunk) = self.change(class.into(), |tx| {
             doc::class::add_attendance(tx, &record)?;
             if start {
                 doc::class::set_status(tx, ClassStatus::Running)?;
             }
             Ok(())
         })?;
-        self.commit(vec![(a.class.into(), chunk)], true)?;
-        Ok(record.id)
+        self.commit(vec![(class.into(), chunk)], true)?;
+        Ok((record.id, record.clock_offset_ms.is_some()))
     }
 
     /// Records how a trainee finished a class (also after the class is closed).

@@ -28,6 +28,7 @@ fn class(first: &str, last: &str, sign_out_required: bool) -> Class {
         first_day: d(first),
         last_day: d(last),
         daily_hours: None,
+        starts_at: None,
         sign_out_required,
         planned_size: None,
         status: ClassStatus::Running,
@@ -57,6 +58,7 @@ fn attend(c: &mut Class, t: TraineeId, day: &str, kind: AttendanceKind) {
             day: d(day),
             kind,
             at_ms: 0,
+            clock_offset_ms: Some(0),
             device: DeviceId::random(),
             method: AttendanceMethod::Hand {
                 reason: "test".into(),
@@ -133,6 +135,7 @@ fn attendance_outside_roster_or_days_or_of_unknown_method_does_not_count() {
             day: d("2026-03-02"),
             kind: AttendanceKind::SignIn,
             at_ms: 0,
+            clock_offset_ms: Some(0),
             device: DeviceId::random(),
             method: AttendanceMethod::Other {
                 code: "future".into(),

@@ -149,6 +149,16 @@ fn device_key<S: DocStore>(store: &S) -> Result<Option<DeviceKey>> {
         .transpose()
 }
 
+/// The device key, made and stored first if the phone has none yet.
+pub(crate) fn device_key_or_new<S: DocStore>(store: &mut S) -> Result<DeviceKey> {
+    if let Some(k) = device_key(store)? {
+        return Ok(k);
+    }
+    let k = DeviceKey::generate();
+    store.set_meta(&[(META_KEY, &hex::encode(k.secret()))])?;
+    Ok(k)
+}
+
 /// Builds the enrollment request for `code`. The device key is made and stored first, so a phone
 /// that crashes after the server registered it still holds the key the server knows.
 pub fn enroll_request<S: DocStore>(store: &mut S, code: &str) -> Result<EnrollRequest> {
@@ -157,14 +167,7 @@ pub fn enroll_request<S: DocStore>(store: &mut S, code: &str) -> Result<EnrollRe
         return Err(Invalid::new(Field::EnrollmentCode, Problem::BadFormat).into());
     }
     let (device, actor) = identity(store)?;
-    let key = match device_key(store)? {
-        Some(k) => k,
-        None => {
-            let k = DeviceKey::generate();
-            store.set_meta(&[(META_KEY, &hex::encode(k.secret()))])?;
-            k
-        }
-    };
+    let key = device_key_or_new(store)?;
     let public_key = key.public_key();
     let signature = key.sign(
         ENROLL_PURPOSE,

@@ -142,6 +142,18 @@ pub trait Transport {
     fn round_trip(&mut self, body: &[u8], token: &str) -> Result<Vec<u8>, TransportError>;
     /// Posts a JSON `body` to `path` (enrollment and tokens); returns the response body.
     fn call(&mut self, path: &str, body: &[u8]) -> Result<Vec<u8>, TransportError>;
+    /// Posts a JSON `body` to `path` with the access `token` (trainee cards).
+    fn call_authorized(
+        &mut self,
+        path: &str,
+        body: &[u8],
+        token: &str,
+    ) -> Result<Vec<u8>, TransportError> {
+        let _ = (path, body, token);
+        Err(TransportError::Unreachable(
+            "this transport makes no authorised calls".into(),
+        ))
+    }
 }
 
 /// Totals of a whole sync.
@@ -169,6 +181,21 @@ pub struct SyncReport {
 
 const META_CURSOR: &str = "sync.cursor.";
 const META_SERVER_TIME: &str = "sync.server_time_ms";
+/// The time since boot when the server time above was received.
+const META_SERVER_UPTIME: &str = "sync.server_uptime";
+
+/// The server time seen at the last sync, and the time since boot when it was received.
+pub(crate) fn server_time_seen<S: DocStore>(
+    store: &S,
+) -> Result<Option<(i64, crate::clock::Uptime)>> {
+    let ms = store
+        .meta(META_SERVER_TIME)?
+        .and_then(|m| m.parse::<i64>().ok());
+    let up = store
+        .meta(META_SERVER_UPTIME)?
+        .and_then(|u| crate::clock::Uptime::decode(&u));
+    Ok(ms.zip(up))
+}
 const META_LOCAL_TIME: &str = "sync.local_time_ms";
 
 /// Caps on changes the server sends; generous, but no response may make the phone load without
@@ -277,6 +304,7 @@ impl<S: DocStore> Phone<S> {
             cursors,
             pushes,
             max_response_bytes: limits.max_response_bytes,
+            card_keys: self.card_keys_version()?,
         };
         self.pending_sync = Some(PendingSync {
             request_id,
@@ -464,6 +492,9 @@ impl<S: DocStore> Phone<S> {
             })
             .collect();
         meta.push((META_SERVER_TIME.into(), resp.server_time_ms.to_string()));
+        if let Some(up) = self.clock().uptime() {
+            meta.push((META_SERVER_UPTIME.into(), up.encode()));
+        }
         meta.push((META_LOCAL_TIME.into(), self.now_ms().to_string()));
         if let Err(e) = self.store.apply_sync(&writes, &acks, &meta) {
             for id in &merged {
@@ -473,6 +504,9 @@ impl<S: DocStore> Phone<S> {
         }
         for w in &writes {
             self.cache.note_chunk(w.id);
+        }
+        if let Some(keys) = &resp.card_keys {
+            self.set_card_keys(keys)?;
         }
         Ok(round)
     }
@@ -493,6 +527,42 @@ fn refused_code(e: &TransportError) -> Option<(u16, &str)> {
         TransportError::Refused { status, code, .. } => Some((*status, code.as_str())),
         TransportError::Unreachable(_) => None,
     }
+}
+
+/// Fetches the district-signed cards of a class's trainees (`POST /v1/cards`), to print. The class
+/// must have been synced.
+pub fn fetch_cards<S: DocStore>(
+    phone: &mut Phone<S>,
+    transport: &mut dyn Transport,
+    class: crate::ids::ClassId,
+) -> Result<Vec<crate::sync::protocol::IssuedCard>, SyncError> {
+    if !phone.is_enrolled()? {
+        return Err(SyncError::NotEnrolled);
+    }
+    let body = serde_json::to_vec(&crate::sync::protocol::CardsRequest {
+        class: class.uuid(),
+    })
+    .unwrap_or_default();
+    let mut report = SyncReport::default();
+    for attempt in 0..2 {
+        let token = match phone.access_token()? {
+            Some(t) if attempt == 0 => t,
+            _ => renew_token(phone, transport, &mut report)?,
+        };
+        match transport.call_authorized("/v1/cards", &body, &token) {
+            Ok(b) => {
+                let resp: crate::sync::protocol::CardsResponse = json(&b)?;
+                phone.set_card_keys(&resp.card_keys)?;
+                return Ok(resp.cards);
+            }
+            Err(e) => match refused_code(&e) {
+                Some((401, "device_revoked")) => return Err(SyncError::Revoked),
+                Some((401, _)) if attempt == 0 => phone.forget_token()?,
+                _ => return Err(e.into()),
+            },
+        }
+    }
+    Err(SyncError::NotEnrolled)
 }
 
 /// Gets a new access token: signs the challenge the phone holds, or first asks for a fresh one

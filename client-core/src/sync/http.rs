@@ -82,4 +82,19 @@ impl Transport for HttpTransport {
                 .send(body),
         )
     }
+
+    fn call_authorized(
+        &mut self,
+        path: &str,
+        body: &[u8],
+        token: &str,
+    ) -> Result<Vec<u8>, TransportError> {
+        Self::answer(
+            self.agent
+                .post(format!("{}{path}", self.server))
+                .header("Content-Type", "application/json")
+                .header("Authorization", format!("Bearer {token}"))
+                .send(body),
+        )
+    }
 }

@@ -60,6 +60,54 @@ pub struct SyncRequest {
     pub pushes: Vec<Push>,
     /// Budget for the documents in the response, in uncompressed bytes; the server pages beyond it.
     pub max_response_bytes: u32,
+    /// Version of the district's card keys the phone holds (0: none); the response carries the
+    /// keys when the server's differ.
+    pub card_keys: u32,
+}
+
+/// One of a district's card-signing keys.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardKey {
+    /// Key id, printed in each card it signs.
+    pub id: u32,
+    /// Public key, compressed SEC1 (33 bytes).
+    pub public_key: Vec<u8>,
+    /// Withdrawn: cards it signed are refused.
+    pub revoked: bool,
+}
+
+/// `POST /v1/cards` (JSON): the cards of a class's trainees.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardsRequest {
+    /// The class.
+    pub class: Uuid,
+}
+
+/// One signed card.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssuedCard {
+    /// The trainee.
+    pub trainee: Uuid,
+    /// The card's QR text.
+    pub text: String,
+}
+
+/// The cards of a class.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardsResponse {
+    /// One per trainee on the roster.
+    pub cards: Vec<IssuedCard>,
+    /// The district's card keys, so the phone can check the cards it just printed.
+    pub card_keys: CardKeySet,
+}
+
+/// A district's card keys, as of a version that grows with every change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardKeySet {
+    /// Version.
+    pub version: u32,
+    /// Every key the district ever used, withdrawn ones marked.
+    pub keys: Vec<CardKey>,
 }
 
 /// What became of one pushed document.
@@ -127,6 +175,8 @@ pub struct SyncResponse {
     /// The villages the device may read and write, when they differ from the request's cursors:
     /// the phone follows these from now on, and documents of villages dropped leave it.
     pub scope: Option<Vec<String>>,
+    /// The district's card keys, when the request's version is not the server's.
+    pub card_keys: Option<CardKeySet>,
 }
 
 /// A body that could not be decoded.
@@ -262,6 +312,7 @@ mod tests {
                 changes: vec![5; 100],
             }],
             max_response_bytes: 1 << 20,
+            card_keys: 0,
         }
     }
 
@@ -340,6 +391,7 @@ mod tests {
             cursors: vec![],
             more: false,
             scope: None,
+            card_keys: None,
         });
         assert!(decode::<SyncRequest>(&resp, 1 << 20).is_err());
     }

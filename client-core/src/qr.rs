@@ -1,0 +1,549 @@
+//! QR sign-in: the codes phones show and scan, their signatures, and their PNG form.
+//!
+//! Three kinds of code, each a short binary message in base45 (RFC 9285) behind the prefix `SP:`, so
+//! a QR encoder puts it in alphanumeric mode (5.5 bits a character):
+//!
+//! ```text
+//! every code  version (1) · algorithm (1 = ECDSA P-256 / SHA-256) · kind (1)
+//! class code  kind 1 · class id (16) · training day (i32, days since 1970-01-01) · sign-in or out (1)
+//!             · slot (u32) · coordinator device id (16) · its public key (33) · signature (64)
+//! response    kind 2 · SHA-256 of the class code's bytes (32) · trainee id (16)
+//!             · the trainee phone's public key (33) · signature (64)
+//! card        kind 3 · district (u32) · district key id (u32) · trainee id (16)
+//!             · issued (i32, days since 1970-01-01) · signature (64)
+//! ```
+//!
+//! Each signature covers every byte before it, under a purpose label of its own kind, so no
+//! signature is valid as another kind's. A class code carries its signer's public key so a trainee's
+//! phone, offline and never enrolled, can check it; the server checks that key against the device it
+//! enrolled. Cards are signed by a district key that phones learn at enrollment and sync.
+//!
+//! Freshness is not in the codes: the coordinator's phone remembers when it showed each class code
+//! on its time since boot, and takes a response only within [`RESPONSE_WINDOW_MS`] of that.
+
+mod image;
+mod signin;
+
+pub use image::{
+    CARDS_PER_SHEET, CardCaption, SYSTEM_FONTS, decode_image, decode_luma, render_card_sheet,
+    render_png, sheet_path,
+};
+pub use signin::{CLASS_CODE_SLOT_MS, RESPONSE_WINDOW_MS, Scanned, SignInOutcome, respond, scan};
+
+use chrono::NaiveDate;
+use sha2::{Digest, Sha256};
+
+use crate::device::{self, DeviceKey};
+use crate::domain::AttendanceKind;
+use crate::ids::{ClassId, DeviceId, DistrictCode, TraineeId};
+
+/// The text every songpei sign-in code starts with.
+pub const PREFIX: &str = "SP:";
+/// The format version this build writes and reads.
+pub const VERSION: u8 = 1;
+/// ECDSA over P-256 with SHA-256, the device keys' algorithm.
+pub const ALG_ES256: u8 = 1;
+
+const KIND_CLASS_CODE: u8 = 1;
+const KIND_RESPONSE: u8 = 2;
+const KIND_CARD: u8 = 3;
+
+const CLASS_CODE_PURPOSE: &[u8] = b"songpei/v1/qr-class-code\0";
+const RESPONSE_PURPOSE: &[u8] = b"songpei/v1/qr-response\0";
+const CARD_PURPOSE: &[u8] = b"songpei/v1/qr-card\0";
+const CARD_SCAN_PURPOSE: &[u8] = b"songpei/v1/qr-card-scan\0";
+
+const HEADER: usize = 3;
+const SIG: usize = 64;
+const PK: usize = 33;
+const CLASS_CODE_LEN: usize = HEADER + 16 + 4 + 1 + 4 + 16 + PK + SIG;
+const RESPONSE_LEN: usize = HEADER + 32 + 16 + PK + SIG;
+const CARD_LEN: usize = HEADER + 4 + 4 + 16 + 4 + SIG;
+
+/// Why a QR text or image was refused. Messages name the code, never the person.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum QrError {
+    /// Not a songpei sign-in code at all.
+    #[error("this QR code is not a songpei sign-in code")]
+    NotSongpei,
+    /// A songpei code, but damaged: the wrong length, or characters outside base45.
+    #[error("this songpei code is damaged ({0}); scan it again")]
+    Malformed(&'static str),
+    /// A format version this build does not know.
+    #[error("this code has format version {0}, which this app does not know; update the app")]
+    UnknownVersion(u8),
+    /// A signature algorithm this build does not know.
+    #[error("this code uses signature algorithm {0}, which this app does not know")]
+    UnknownAlgorithm(u8),
+    /// A kind of code this build does not know.
+    #[error("this code is of kind {0}, which this app does not know")]
+    UnknownKind(u8),
+    /// A code of another kind than the step expects.
+    #[error("expected {expected}, but this is {found}")]
+    WrongKind {
+        /// What the step wanted.
+        expected: &'static str,
+        /// What was scanned.
+        found: &'static str,
+    },
+    /// The signature does not verify: the code was changed, or not made by the key it names.
+    #[error("the {0}'s signature does not verify: the code was altered or forged")]
+    BadSignature(&'static str),
+    /// A card signed by a district key the phone does not know.
+    #[error("this card was signed by a key this phone does not know; sync, then scan again")]
+    UnknownCardKey,
+    /// A card signed by a district key the district has withdrawn.
+    #[error("this card was signed by a withdrawn district key; the trainee needs a new card")]
+    RevokedCardKey,
+    /// A card of another district.
+    #[error("this card belongs to another district")]
+    OtherDistrict,
+    /// The response answers no class code this phone showed for this sign-in.
+    #[error(
+        "this response answers a class code this phone did not show (another class, another phone, \
+         or an old code); ask the trainee to scan the code on screen now"
+    )]
+    NotShownHere,
+    /// The response came too long after its class code was shown.
+    #[error(
+        "this response came {age_s} s after its class code was shown; the limit is {limit_s} s. \
+         Ask the trainee to scan the code on screen now"
+    )]
+    Expired {
+        /// Seconds since the class code was first shown.
+        age_s: i64,
+        /// The limit in seconds.
+        limit_s: i64,
+    },
+    /// The phone rebooted since it showed the class code, so the code's age cannot be measured.
+    #[error("this phone restarted since it showed that class code; show the class code again")]
+    Restarted,
+    /// The platform gives no time since boot, which freshness is measured on.
+    #[error("this phone cannot tell the time since it started, which sign-in codes need")]
+    NoUptime,
+    /// A card was scanned with no sign-in under way.
+    #[error("show a class code for the sign-in first (or name the class), then scan cards")]
+    NoSession,
+    /// No QR code could be found or read in an image.
+    #[error("no readable QR code in the image")]
+    NotFound,
+    /// The image could not be decoded.
+    #[error("the image could not be read: {0}")]
+    BadImage(String),
+}
+
+/// A coordinator's class code: "this sign-in, now, on this phone".
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClassCode {
+    /// The class.
+    pub class: ClassId,
+    /// The training day.
+    pub day: NaiveDate,
+    /// Sign-in or sign-out.
+    pub kind: AttendanceKind,
+    /// The 10-second slot it was made for.
+    pub slot: u32,
+    /// The coordinator's device.
+    pub device: DeviceId,
+    /// The device's public key.
+    pub public_key: [u8; PK],
+    /// Its signature.
+    pub signature: [u8; SIG],
+}
+
+/// A trainee phone's answer to a class code.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Response {
+    /// SHA-256 of the class code's bytes.
+    pub code_hash: [u8; 32],
+    /// The trainee signing in.
+    pub trainee: TraineeId,
+    /// The trainee phone's public key.
+    pub public_key: [u8; PK],
+    /// Its signature.
+    pub signature: [u8; SIG],
+}
+
+/// A printed trainee card, signed by the district.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Card {
+    /// The district that issued it.
+    pub district: DistrictCode,
+    /// Which of the district's keys signed it.
+    pub key_id: u32,
+    /// The trainee.
+    pub trainee: TraineeId,
+    /// When it was issued.
+    pub issued: NaiveDate,
+    /// Its signature.
+    pub signature: [u8; SIG],
+}
+
+/// Any sign-in code.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Code {
+    /// A class code.
+    ClassCode(ClassCode),
+    /// A trainee's response.
+    Response(Response),
+    /// A trainee card.
+    Card(Card),
+}
+
+impl Code {
+    /// What it is, for messages.
+    pub fn what(&self) -> &'static str {
+        match self {
+            Code::ClassCode(_) => "a class code",
+            Code::Response(_) => "a trainee's response",
+            Code::Card(_) => "a trainee card",
+        }
+    }
+
+    /// Parses a code from its bytes: every length, version, algorithm and kind checked, nothing
+    /// trailing. Signatures are checked by the caller, who knows which keys to trust.
+    pub fn from_bytes(b: &[u8]) -> Result<Self, QrError> {
+        if b.len() < HEADER {
+            return Err(QrError::Malformed("too short"));
+        }
+        if b[0] != VERSION {
+            return Err(QrError::UnknownVersion(b[0]));
+        }
+        if b[1] != ALG_ES256 {
+            return Err(QrError::UnknownAlgorithm(b[1]));
+        }
+        let want = match b[2] {
+            KIND_CLASS_CODE => CLASS_CODE_LEN,
+            KIND_RESPONSE => RESPONSE_LEN,
+            KIND_CARD => CARD_LEN,
+            k => return Err(QrError::UnknownKind(k)),
+        };
+        if b.len() != want {
+            return Err(QrError::Malformed("wrong length"));
+        }
+        let mut r = Cursor(&b[HEADER..]);
+        Ok(match b[2] {
+            KIND_CLASS_CODE => Code::ClassCode(ClassCode {
+                class: ClassId::from(r.uuid()),
+                day: r.day()?,
+                kind: match r.take::<1>()[0] {
+                    0 => AttendanceKind::SignIn,
+                    1 => AttendanceKind::SignOut,
+                    _ => return Err(QrError::Malformed("unknown sign-in kind")),
+                },
+                slot: u32::from_be_bytes(r.take()),
+                device: DeviceId::from(r.uuid()),
+                public_key: r.take(),
+                signature: r.take(),
+            }),
+            KIND_RESPONSE => Code::Response(Response {
+                code_hash: r.take(),
+                trainee: TraineeId::from(r.uuid()),
+                public_key: r.take(),
+                signature: r.take(),
+            }),
+            _ => Code::Card(Card {
+                district: {
+                    let n = u32::from_be_bytes(r.take());
+                    DistrictCode::parse(&format!("{n:06}")).ok_or(QrError::Malformed("district"))?
+                },
+                key_id: u32::from_be_bytes(r.take()),
+                trainee: TraineeId::from(r.uuid()),
+                issued: r.day()?,
+                signature: r.take(),
+            }),
+        })
+    }
+
+    /// Parses a scanned text: `SP:` and base45.
+    pub fn parse(text: &str) -> Result<Self, QrError> {
+        let body = text
+            .trim()
+            .strip_prefix(PREFIX)
+            .ok_or(QrError::NotSongpei)?;
+        let bytes = base45::decode(body).map_err(|_| QrError::Malformed("not base45"))?;
+        Self::from_bytes(&bytes)
+    }
+
+    /// The code's bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        match self {
+            Code::ClassCode(c) => c.to_bytes(),
+            Code::Response(r) => r.to_bytes(),
+            Code::Card(c) => c.to_bytes(),
+        }
+    }
+
+    /// The text to put in a QR code.
+    pub fn to_text(&self) -> String {
+        text_of(&self.to_bytes())
+    }
+}
+
+fn text_of(bytes: &[u8]) -> String {
+    format!("{PREFIX}{}", base45::encode(bytes))
+}
+
+struct Cursor<'a>(&'a [u8]);
+
+impl Cursor<'_> {
+    fn take<const N: usize>(&mut self) -> [u8; N] {
+        let mut out = [0; N];
+        // Lengths were checked against the kind before reading.
+        let n = N.min(self.0.len());
+        out[..n].copy_from_slice(&self.0[..n]);
+        self.0 = &self.0[n..];
+        out
+    }
+
+    fn uuid(&mut self) -> uuid::Uuid {
+        uuid::Uuid::from_bytes(self.take())
+    }
+
+    fn day(&mut self) -> Result<NaiveDate, QrError> {
+        let d = i32::from_be_bytes(self.take());
+        NaiveDate::from_num_days_from_ce_opt(d.checked_add(EPOCH_CE_DAYS).unwrap_or(-1))
+            .ok_or(QrError::Malformed("date"))
+    }
+}
+
+/// Days from 0001-01-01 (CE day 1) to 1970-01-01.
+const EPOCH_CE_DAYS: i32 = 719_163;
+
+fn day_bytes(d: NaiveDate) -> [u8; 4] {
+    use chrono::Datelike;
+    (d.num_days_from_ce() - EPOCH_CE_DAYS).to_be_bytes()
+}
+
+fn header(kind: u8) -> Vec<u8> {
+    vec![VERSION, ALG_ES256, kind]
+}
+
+fn hash(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+impl ClassCode {
+    fn unsigned(&self) -> Vec<u8> {
+        let mut b = header(KIND_CLASS_CODE);
+        b.extend_from_slice(self.class.uuid().as_bytes());
+        b.extend_from_slice(&day_bytes(self.day));
+        b.push(match self.kind {
+            AttendanceKind::SignIn => 0,
+            AttendanceKind::SignOut => 1,
+        });
+        b.extend_from_slice(&self.slot.to_be_bytes());
+        b.extend_from_slice(self.device.uuid().as_bytes());
+        b.extend_from_slice(&self.public_key);
+        b
+    }
+
+    /// Makes and signs a class code.
+    pub fn sign(
+        key: &DeviceKey,
+        device: DeviceId,
+        class: ClassId,
+        day: NaiveDate,
+        kind: AttendanceKind,
+        slot: u32,
+    ) -> Self {
+        let mut c = Self {
+            class,
+            day,
+            kind,
+            slot,
+            device,
+            public_key: pk_array(&key.public_key()),
+            signature: [0; SIG],
+        };
+        c.signature = key.sign(CLASS_CODE_PURPOSE, &[&c.unsigned()]);
+        c
+    }
+
+    /// True when the signature is the named key's over everything else.
+    pub fn verifies(&self) -> bool {
+        device::verify(
+            &self.public_key,
+            CLASS_CODE_PURPOSE,
+            &[&self.unsigned()],
+            &self.signature,
+        )
+    }
+
+    /// The code's bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut b = self.unsigned();
+        b.extend_from_slice(&self.signature);
+        b
+    }
+
+    /// SHA-256 of its bytes: what a response signs.
+    pub fn hash(&self) -> [u8; 32] {
+        hash(&self.to_bytes())
+    }
+
+    /// The text to show.
+    pub fn to_text(&self) -> String {
+        text_of(&self.to_bytes())
+    }
+}
+
+impl Response {
+    fn unsigned(&self) -> Vec<u8> {
+        let mut b = header(KIND_RESPONSE);
+        b.extend_from_slice(&self.code_hash);
+        b.extend_from_slice(self.trainee.uuid().as_bytes());
+        b.extend_from_slice(&self.public_key);
+        b
+    }
+
+    /// Makes and signs the response to `code` for `trainee`.
+    pub fn sign(key: &DeviceKey, code: &ClassCode, trainee: TraineeId) -> Self {
+        let mut r = Self {
+            code_hash: code.hash(),
+            trainee,
+            public_key: pk_array(&key.public_key()),
+            signature: [0; SIG],
+        };
+        r.signature = key.sign(RESPONSE_PURPOSE, &[&r.unsigned()]);
+        r
+    }
+
+    /// True when the signature is the named key's over everything else.
+    pub fn verifies(&self) -> bool {
+        device::verify(
+            &self.public_key,
+            RESPONSE_PURPOSE,
+            &[&self.unsigned()],
+            &self.signature,
+        )
+    }
+
+    /// Identifies the responding phone: the first 16 bytes of SHA-256 of its public key, hex.
+    pub fn responder(&self) -> String {
+        hex::encode(&hash(&self.public_key)[..16])
+    }
+
+    /// The response's bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut b = self.unsigned();
+        b.extend_from_slice(&self.signature);
+        b
+    }
+
+    /// The text to show.
+    pub fn to_text(&self) -> String {
+        text_of(&self.to_bytes())
+    }
+}
+
+impl Card {
+    fn unsigned(&self) -> Vec<u8> {
+        let mut b = header(KIND_CARD);
+        let district: u32 = self.district.as_str().parse().unwrap_or(0);
+        b.extend_from_slice(&district.to_be_bytes());
+        b.extend_from_slice(&self.key_id.to_be_bytes());
+        b.extend_from_slice(self.trainee.uuid().as_bytes());
+        b.extend_from_slice(&day_bytes(self.issued));
+        b
+    }
+
+    /// Makes and signs a card with a district key.
+    pub fn sign(
+        key: &DeviceKey,
+        district: DistrictCode,
+        key_id: u32,
+        trainee: TraineeId,
+        issued: NaiveDate,
+    ) -> Self {
+        let mut c = Self {
+            district,
+            key_id,
+            trainee,
+            issued,
+            signature: [0; SIG],
+        };
+        c.signature = key.sign(CARD_PURPOSE, &[&c.unsigned()]);
+        c
+    }
+
+    /// True when `public_key` signed it.
+    pub fn verifies_with(&self, public_key: &[u8]) -> bool {
+        device::verify(
+            public_key,
+            CARD_PURPOSE,
+            &[&self.unsigned()],
+            &self.signature,
+        )
+    }
+
+    /// The card's bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut b = self.unsigned();
+        b.extend_from_slice(&self.signature);
+        b
+    }
+
+    /// The text to print.
+    pub fn to_text(&self) -> String {
+        text_of(&self.to_bytes())
+    }
+}
+
+fn pk_array(pk: &[u8]) -> [u8; PK] {
+    let mut out = [0; PK];
+    let n = pk.len().min(PK);
+    out[..n].copy_from_slice(&pk[..n]);
+    out
+}
+
+/// What a coordinator signs when accepting a card: the card, the sign-in, when and where.
+#[derive(Clone, Copy, Debug)]
+pub struct CardScan<'a> {
+    /// The card's bytes.
+    pub card: &'a [u8],
+    /// The class.
+    pub class: ClassId,
+    /// The training day.
+    pub day: NaiveDate,
+    /// Sign-in or sign-out.
+    pub kind: AttendanceKind,
+    /// The coordinator phone's clock.
+    pub at_ms: i64,
+    /// The fix, when there was one.
+    pub gps: Option<crate::domain::Gps>,
+}
+
+impl CardScan<'_> {
+    fn parts(&self) -> Vec<Vec<u8>> {
+        let gps = self
+            .gps
+            .map(|g| format!("{:.6},{:.6}", g.lat, g.lon))
+            .unwrap_or_default();
+        vec![
+            hash(self.card).to_vec(),
+            self.class.uuid().as_bytes().to_vec(),
+            day_bytes(self.day).to_vec(),
+            self.kind.code().as_bytes().to_vec(),
+            self.at_ms.to_be_bytes().to_vec(),
+            gps.into_bytes(),
+        ]
+    }
+
+    /// The coordinator's signature.
+    pub(crate) fn sign(&self, key: &DeviceKey) -> [u8; SIG] {
+        let parts = self.parts();
+        let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+        key.sign(CARD_SCAN_PURPOSE, &refs)
+    }
+
+    /// True when `public_key` made `signature` over this scan.
+    pub fn verifies(&self, public_key: &[u8], signature: &[u8]) -> bool {
+        let parts = self.parts();
+        let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+        device::verify(public_key, CARD_SCAN_PURPOSE, &refs, signature)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,427 @@
+//! The sign-in flows on the phones.
+//!
+//! Flow A: the coordinator's phone shows a class code that changes every [`CLASS_CODE_SLOT_MS`]
+//! ([`Phone::class_code`]); the trainee's phone scans it and shows a response ([`respond`]); the
+//! coordinator's phone scans the response ([`Phone::accept`]) and records the sign-in with both
+//! signed codes, only if it showed that class code less than [`RESPONSE_WINDOW_MS`] ago on its time
+//! since boot. A screenshot of a class code forwarded to someone at home yields a response the
+//! coordinator's phone will not take twenty seconds later; the coordinator alone cannot make a
+//! trainee phone's signature.
+//!
+//! Flow B: the coordinator scans the trainee's printed card, signed by the district
+//! ([`Phone::accept`] again); the record keeps the card, the coordinator's signature over the card,
+//! the sign-in, the time and the fix.
+
+use std::collections::BTreeSet;
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use super::{Card, CardScan, ClassCode, Code, QrError, Response};
+use crate::domain::{AttendanceKind, AttendanceMethod, Gps};
+use crate::error::{Error, Result};
+use crate::ids::{AttendanceId, ClassId, TraineeId};
+use crate::phone::Phone;
+use crate::store::DocStore;
+use crate::sync::protocol::CardKeySet;
+use crate::validate::{Field, Invalid, Problem};
+
+/// A class code is remade every 10 seconds.
+pub const CLASS_CODE_SLOT_MS: i64 = 10_000;
+/// A response is taken at most 20 seconds after its class code was first shown.
+pub const RESPONSE_WINDOW_MS: i64 = 20_000;
+/// A card scanned without naming the class belongs to the last class code shown, if that was shown
+/// at most this long ago.
+const SESSION_MS: i64 = 4 * 3600 * 1000;
+
+const META_SHOWN: &str = "qr.shown";
+const META_CARD_KEYS: &str = "qr.card_keys";
+const META_TRAINEE: &str = "qr.trainee";
+/// Class codes remembered: more than a window's worth for a few sign-ins at once.
+const SHOWN_KEEP: usize = 32;
+
+/// A class code the phone showed, and when (time since boot).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Shown {
+    code: String,
+    boot: String,
+    first_ms: i64,
+}
+
+/// One of the district's card keys as the phone keeps it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct CardKey {
+    id: u32,
+    /// Public key, base64url.
+    public_key: String,
+    revoked: bool,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct CardKeys {
+    version: u32,
+    keys: Vec<CardKey>,
+}
+
+/// A scanned text, understood.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scanned {
+    /// A coordinator's class code, its signature checked.
+    ClassCode(ClassCode),
+    /// A trainee's response, its signature checked.
+    Response(Response),
+    /// A trainee card (its district signature is checked when it is accepted).
+    Card(Card),
+    /// An enrollment code for a coordinator's phone.
+    Enrollment {
+        /// The server it names, if any.
+        server: Option<String>,
+        /// The code.
+        code: String,
+    },
+}
+
+/// Reads any songpei QR text and checks what can be checked without a store.
+pub fn scan(text: &str) -> Result<Scanned, QrError> {
+    let t = text.trim();
+    if t.starts_with("songpei-enroll:") {
+        let (server, code) = crate::sync::auth::parse_enrollment_text(t);
+        return Ok(Scanned::Enrollment { server, code });
+    }
+    Ok(match Code::parse(t)? {
+        Code::ClassCode(c) => {
+            if !c.verifies() {
+                return Err(QrError::BadSignature("class code"));
+            }
+            Scanned::ClassCode(c)
+        }
+        Code::Response(r) => {
+            if !r.verifies() {
+                return Err(QrError::BadSignature("response"));
+            }
+            Scanned::Response(r)
+        }
+        Code::Card(c) => Scanned::Card(c),
+    })
+}
+
+/// The trainee's phone answers a class code: checks its signature and signs a response with the
+/// phone's own key. `trainee` is remembered for the next time; `None` uses the one remembered.
+pub fn respond<S: DocStore>(
+    store: &mut S,
+    class_code: &str,
+    trainee: Option<TraineeId>,
+) -> Result<Response> {
+    let code = match scan(class_code)? {
+        Scanned::ClassCode(c) => c,
+        other => {
+            return Err(QrError::WrongKind {
+                expected: "a class code",
+                found: what(&other),
+            }
+            .into());
+        }
+    };
+    let trainee = match trainee {
+        Some(t) => {
+            store.set_meta(&[(META_TRAINEE, &t.to_string())])?;
+            t
+        }
+        None => store
+            .meta(META_TRAINEE)?
+            .and_then(|t| t.parse().ok())
+            .ok_or(Invalid::new(Field::Trainee, Problem::Missing))?,
+    };
+    let key = crate::sync::auth::device_key_or_new(store)?;
+    Ok(Response::sign(&key, &code, trainee))
+}
+
+fn what(s: &Scanned) -> &'static str {
+    match s {
+        Scanned::ClassCode(_) => "a class code",
+        Scanned::Response(_) => "a trainee's response",
+        Scanned::Card(_) => "a trainee card",
+        Scanned::Enrollment { .. } => "an enrollment code",
+    }
+}
+
+/// What a scan on the coordinator's phone did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SignInOutcome {
+    /// A new attendance record.
+    Recorded {
+        /// Its id.
+        attendance: AttendanceId,
+        /// Who signed in.
+        trainee: TraineeId,
+        /// The class.
+        class: ClassId,
+        /// The day.
+        day: NaiveDate,
+        /// In or out.
+        kind: AttendanceKind,
+        /// False when the phone does not know its clock's offset to the server's: the record is
+        /// kept as "time unverified" and not paid until reviewed.
+        time_verified: bool,
+    },
+    /// The trainee was already signed in (or out) for that day: nothing new was written.
+    AlreadyRecorded {
+        /// Who.
+        trainee: TraineeId,
+        /// The class.
+        class: ClassId,
+    },
+}
+
+impl<S: DocStore> Phone<S> {
+    /// The class code to show now for signing in (or out) of `class` on `day`. The same code is
+    /// returned throughout a 10-second slot of the time since boot, then a new one.
+    pub fn class_code(
+        &mut self,
+        class: ClassId,
+        day: NaiveDate,
+        kind: AttendanceKind,
+    ) -> Result<ClassCode> {
+        let row = self.class_row_or_err(class)?;
+        if row.status.is_final() {
+            return Err(Invalid::new(Field::Class, Problem::ClassIsFinal).into());
+        }
+        if day < row.first_day || day > row.last_day {
+            return Err(Invalid::new(Field::Day, Problem::NotATrainingDay).into());
+        }
+        let up = self.clock().uptime().ok_or(QrError::NoUptime)?;
+        let slot = u32::try_from(up.ms / CLASS_CODE_SLOT_MS).unwrap_or(u32::MAX);
+        let key = crate::sync::auth::device_key_or_new(&mut self.store)?;
+        let code = ClassCode::sign(&key, self.profile().device, class, day, kind, slot);
+        let text = code.to_text();
+        let mut shown = self.shown()?;
+        if !shown.iter().any(|s| s.code == text && s.boot == up.boot) {
+            shown.push(Shown {
+                code: text,
+                boot: up.boot,
+                first_ms: up.ms,
+            });
+            let extra = shown.len().saturating_sub(SHOWN_KEEP);
+            shown.drain(..extra);
+            let json = serde_json::to_string(&shown).map_err(|_| corrupt(META_SHOWN))?;
+            self.store.set_meta(&[(META_SHOWN, &json)])?;
+        }
+        Ok(code)
+    }
+
+    fn shown(&self) -> Result<Vec<Shown>> {
+        match self.store.meta(META_SHOWN)? {
+            None => Ok(Vec::new()),
+            Some(j) => serde_json::from_str(&j).map_err(|_| corrupt(META_SHOWN)),
+        }
+    }
+
+    /// Takes a scanned response or card and records the sign-in it proves. A card needs the sign-in
+    /// it belongs to: `session`, or else the last class code this phone showed (within four hours).
+    pub fn accept(
+        &mut self,
+        text: &str,
+        gps: Option<Gps>,
+        session: Option<(ClassId, NaiveDate, AttendanceKind)>,
+    ) -> Result<SignInOutcome> {
+        match scan(text)? {
+            Scanned::Response(r) => self.accept_response(&r, gps),
+            Scanned::Card(c) => {
+                let session = match session {
+                    Some(s) => s,
+                    None => self.last_session()?.ok_or(QrError::NoSession)?,
+                };
+                self.accept_card(&c, gps, session)
+            }
+            other => Err(QrError::WrongKind {
+                expected: "a trainee's response or card",
+                found: what(&other),
+            }
+            .into()),
+        }
+    }
+
+    fn accept_response(&mut self, r: &Response, gps: Option<Gps>) -> Result<SignInOutcome> {
+        let up = self.clock().uptime().ok_or(QrError::NoUptime)?;
+        let shown = self.shown()?;
+        let (code, entry) = shown
+            .iter()
+            .rev()
+            .find_map(|s| match Code::parse(&s.code) {
+                Ok(Code::ClassCode(c)) if c.hash() == r.code_hash => Some((c, s)),
+                _ => None,
+            })
+            .ok_or(QrError::NotShownHere)?;
+        let age = up.ms - entry.first_ms;
+        if entry.boot != up.boot || age < 0 {
+            return Err(QrError::Restarted.into());
+        }
+        if age > RESPONSE_WINDOW_MS {
+            return Err(QrError::Expired {
+                age_s: age / 1000,
+                limit_s: RESPONSE_WINDOW_MS / 1000,
+            }
+            .into());
+        }
+        let method = AttendanceMethod::Qr {
+            code: code.to_bytes(),
+            response: r.to_bytes(),
+            code_age_ms: age,
+        };
+        self.record_signin(code.class, r.trainee, code.day, code.kind, method, gps)
+    }
+
+    fn accept_card(
+        &mut self,
+        c: &Card,
+        gps: Option<Gps>,
+        (class, day, kind): (ClassId, NaiveDate, AttendanceKind),
+    ) -> Result<SignInOutcome> {
+        if c.district != self.profile().district {
+            return Err(QrError::OtherDistrict.into());
+        }
+        let keys = self.card_keys()?;
+        let key = keys
+            .keys
+            .iter()
+            .find(|k| k.id == c.key_id)
+            .ok_or(QrError::UnknownCardKey)?;
+        if key.revoked {
+            return Err(QrError::RevokedCardKey.into());
+        }
+        let pk =
+            crate::sync::auth::unb64(&key.public_key).ok_or_else(|| corrupt(META_CARD_KEYS))?;
+        if !c.verifies_with(&pk) {
+            return Err(QrError::BadSignature("card").into());
+        }
+        let card = c.to_bytes();
+        let at_ms = self.now_ms();
+        let gps = crate::phone::check_gps(gps)?;
+        let scan = CardScan {
+            card: &card,
+            class,
+            day,
+            kind,
+            at_ms,
+            gps,
+        };
+        let key = crate::sync::auth::device_key_or_new(&mut self.store)?;
+        let signature = scan.sign(&key).to_vec();
+        let method = AttendanceMethod::Card { card, signature };
+        self.record_signin_at(class, c.trainee, day, kind, method, gps, at_ms)
+    }
+
+    fn record_signin(
+        &mut self,
+        class: ClassId,
+        trainee: TraineeId,
+        day: NaiveDate,
+        kind: AttendanceKind,
+        method: AttendanceMethod,
+        gps: Option<Gps>,
+    ) -> Result<SignInOutcome> {
+        let at_ms = self.now_ms();
+        let gps = crate::phone::check_gps(gps)?;
+        self.record_signin_at(class, trainee, day, kind, method, gps, at_ms)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn record_signin_at(
+        &mut self,
+        class: ClassId,
+        trainee: TraineeId,
+        day: NaiveDate,
+        kind: AttendanceKind,
+        method: AttendanceMethod,
+        gps: Option<Gps>,
+        at_ms: i64,
+    ) -> Result<SignInOutcome> {
+        if self.signed(class, trainee, day, kind)? {
+            return Ok(SignInOutcome::AlreadyRecorded { trainee, class });
+        }
+        let (attendance, time_verified) =
+            self.write_attendance(class, trainee, day, kind, method, gps, at_ms)?;
+        Ok(SignInOutcome::Recorded {
+            attendance,
+            trainee,
+            class,
+            day,
+            kind,
+            time_verified,
+        })
+    }
+
+    /// True when the class already holds a sign-in (or out) of the trainee that day.
+    fn signed(
+        &mut self,
+        class: ClassId,
+        trainee: TraineeId,
+        day: NaiveDate,
+        kind: AttendanceKind,
+    ) -> Result<bool> {
+        let Some(d) = self.doc(class.into())? else {
+            return Ok(false);
+        };
+        let (c, _) = crate::doc::class::read(d, class)?;
+        Ok(c.attendance
+            .values()
+            .any(|a| a.trainee == trainee && a.day == day && a.kind == kind))
+    }
+
+    /// The sign-in of the last class code shown, if recent and of this boot.
+    fn last_session(&self) -> Result<Option<(ClassId, NaiveDate, AttendanceKind)>> {
+        let Some(up) = self.clock().uptime() else {
+            return Ok(None);
+        };
+        let shown = self.shown()?;
+        Ok(shown.iter().rev().find_map(|s| {
+            let fresh = s.boot == up.boot && (0..=SESSION_MS).contains(&(up.ms - s.first_ms));
+            match Code::parse(&s.code) {
+                Ok(Code::ClassCode(c)) if fresh => Some((c.class, c.day, c.kind)),
+                _ => None,
+            }
+        }))
+    }
+
+    fn card_keys(&self) -> Result<CardKeys> {
+        match self.store.meta(META_CARD_KEYS)? {
+            None => Ok(CardKeys::default()),
+            Some(j) => serde_json::from_str(&j).map_err(|_| corrupt(META_CARD_KEYS)),
+        }
+    }
+
+    /// The version of the district's card keys this phone holds (0: none).
+    pub fn card_keys_version(&self) -> Result<u32> {
+        Ok(self.card_keys()?.version)
+    }
+
+    /// Keeps the district's card keys as the server sent them.
+    pub(crate) fn set_card_keys(&mut self, set: &CardKeySet) -> Result<()> {
+        let keys = CardKeys {
+            version: set.version,
+            keys: set
+                .keys
+                .iter()
+                .map(|k| CardKey {
+                    id: k.id,
+                    public_key: crate::sync::auth::b64(&k.public_key),
+                    revoked: k.revoked,
+                })
+                .collect(),
+        };
+        let json = serde_json::to_string(&keys).map_err(|_| corrupt(META_CARD_KEYS))?;
+        self.store.set_meta(&[(META_CARD_KEYS, &json)])
+    }
+
+    /// The trainees enrolled in a class, for printing their cards.
+    pub fn roster(&self, class: ClassId) -> Result<BTreeSet<TraineeId>> {
+        Ok(self.class_row_or_err(class)?.enrolled.into_iter().collect())
+    }
+}
+
+fn corrupt(key: &str) -> Error {
+    Error::Schema {
+        doc: crate::ids::DocId::from(ClassId::from(uuid::Uuid::nil())),
+        path: format!("meta.{key}"),
+    }
+}
