@@ -104,6 +104,9 @@ pub enum QrError {
          or an old code); ask the trainee to scan the code on screen now"
     )]
     NotShownHere,
+    /// The response was signed on the coordinator's own phone.
+    #[error("this response was made on this phone; the trainee must answer on their own phone")]
+    OwnResponse,
     /// The response came too long after its class code was shown.
     #[error(
         "this response came {age_s} s after its class code was shown; the limit is {limit_s} s. \

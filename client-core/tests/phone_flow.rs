@@ -531,6 +531,20 @@ fn refusals_name_the_field_and_change_nothing() {
             }),
         ),
         refused(
+            "a QR sign-in through the hand-entry path (its proof was never checked)",
+            Field::Reason,
+            Problem::NotInCatalog,
+            Box::new(move |p| {
+                let mut a = at(open, enrolled, "2026-03-03");
+                a.method = AttendanceMethod::Qr {
+                    code: vec![1; 141],
+                    response: vec![1; 148],
+                    code_age_ms: 1_000,
+                };
+                p.record_attendance(a).map(drop)
+            }),
+        ),
+        refused(
             "attendance by hand without a reason",
             Field::Reason,
             Problem::Missing,

@@ -252,6 +252,9 @@ impl<S: DocStore> Phone<S> {
                 _ => None,
             })
             .ok_or(QrError::NotShownHere)?;
+        if r.public_key == code.public_key {
+            return Err(QrError::OwnResponse.into());
+        }
         let age = up.ms - entry.first_ms;
         if entry.boot != up.boot || age < 0 {
             return Err(QrError::Restarted.into());
