@@ -370,10 +370,25 @@ fn flow_a_offline_cards_and_the_server_checks_every_proof() {
 
     // A modified phone adds two records carrying trainee 1's proof: one replayed as is, one with
     // the response's signature altered.
-    let (replayed, forged) = forge_records(&server, &coord, &class, &legit);
+    let (replayed, forged, malformed) = forge_records(&server, &coord, &class, &legit);
     let all = flags(&server, &class);
     assert!(flags_of(&all, &replayed).contains("replayed"), "{all:?}");
     assert!(flags_of(&all, &forged).contains("invalid_proof"), "{all:?}");
+    let detail = |id: &str, flag: &str| {
+        all.iter()
+            .find(|f| f["attendance"] == id && f["flag"] == flag)
+            .map(|f| f["detail"].as_str().expect("detail").to_owned())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        detail(&forged, "invalid_proof"),
+        "the response's signature does not verify"
+    );
+    assert_eq!(
+        detail(&malformed, "invalid_proof"),
+        "the class code cannot be read",
+        "{all:?}"
+    );
     // Which copy of a replayed response is the real one cannot be told: both wait for review.
     assert_eq!(
         flags_of(&all, &legit),
@@ -391,6 +406,7 @@ fn flow_a_offline_cards_and_the_server_checks_every_proof() {
     assert_eq!(row(&forged).3, 0);
     assert_eq!(row(&replayed).3, 0);
     assert_eq!(row(&legit).3, 0);
+    assert_eq!(row(&malformed).2, Some(0));
 
     // D1: the district withdraws its card key; once the phone syncs, old cards are refused.
     server.admin_ok(&["card-key", "rotate"]);
@@ -492,14 +508,15 @@ fn change_one_char(text: &str) -> String {
 }
 
 /// A modified app on another enrolled phone of the village takes the class document from the
-/// coordinator's store and adds two attendance records copied from `source`: one exact (a replay),
-/// one with a bit of the response's signature flipped, and pushes them. Returns their ids.
+/// coordinator's store and adds three attendance records copied from `source`: one exact (a
+/// replay), one with a bit of the response's signature flipped, one whose class code has a trailing
+/// byte (A8), and pushes them. Returns their ids.
 fn forge_records(
     server: &ServerProcess,
     phone: &CliPhone,
     class: &str,
     source: &str,
-) -> (String, String) {
+) -> (String, String, String) {
     let key: [u8; 32] = hex_to_key(&phone.key);
     let store = SqliteDocStore::open(&phone.store_file(), &key).expect("open store");
     let mut p = songpei_core::Phone::open(store, BlindIndexKey::derive_from_store_key(&key))
@@ -514,6 +531,7 @@ fn forge_records(
     let base = doc.get_heads();
     let replay = uuid::Uuid::new_v4().to_string();
     let forged = uuid::Uuid::new_v4().to_string();
+    let malformed = uuid::Uuid::new_v4().to_string();
     {
         let (_, att) = doc
             .get(ROOT, "attendance")
@@ -528,16 +546,21 @@ fn forge_records(
             })
             .collect();
         let mut tx = doc.transaction();
-        for (id, tamper) in [(&replay, false), (&forged, true)] {
+        for (id, tamper) in [(&replay, 0), (&forged, 1), (&malformed, 2)] {
             let rec = tx
                 .put_object(&att, id.as_str(), ObjType::Map)
                 .expect("record");
             for (k, v) in &fields {
-                let v = match (k.as_str(), v) {
-                    ("response", ScalarValue::Bytes(b)) if tamper => {
+                let v = match (k.as_str(), v, tamper) {
+                    ("response", ScalarValue::Bytes(b), 1) => {
                         let mut b = b.clone();
                         let last = b.len() - 1;
                         b[last] ^= 1;
+                        ScalarValue::Bytes(b)
+                    }
+                    ("code", ScalarValue::Bytes(b), 2) => {
+                        let mut b = b.clone();
+                        b.push(0);
                         ScalarValue::Bytes(b)
                     }
                     _ => v.clone(),
@@ -568,7 +591,7 @@ fn forge_records(
     };
     let answer = raw.sync(&encode(&req));
     assert_eq!(answer.status, 200, "{answer:?}");
-    (replay, forged)
+    (replay, forged, malformed)
 }
 
 fn hex_to_key(hex: &str) -> [u8; 32] {
