@@ -86,17 +86,54 @@ pub fn decode_luma(width: u32, height: u32, pixels: &[u8]) -> Result<Vec<String>
     decode_gray(img)
 }
 
+/// Windows scanned on their own in a large picture: rqrr pairs finder patterns across neighbouring
+/// codes when many stand in rows (a sheet of cards) and then reads only a few of them.
+const WINDOW: u32 = 600;
+const STRIDE: u32 = 150;
+
 fn decode_gray(img: GrayImage) -> Result<Vec<String>, QrError> {
-    let mut prepared = rqrr::PreparedImage::prepare(img);
-    let found: Vec<String> = prepared
-        .detect_grids()
-        .into_iter()
-        .filter_map(|g| g.decode().ok().map(|(_, text)| text))
-        .collect();
+    let mut found = decode_once(img.clone());
+    let (w, h) = img.dimensions();
+    if w > WINDOW + STRIDE || h > WINDOW + STRIDE {
+        let starts = |len: u32| -> Vec<u32> {
+            let last = len.saturating_sub(WINDOW);
+            let mut v: Vec<u32> = (0..=last).step_by(STRIDE as usize).collect();
+            if v.last() != Some(&last) {
+                v.push(last);
+            }
+            v
+        };
+        for y in starts(h) {
+            for x in starts(w) {
+                let tile =
+                    image::imageops::crop_imm(&img, x, y, WINDOW.min(w), WINDOW.min(h)).to_image();
+                for t in decode_once(tile) {
+                    if !found.contains(&t) {
+                        found.push(t);
+                    }
+                }
+            }
+        }
+    }
     if found.is_empty() {
         return Err(QrError::NotFound);
     }
     Ok(found)
+}
+
+fn decode_once(img: GrayImage) -> Vec<String> {
+    let mut prepared = rqrr::PreparedImage::prepare(img);
+    let mut out: Vec<String> = Vec::new();
+    for text in prepared
+        .detect_grids()
+        .into_iter()
+        .filter_map(|g| g.decode().ok().map(|(_, text)| text))
+    {
+        if !out.contains(&text) {
+            out.push(text);
+        }
+    }
+    out
 }
 
 /// Lays out trainee cards on A4 sheets (150 dpi PNG), [`CARDS_PER_SHEET`] a sheet, with a cutting
