@@ -660,3 +660,7 @@ fn two_venues(
     }
     Ok(None)
 }
+
+#[cfg(test)]
+#[path = "signin_tests.rs"]
+mod table_tests;
