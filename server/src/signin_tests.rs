@@ -254,6 +254,46 @@ fn qr_row(
     )
 }
 
+/// `n` trainees signed in by one trainee phone, a minute apart; the last record.
+fn one_phone_answers(f: &Fixture, c: &mut Class, n: usize) -> AttendanceId {
+    let phone = DeviceKey::generate();
+    let mut last = None;
+    for (i, t) in f.trainees[..n].iter().enumerate() {
+        let mut q = Qr::new(f, c, *t);
+        q.trainee_key = phone.clone();
+        last = Some(add(
+            c,
+            record(f, *t, TEN + i as i64 * MIN, q.method(), None),
+        ));
+    }
+    last.expect("records")
+}
+
+/// Five trainees signed in on the coordinator's phone `every_ms` apart; the last record.
+fn five_sign_ins_every(f: &Fixture, c: &mut Class, every_ms: i64) -> AttendanceId {
+    let mut last = None;
+    for i in 0..5 {
+        let t = if i < 4 {
+            f.trainees[i]
+        } else {
+            TraineeId::random()
+        };
+        c.roster.insert(
+            t,
+            Enrolment {
+                trainee: t,
+                enrolled_at_ms: 0,
+            },
+        );
+        let q = Qr::new(f, c, t);
+        last = Some(add(
+            c,
+            record(f, t, TEN + i as i64 * every_ms, q.method(), None),
+        ));
+    }
+    last.expect("five")
+}
+
 #[test]
 fn every_check_on_an_arriving_record() {
     let venue = (23.1, 109.6);
@@ -522,93 +562,25 @@ fn every_check_on_an_arriving_record() {
         ),
         (
             "one trainee phone answering for a third trainee that day",
-            Box::new(|f: &Fixture, c: &mut Class| {
-                let phone = DeviceKey::generate();
-                let mut last = None;
-                for (i, t) in f.trainees[..3].iter().enumerate() {
-                    let mut q = Qr::new(f, c, *t);
-                    q.trainee_key = phone.clone();
-                    last = Some(add(
-                        c,
-                        record(f, *t, TEN + i as i64 * MIN, q.method(), None),
-                    ));
-                }
-                last.expect("three")
-            }),
+            Box::new(|f: &Fixture, c: &mut Class| one_phone_answers(f, c, 3)),
             &["phone_many_trainees"],
             false,
         ),
         (
             "one trainee phone answering for a couple",
-            Box::new(|f: &Fixture, c: &mut Class| {
-                let phone = DeviceKey::generate();
-                let mut last = None;
-                for (i, t) in f.trainees[..2].iter().enumerate() {
-                    let mut q = Qr::new(f, c, *t);
-                    q.trainee_key = phone.clone();
-                    last = Some(add(
-                        c,
-                        record(f, *t, TEN + i as i64 * MIN, q.method(), None),
-                    ));
-                }
-                last.expect("two")
-            }),
+            Box::new(|f: &Fixture, c: &mut Class| one_phone_answers(f, c, 2)),
             &[],
             true,
         ),
         (
             "five sign-ins on one phone within 8 s: the fifth is too fast",
-            Box::new(|f: &Fixture, c: &mut Class| {
-                let mut last = None;
-                for i in 0..5 {
-                    let t = if i < 4 {
-                        f.trainees[i]
-                    } else {
-                        TraineeId::random()
-                    };
-                    c.roster.insert(
-                        t,
-                        Enrolment {
-                            trainee: t,
-                            enrolled_at_ms: 0,
-                        },
-                    );
-                    let q = Qr::new(f, c, t);
-                    last = Some(add(
-                        c,
-                        record(f, t, TEN + i as i64 * 1_900, q.method(), None),
-                    ));
-                }
-                last.expect("five")
-            }),
+            Box::new(|f: &Fixture, c: &mut Class| five_sign_ins_every(f, c, 1_900)),
             &["too_fast"],
             false,
         ),
         (
             "five sign-ins within 10 s: a queue",
-            Box::new(|f: &Fixture, c: &mut Class| {
-                let mut last = None;
-                for i in 0..5 {
-                    let t = if i < 4 {
-                        f.trainees[i]
-                    } else {
-                        TraineeId::random()
-                    };
-                    c.roster.insert(
-                        t,
-                        Enrolment {
-                            trainee: t,
-                            enrolled_at_ms: 0,
-                        },
-                    );
-                    let q = Qr::new(f, c, t);
-                    last = Some(add(
-                        c,
-                        record(f, t, TEN + i as i64 * 2_500, q.method(), None),
-                    ));
-                }
-                last.expect("five")
-            }),
+            Box::new(|f: &Fixture, c: &mut Class| five_sign_ins_every(f, c, 2_500)),
             &[],
             true,
         ),

@@ -96,6 +96,18 @@ fn checks(server: &ServerProcess, class: &str) -> Vec<(String, String, Option<i6
     .expect("rows")
 }
 
+/// The checked row of one record.
+fn row_of(
+    checked: &[(String, String, Option<i64>, i64)],
+    id: &str,
+) -> (String, String, Option<i64>, i64) {
+    checked
+        .iter()
+        .find(|r| r.0 == id)
+        .cloned()
+        .expect("checked")
+}
+
 /// A class held today (China time) in village A, its hours around now, at a venue with a fix.
 fn class_today(phone: &CliPhone) -> (String, String) {
     let local = Utc::now() + Duration::hours(8);
@@ -350,13 +362,7 @@ fn flow_a_offline_cards_and_the_server_checks_every_proof() {
         BTreeSet::from(["time_unverified".to_owned()])
     );
     let checked = checks(&server, &class);
-    let row = |id: &str| {
-        checked
-            .iter()
-            .find(|r| r.0 == id)
-            .cloned()
-            .expect("checked")
-    };
+    let row = |id: &str| row_of(&checked, id);
     assert_eq!(row(&legit), (legit.clone(), "qr".into(), Some(1), 1));
     assert_eq!(
         row(&card_record),
@@ -395,13 +401,7 @@ fn flow_a_offline_cards_and_the_server_checks_every_proof() {
         BTreeSet::from(["replayed".to_owned()])
     );
     let checked = checks(&server, &class);
-    let row = |id: &str| {
-        checked
-            .iter()
-            .find(|r| r.0 == id)
-            .cloned()
-            .expect("checked")
-    };
+    let row = |id: &str| row_of(&checked, id);
     assert_eq!(row(&forged).2, Some(0), "the forged proof does not verify");
     assert_eq!(row(&forged).3, 0);
     assert_eq!(row(&replayed).3, 0);

@@ -271,7 +271,11 @@ impl<S: DocStore> Phone<S> {
             response: r.to_bytes(),
             code_age_ms: age,
         };
-        self.record_signin(code.class, r.trainee, code.day, code.kind, method, gps)
+        let at_ms = self.now_ms();
+        let gps = crate::phone::check_gps(gps)?;
+        self.record_signin_at(
+            code.class, r.trainee, code.day, code.kind, method, gps, at_ms,
+        )
     }
 
     fn accept_card(
@@ -312,20 +316,6 @@ impl<S: DocStore> Phone<S> {
         let signature = scan.sign(&key).to_vec();
         let method = AttendanceMethod::Card { card, signature };
         self.record_signin_at(class, c.trainee, day, kind, method, gps, at_ms)
-    }
-
-    fn record_signin(
-        &mut self,
-        class: ClassId,
-        trainee: TraineeId,
-        day: NaiveDate,
-        kind: AttendanceKind,
-        method: AttendanceMethod,
-        gps: Option<Gps>,
-    ) -> Result<SignInOutcome> {
-        let at_ms = self.now_ms();
-        let gps = crate::phone::check_gps(gps)?;
-        self.record_signin_at(class, trainee, day, kind, method, gps, at_ms)
     }
 
     #[allow(clippy::too_many_arguments)]
