@@ -548,5 +548,3 @@ impl CardScan<'_> {
     }
 }
 
-#[cfg(test)]
-mod tests;
