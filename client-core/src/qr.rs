@@ -547,4 +547,3 @@ impl CardScan<'_> {
         device::verify(public_key, CARD_SCAN_PURPOSE, &refs, signature)
     }
 }
-

@@ -1,4 +1,917 @@
-//! songpei-ffi: the UniFFI bindings of the songpei core for Android and iOS. The API arrives with
-//! the FFI work; the crate exists so the workspace already builds the library artefacts.
+//! songpei-ffi: the songpei core for Android and iOS through UniFFI. A thin layer: [`SongpeiPhone`]
+//! holds the core's phone over its encrypted store; every method converts its arguments, delegates
+//! and converts the result. Catalog values are passed as their codes or Chinese labels, dates as
+//! `YYYY-MM-DD`, ids as UUID strings. Calls that wait on the network are async and run on a thread
+//! of their own, so an app's executor is never blocked.
 
-pub use songpei_core::Error;
+use std::sync::{Arc, Mutex};
+
+use chrono::NaiveDate;
+use songpei_core::blind_index::BlindIndexKey;
+use songpei_core::domain::{
+    AttendanceKind, AttendanceMethod, Gps, HouseholdChoice, NewAttendance, NewClass, NewHousehold,
+    NewTrainee, Venue,
+};
+use songpei_core::ids::{ClassId, HouseholdId, TraineeId};
+use songpei_core::qr::{self, Scanned, SignInOutcome};
+use songpei_core::store::{ClassFilter, SqliteDocStore};
+use songpei_core::sync::engine::{SyncError, SyncLimits, TransportError};
+use songpei_core::validate::{Field, Invalid, Problem};
+use songpei_core::{ErrorKind, Phone};
+
+mod logging;
+
+pub use logging::{LogLevel, Logger, set_logger};
+
+uniffi::setup_scaffolding!();
+
+/// Everything that can go wrong, in the few kinds an app handles differently.
+#[derive(Debug, thiserror::Error, uniffi::Error)]
+pub enum SongpeiError {
+    /// The input was refused; show the message (it names the field) and let the person correct it.
+    #[error("{message}")]
+    BadInput {
+        /// What to tell the person.
+        message: String,
+        /// The field refused, when one was.
+        field: Option<String>,
+    },
+    /// The key does not open this store.
+    #[error("the store key does not open this store")]
+    WrongKey,
+    /// The phone's storage is full; nothing was written.
+    #[error("the phone's storage is full; nothing was written")]
+    StorageFull,
+    /// The store is not set up: enroll (or set it up offline) first.
+    #[error("this phone is not set up yet")]
+    NotSetUp,
+    /// The phone is not enrolled with a district server.
+    #[error("this phone is not enrolled with a district server")]
+    NotEnrolled,
+    /// The district revoked this device; unsynced records stay on the phone.
+    #[error("the district office revoked this device")]
+    Revoked,
+    /// The server could not be reached, or asked to come back later: try again.
+    #[error("{message}")]
+    Network {
+        /// What failed.
+        message: String,
+    },
+    /// The server refused the request.
+    #[error("the server refused ({status} {code}): {message}")]
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// Stable machine-readable code.
+        code: String,
+        /// Message.
+        message: String,
+    },
+    /// Stored or received data could not be read.
+    #[error("{message}")]
+    Corrupt {
+        /// What.
+        message: String,
+    },
+    /// A bug or an environment failure.
+    #[error("{message}")]
+    Internal {
+        /// What.
+        message: String,
+    },
+}
+
+impl From<songpei_core::Error> for SongpeiError {
+    fn from(e: songpei_core::Error) -> Self {
+        let message = e.to_string();
+        match e.kind() {
+            ErrorKind::BadInput => SongpeiError::BadInput {
+                field: match &e {
+                    songpei_core::Error::Invalid(i) => Some(i.field.as_str().to_owned()),
+                    _ => None,
+                },
+                message,
+            },
+            ErrorKind::WrongKey => SongpeiError::WrongKey,
+            ErrorKind::StorageFull => SongpeiError::StorageFull,
+            ErrorKind::NotInitialised => SongpeiError::NotSetUp,
+            ErrorKind::Corrupt => SongpeiError::Corrupt { message },
+            ErrorKind::Internal => SongpeiError::Internal { message },
+        }
+    }
+}
+
+impl From<Invalid> for SongpeiError {
+    fn from(e: Invalid) -> Self {
+        songpei_core::Error::from(e).into()
+    }
+}
+
+impl From<SyncError> for SongpeiError {
+    fn from(e: SyncError) -> Self {
+        match e {
+            SyncError::Core(c) => c.into(),
+            SyncError::NotEnrolled => SongpeiError::NotEnrolled,
+            SyncError::Revoked => SongpeiError::Revoked,
+            SyncError::Transport(TransportError::Refused {
+                status,
+                code,
+                message,
+            }) if !(status == 429 || status >= 500) => SongpeiError::Refused {
+                status,
+                code,
+                message,
+            },
+            other => SongpeiError::Network {
+                message: other.to_string(),
+            },
+        }
+    }
+}
+
+type Result<T, E = SongpeiError> = std::result::Result<T, E>;
+
+fn bad(field: Field, problem: Problem) -> SongpeiError {
+    Invalid::new(field, problem).into()
+}
+
+fn parse<T: std::str::FromStr>(s: &str, field: Field, problem: Problem) -> Result<T> {
+    s.trim().parse().map_err(|_| bad(field, problem))
+}
+
+fn day(s: &str, field: Field) -> Result<NaiveDate> {
+    NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").map_err(|_| bad(field, Problem::BadFormat))
+}
+
+/// A GPS fix.
+#[derive(Clone, Copy, Debug, uniffi::Record)]
+pub struct GpsFix {
+    /// Latitude, degrees (WGS-84).
+    pub lat: f64,
+    /// Longitude, degrees.
+    pub lon: f64,
+    /// Accuracy radius in metres.
+    pub accuracy_m: Option<f64>,
+}
+
+impl From<GpsFix> for Gps {
+    fn from(g: GpsFix) -> Self {
+        Gps {
+            lat: g.lat,
+            lon: g.lon,
+            accuracy_m: g.accuracy_m,
+        }
+    }
+}
+
+/// Sign-in (签到) or sign-out (签退).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, uniffi::Enum)]
+pub enum SignKind {
+    /// 签到
+    In,
+    /// 签退
+    Out,
+}
+
+impl From<SignKind> for AttendanceKind {
+    fn from(k: SignKind) -> Self {
+        match k {
+            SignKind::In => AttendanceKind::SignIn,
+            SignKind::Out => AttendanceKind::SignOut,
+        }
+    }
+}
+
+/// A class as the coordinator plans it.
+#[derive(Clone, Debug, uniffi::Record)]
+pub struct ClassInput {
+    /// Title.
+    pub title: String,
+    /// Village code (12 digits).
+    pub village: String,
+    /// Occupation (职业/工种).
+    pub occupation: String,
+    /// Level: a code (`junior` …) or its label (初级工 …).
+    pub level: String,
+    /// Training type: a code or its label (就业技能培训 …).
+    pub training_type: String,
+    /// Subsidised.
+    pub subsidised: bool,
+    /// First training day, `YYYY-MM-DD`.
+    pub first_day: String,
+    /// Last training day, `YYYY-MM-DD`.
+    pub last_day: String,
+    /// Hours a day.
+    pub daily_hours: Option<f64>,
+    /// Daily start, `HH:MM`.
+    pub starts_at: Option<String>,
+    /// A day counts only with a sign-out too.
+    pub sign_out_required: bool,
+    /// Venue name.
+    pub venue: Option<String>,
+    /// Venue location.
+    pub venue_gps: Option<GpsFix>,
+    /// Institution.
+    pub institution: Option<String>,
+    /// Instructors.
+    pub instructors: Vec<String>,
+    /// Planned size.
+    pub planned_size: Option<u32>,
+}
+
+/// A trainee as registered.
+#[derive(Clone, Debug, uniffi::Record)]
+pub struct TraineeInput {
+    /// Real name.
+    pub name: String,
+    /// 18-digit ID number.
+    pub id_number: String,
+    /// Mobile number.
+    pub phone: Option<String>,
+    /// Village code.
+    pub village: String,
+    /// An existing household's id.
+    pub household_id: Option<String>,
+    /// Or the poverty status of a new household headed by the trainee (脱贫户 …).
+    pub new_household_poverty: Option<String>,
+    /// Key groups (codes or labels).
+    pub key_groups: Vec<String>,
+    /// Training wish.
+    pub training_wish: Option<String>,
+    /// When the trainee consented to their data being kept, ms since the epoch.
+    pub consent_at_ms: i64,
+}
+
+/// One line of the class list.
+#[derive(Clone, Debug, uniffi::Record)]
+pub struct ClassSummary {
+    /// Id.
+    pub id: String,
+    /// Title.
+    pub title: String,
+    /// Village.
+    pub village: String,
+    /// Status code: planned, running, closed, cancelled.
+    pub status: String,
+    /// First day.
+    pub first_day: String,
+    /// Last day.
+    pub last_day: String,
+    /// Trainees enrolled.
+    pub enrolled: u32,
+}
+
+/// Whether a place is subsidised, and the rule that decided it.
+#[derive(Clone, Debug, uniffi::Record)]
+pub struct Subsidy {
+    /// Subsidised.
+    pub subsidised: bool,
+    /// `subsidised`, `class_not_subsidised`, `year_cap_reached` or `same_occupation_and_level`.
+    pub decision: String,
+    /// The calendar year counted, when the rule is a yearly one.
+    pub year: Option<i32>,
+    /// Which of the year's subsidised classes this is, when subsidised.
+    pub nth: Option<u32>,
+}
+
+/// A QR code to show: its text and a PNG of it.
+#[derive(Clone, Debug, uniffi::Record)]
+pub struct QrImage {
+    /// The text in the code.
+    pub text: String,
+    /// The code as PNG.
+    pub png: Vec<u8>,
+}
+
+/// What a scanned QR text is.
+#[derive(Clone, Debug, uniffi::Enum)]
+pub enum ScannedCode {
+    /// A coordinator's class code: answer it with `respond`.
+    ClassCode {
+        /// Class.
+        class_id: String,
+        /// Day.
+        day: String,
+        /// In or out.
+        kind: SignKind,
+    },
+    /// A trainee's response: take it with `accept`.
+    Response {
+        /// Trainee.
+        trainee_id: String,
+    },
+    /// A trainee card: take it with `accept`.
+    Card {
+        /// Trainee.
+        trainee_id: String,
+    },
+    /// An enrollment code: use it with `enroll`.
+    Enrollment {
+        /// Server named in the code.
+        server: Option<String>,
+        /// The code.
+        code: String,
+    },
+}
+
+/// What taking a response or card did.
+#[derive(Clone, Debug, uniffi::Record)]
+pub struct SignInResult {
+    /// A new record was written (false: the trainee was already signed in).
+    pub recorded: bool,
+    /// The record, when new.
+    pub attendance_id: Option<String>,
+    /// Who.
+    pub trainee_id: String,
+    /// The class.
+    pub class_id: String,
+    /// False when the phone restarted since its last sync: "time unverified".
+    pub time_verified: bool,
+}
+
+/// A value edited on two phones at once.
+#[derive(Clone, Debug, uniffi::Record)]
+pub struct ConflictInfo {
+    /// Document.
+    pub doc_id: String,
+    /// Where in it.
+    pub path: String,
+    /// The value every phone shows.
+    pub winner: String,
+    /// All values.
+    pub values: Vec<String>,
+}
+
+/// Totals of a sync.
+#[derive(Clone, Debug, uniffi::Record)]
+pub struct SyncSummary {
+    /// Round trips.
+    pub round_trips: u32,
+    /// Bytes sent.
+    pub bytes_sent: u64,
+    /// Bytes received.
+    pub bytes_received: u64,
+    /// Documents pushed.
+    pub docs_pushed: u32,
+    /// Documents pulled.
+    pub docs_pulled: u32,
+    /// More to do: call again.
+    pub more: bool,
+}
+
+/// A sync request for the app's own HTTP client: POST `body` to `url` with
+/// `Authorization: Bearer <token>`, `Content-Type: application/vnd.songpei.sync.v1+postcard`.
+#[derive(Clone, Debug, uniffi::Record)]
+pub struct PreparedSync {
+    /// `<server>/v1/sync`.
+    pub url: String,
+    /// The request body.
+    pub body: Vec<u8>,
+    /// The access token.
+    pub token: String,
+}
+
+/// The result of enrolling.
+#[derive(Clone, Debug, uniffi::Record)]
+pub struct Enrollment {
+    /// This device's id.
+    pub device_id: String,
+    /// District code.
+    pub district: String,
+    /// The villages the phone records for.
+    pub villages: Vec<String>,
+}
+
+enum State {
+    /// A store not set up yet (a trainee's phone, or before enrollment).
+    Bare(SqliteDocStore),
+    /// A coordinator's phone.
+    Ready(Box<Phone<SqliteDocStore>>),
+    /// Taken for a moment during a change of state.
+    Moving,
+}
+
+/// One phone's encrypted store and everything done with it.
+#[derive(uniffi::Object)]
+pub struct SongpeiPhone {
+    state: Mutex<State>,
+    blind_key: BlindIndexKey,
+}
+
+impl SongpeiPhone {
+    fn with<T>(&self, f: impl FnOnce(&mut Phone<SqliteDocStore>) -> Result<T>) -> Result<T> {
+        let mut s = self.state.lock().map_err(|_| internal("the store lock"))?;
+        match &mut *s {
+            State::Ready(p) => f(p),
+            _ => Err(SongpeiError::NotSetUp),
+        }
+    }
+
+    fn promote(&self, s: &mut State) -> Result<()> {
+        if let State::Bare(_) = s
+            && let State::Bare(store) = std::mem::replace(s, State::Moving)
+        {
+            match Phone::open(store, self.blind_key.clone()) {
+                Ok(p) => *s = State::Ready(Box::new(p)),
+                Err(e) => {
+                    return Err(e.into());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn internal(what: &str) -> SongpeiError {
+    SongpeiError::Internal {
+        message: format!("{what} failed"),
+    }
+}
+
+#[uniffi::export]
+impl SongpeiPhone {
+    /// Opens (or creates) the encrypted store at `path` with the app's 32-byte `key`, which the app
+    /// keeps in Android Keystore or the iOS Keychain.
+    #[uniffi::constructor]
+    pub fn open(path: String, key: Vec<u8>) -> Result<Arc<Self>> {
+        let key: [u8; 32] = key.try_into().map_err(|_| SongpeiError::WrongKey)?;
+        let store = SqliteDocStore::open(std::path::Path::new(&path), &key)?;
+        let blind_key = BlindIndexKey::derive_from_store_key(&key);
+        let state = match Phone::open(store, blind_key.clone()) {
+            Ok(p) => State::Ready(Box::new(p)),
+            Err(songpei_core::Error::NotInitialised) => {
+                State::Bare(SqliteDocStore::open(std::path::Path::new(&path), &key)?)
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Ok(Arc::new(Self {
+            state: Mutex::new(state),
+            blind_key,
+        }))
+    }
+
+    /// True once the phone is set up (enrolled, or set up offline).
+    pub fn is_set_up(&self) -> bool {
+        matches!(self.state.lock().as_deref(), Ok(State::Ready(_)))
+    }
+
+    /// Sets the phone up without a server, for a district and its villages.
+    pub fn set_up_offline(&self, district: String, villages: Vec<String>) -> Result<()> {
+        let mut s = self.state.lock().map_err(|_| internal("the store lock"))?;
+        match std::mem::replace(&mut *s, State::Moving) {
+            State::Bare(store) => {
+                match Phone::init(store, &district, &villages, self.blind_key.clone()) {
+                    Ok(p) => {
+                        *s = State::Ready(Box::new(p));
+                        Ok(())
+                    }
+                    Err(e) => {
+                        *s = State::Moving;
+                        Err(e.into())
+                    }
+                }
+            }
+            other => {
+                *s = other;
+                Err(songpei_core::Error::AlreadyInitialised.into())
+            }
+        }
+    }
+
+    /// Enrolls this phone with the district server, with the one-time code (or the QR's text).
+    pub async fn enroll(
+        self: Arc<Self>,
+        server: Option<String>,
+        code: String,
+    ) -> Result<Enrollment> {
+        blocking::unblock(move || {
+            let (qr_server, code) = songpei_core::sync::auth::parse_enrollment_text(&code);
+            let server = server
+                .or(qr_server)
+                .ok_or_else(|| bad(Field::Server, Problem::Missing))?;
+            let mut transport = songpei_core::sync::http::HttpTransport::new(
+                &server,
+                std::time::Duration::from_secs(60),
+            );
+            let mut s = self.state.lock().map_err(|_| internal("the store lock"))?;
+            let resp = match &mut *s {
+                State::Bare(store) => {
+                    songpei_core::sync::auth::enroll_with(store, &mut transport, &server, &code)?
+                }
+                State::Ready(_) => {
+                    let State::Ready(p) = std::mem::replace(&mut *s, State::Moving) else {
+                        return Err(internal("enrollment"));
+                    };
+                    let mut store = p.into_store();
+                    let r = songpei_core::sync::auth::enroll_with(
+                        &mut store,
+                        &mut transport,
+                        &server,
+                        &code,
+                    );
+                    *s = State::Bare(store);
+                    r?
+                }
+                State::Moving => return Err(SongpeiError::NotSetUp),
+            };
+            self.promote(&mut s)?;
+            Ok(Enrollment {
+                device_id: resp.device.to_string(),
+                district: resp.district,
+                villages: resp.villages,
+            })
+        })
+        .await
+    }
+
+    /// Plans a class; returns its id.
+    pub fn create_class(&self, c: ClassInput) -> Result<String> {
+        let level = parse(&c.level, Field::Level, Problem::NotInCatalog)?;
+        let training_type = parse(&c.training_type, Field::TrainingType, Problem::NotInCatalog)?;
+        let first_day = day(&c.first_day, Field::FirstDay)?;
+        let last_day = day(&c.last_day, Field::LastDay)?;
+        let starts_at = c
+            .starts_at
+            .as_deref()
+            .map(|t| {
+                chrono::NaiveTime::parse_from_str(t.trim(), "%H:%M")
+                    .map_err(|_| bad(Field::StartsAt, Problem::BadFormat))
+            })
+            .transpose()?;
+        let venue = c.venue.map(|name| Venue {
+            name,
+            gps: c.venue_gps.map(Gps::from),
+        });
+        self.with(|p| {
+            Ok(p.create_class(NewClass {
+                title: c.title,
+                village: c.village,
+                occupation: c.occupation,
+                level,
+                training_type,
+                subsidised: c.subsidised,
+                institution: c.institution,
+                instructors: c.instructors,
+                venue,
+                first_day,
+                last_day,
+                daily_hours: c.daily_hours,
+                starts_at,
+                sign_out_required: c.sign_out_required,
+                planned_size: c.planned_size,
+            })?
+            .to_string())
+        })
+    }
+
+    /// Registers a household; returns its id.
+    pub fn add_household(
+        &self,
+        village: String,
+        head_name: Option<String>,
+        poverty_status: String,
+    ) -> Result<String> {
+        let poverty_status = parse(&poverty_status, Field::PovertyStatus, Problem::NotInCatalog)?;
+        self.with(|p| {
+            Ok(p.add_household(NewHousehold {
+                village,
+                head_name,
+                poverty_status,
+            })?
+            .to_string())
+        })
+    }
+
+    /// Registers a trainee; returns the id.
+    pub fn add_trainee(&self, t: TraineeInput) -> Result<String> {
+        let household = match (&t.household_id, &t.new_household_poverty) {
+            (Some(h), _) => HouseholdChoice::Existing(parse::<HouseholdId>(
+                h,
+                Field::Household,
+                Problem::BadFormat,
+            )?),
+            (None, Some(p)) => {
+                HouseholdChoice::New(parse(p, Field::PovertyStatus, Problem::NotInCatalog)?)
+            }
+            (None, None) => HouseholdChoice::None,
+        };
+        let key_groups = t
+            .key_groups
+            .iter()
+            .map(|g| parse(g, Field::KeyGroup, Problem::NotInCatalog))
+            .collect::<Result<Vec<_>>>()?;
+        self.with(|p| {
+            Ok(p.add_trainee(NewTrainee {
+                name: t.name,
+                id_number: t.id_number,
+                phone: t.phone,
+                village: t.village,
+                household,
+                key_groups,
+                training_wish: t.training_wish,
+                consent_at_ms: t.consent_at_ms,
+            })?
+            .to_string())
+        })
+    }
+
+    /// Enrols a trainee in a class; says whether the place is subsidised, and why.
+    pub fn enrol(&self, class_id: String, trainee_id: String) -> Result<Subsidy> {
+        let class: ClassId = parse(&class_id, Field::Class, Problem::BadFormat)?;
+        let trainee: TraineeId = parse(&trainee_id, Field::Trainee, Problem::BadFormat)?;
+        self.with(|p| {
+            let d = p.enrol(class, trainee)?;
+            let v = serde_json::to_value(&d).unwrap_or_default();
+            Ok(Subsidy {
+                subsidised: d.is_subsidised(),
+                decision: v["decision"].as_str().unwrap_or_default().to_owned(),
+                year: v["year"].as_i64().and_then(|y| i32::try_from(y).ok()),
+                nth: v["nth"].as_u64().and_then(|n| u32::try_from(n).ok()),
+            })
+        })
+    }
+
+    /// Records a sign-in or sign-out entered by hand, with the reason; returns the record's id.
+    pub fn record_by_hand(
+        &self,
+        class_id: String,
+        trainee_id: String,
+        day_: String,
+        kind: SignKind,
+        reason: String,
+        gps: Option<GpsFix>,
+    ) -> Result<String> {
+        let class = parse(&class_id, Field::Class, Problem::BadFormat)?;
+        let trainee = parse(&trainee_id, Field::Trainee, Problem::BadFormat)?;
+        let day = day(&day_, Field::Day)?;
+        self.with(|p| {
+            Ok(p.record_attendance(NewAttendance {
+                class,
+                trainee,
+                day,
+                kind: kind.into(),
+                method: AttendanceMethod::Hand { reason },
+                gps: gps.map(Gps::from),
+            })?
+            .to_string())
+        })
+    }
+
+    /// Records how a trainee finished: result `passed`/`failed`/`absent` (or 合格 …), and the
+    /// certificate issued, if any.
+    pub fn complete(
+        &self,
+        class_id: String,
+        trainee_id: String,
+        result: String,
+        certificate: Option<String>,
+    ) -> Result<()> {
+        let class = parse(&class_id, Field::Class, Problem::BadFormat)?;
+        let trainee = parse(&trainee_id, Field::Trainee, Problem::BadFormat)?;
+        let result = parse(&result, Field::Status, Problem::NotInCatalog)?;
+        let certificate = certificate
+            .as_deref()
+            .map(|c| parse(c, Field::Certificate, Problem::NotInCatalog))
+            .transpose()?;
+        self.with(|p| Ok(p.complete(class, trainee, result, certificate)?))
+    }
+
+    /// Moves a class to `running`, `closed` or `cancelled`.
+    pub fn set_class_status(&self, class_id: String, status: String) -> Result<()> {
+        let class = parse(&class_id, Field::Class, Problem::BadFormat)?;
+        let status = parse(&status, Field::Status, Problem::NotInCatalog)?;
+        self.with(|p| Ok(p.set_class_status(class, status)?))
+    }
+
+    /// Every class on the phone.
+    pub fn classes(&self) -> Result<Vec<ClassSummary>> {
+        self.with(|p| {
+            Ok(p.classes(&ClassFilter::default())?
+                .into_iter()
+                .map(|c| ClassSummary {
+                    id: c.id.to_string(),
+                    title: c.title,
+                    village: c.village.to_string(),
+                    status: c.status.code().to_owned(),
+                    first_day: c.first_day.to_string(),
+                    last_day: c.last_day.to_string(),
+                    enrolled: u32::try_from(c.enrolled).unwrap_or(u32::MAX),
+                })
+                .collect())
+        })
+    }
+
+    /// A class's page as JSON: roster (names masked), attendance per day, payable days and
+    /// allowance per trainee, conflicts.
+    pub fn class_view_json(&self, class_id: String) -> Result<String> {
+        let class = parse(&class_id, Field::Class, Problem::BadFormat)?;
+        self.with(|p| {
+            let v = p.class_view(class)?;
+            serde_json::to_string(&v).map_err(|_| internal("writing the view"))
+        })
+    }
+
+    /// Values edited on two phones at once.
+    pub fn conflicts(&self) -> Result<Vec<ConflictInfo>> {
+        self.with(|p| {
+            Ok(p.conflicts()?
+                .into_iter()
+                .map(|c| ConflictInfo {
+                    doc_id: c.doc.to_string(),
+                    path: c.path,
+                    winner: c.winner,
+                    values: c.values,
+                })
+                .collect())
+        })
+    }
+
+    /// The class code to show now (it changes every 10 seconds), as text and PNG.
+    pub fn class_code(&self, class_id: String, day_: String, kind: SignKind) -> Result<QrImage> {
+        let class = parse(&class_id, Field::Class, Problem::BadFormat)?;
+        let day = day(&day_, Field::Day)?;
+        self.with(|p| {
+            let text = p.class_code(class, day, kind.into())?.to_text();
+            let png = qr::render_png(&text, 8).map_err(songpei_core::Error::from)?;
+            Ok(QrImage { text, png })
+        })
+    }
+
+    /// On a trainee's phone: the response to a class code, signed with this phone's key, as text and
+    /// PNG. `trainee_id` is remembered; `None` uses the one given last time.
+    pub fn respond(&self, class_code: String, trainee_id: Option<String>) -> Result<QrImage> {
+        let trainee = trainee_id
+            .as_deref()
+            .map(|t| parse::<TraineeId>(t, Field::Trainee, Problem::BadFormat))
+            .transpose()?;
+        let mut s = self.state.lock().map_err(|_| internal("the store lock"))?;
+        let resp = match &mut *s {
+            State::Bare(store) => qr::respond(store, &class_code, trainee)?,
+            State::Ready(p) => p.respond(&class_code, trainee)?,
+            State::Moving => return Err(SongpeiError::NotSetUp),
+        };
+        let text = resp.to_text();
+        let png = qr::render_png(&text, 8).map_err(songpei_core::Error::from)?;
+        Ok(QrImage { text, png })
+    }
+
+    /// On the coordinator's phone: takes a trainee's response or card and records the sign-in. A
+    /// card belongs to the last class code shown unless `class_id` and `day` name the sign-in.
+    pub fn accept(
+        &self,
+        text: String,
+        gps: Option<GpsFix>,
+        class_id: Option<String>,
+        day_: Option<String>,
+        kind: SignKind,
+    ) -> Result<SignInResult> {
+        let session = match (class_id, day_) {
+            (Some(c), Some(d)) => Some((
+                parse::<ClassId>(&c, Field::Class, Problem::BadFormat)?,
+                day(&d, Field::Day)?,
+                kind.into(),
+            )),
+            _ => None,
+        };
+        self.with(|p| {
+            Ok(match p.accept(&text, gps.map(Gps::from), session)? {
+                SignInOutcome::Recorded {
+                    attendance,
+                    trainee,
+                    class,
+                    time_verified,
+                    ..
+                } => SignInResult {
+                    recorded: true,
+                    attendance_id: Some(attendance.to_string()),
+                    trainee_id: trainee.to_string(),
+                    class_id: class.to_string(),
+                    time_verified,
+                },
+                SignInOutcome::AlreadyRecorded { trainee, class } => SignInResult {
+                    recorded: false,
+                    attendance_id: None,
+                    trainee_id: trainee.to_string(),
+                    class_id: class.to_string(),
+                    time_verified: true,
+                },
+            })
+        })
+    }
+
+    /// Syncs with the server the phone enrolled with (or `server`): as many round trips as needed.
+    pub async fn sync(self: Arc<Self>, server: Option<String>) -> Result<SyncSummary> {
+        blocking::unblock(move || {
+            self.with(|p| {
+                let server = match server {
+                    Some(s) => s,
+                    None => p.server_url()?.ok_or(SongpeiError::NotEnrolled)?,
+                };
+                let mut t = songpei_core::sync::http::HttpTransport::new(
+                    &server,
+                    std::time::Duration::from_secs(60),
+                );
+                let r = songpei_core::sync::engine::sync_with(
+                    p,
+                    &mut t,
+                    &SyncLimits::default(),
+                    &mut |_| {},
+                )?;
+                Ok(SyncSummary {
+                    round_trips: r.round_trips as u32,
+                    bytes_sent: r.bytes_sent as u64,
+                    bytes_received: r.bytes_received as u64,
+                    docs_pushed: r.docs_pushed as u32,
+                    docs_pulled: r.docs_pulled as u32,
+                    more: false,
+                })
+            })
+        })
+        .await
+    }
+
+    /// One sync round for the app's own HTTP client (OkHttp, URLSession, background schedulers).
+    /// `None` when the access token must be renewed first: POST `token_request_body()` to
+    /// `<server>/v1/auth/token` and pass the answer to `accept_token_response`.
+    pub fn prepare_sync(&self) -> Result<Option<PreparedSync>> {
+        self.with(|p| {
+            let Some(token) = p.access_token()? else {
+                return Ok(None);
+            };
+            let server = p.server_url()?.ok_or(SongpeiError::NotEnrolled)?;
+            let body = p.prepare_sync(&SyncLimits::default())?;
+            Ok(Some(PreparedSync {
+                url: format!("{}/v1/sync", server.trim_end_matches('/')),
+                body,
+                token,
+            }))
+        })
+    }
+
+    /// Applies the server's answer to the request from `prepare_sync`.
+    pub fn apply_sync_response(&self, body: Vec<u8>) -> Result<SyncSummary> {
+        self.with(|p| {
+            let r = p.apply_sync_response(&body, &SyncLimits::default())?;
+            Ok(SyncSummary {
+                round_trips: 1,
+                bytes_sent: 0,
+                bytes_received: body.len() as u64,
+                docs_pushed: r.docs_pushed as u32,
+                docs_pulled: r.docs_pulled as u32,
+                more: r.more,
+            })
+        })
+    }
+
+    /// The JSON body to POST to `<server>/v1/auth/token`, or `None` when the phone holds no
+    /// challenge (then use `sync`, which asks for one).
+    pub fn token_request_body(&self) -> Result<Option<Vec<u8>>> {
+        self.with(|p| {
+            Ok(p.token_request()?
+                .map(|r| serde_json::to_vec(&r).unwrap_or_default()))
+        })
+    }
+
+    /// Keeps the token the server answered.
+    pub fn accept_token_response(&self, body: Vec<u8>) -> Result<()> {
+        let resp: songpei_core::sync::auth::TokenResponse =
+            serde_json::from_slice(&body).map_err(|_| SongpeiError::Corrupt {
+                message: "the token answer could not be read".into(),
+            })?;
+        self.with(|p| Ok(p.accept_token(&resp)?))
+    }
+}
+
+/// Reads any songpei QR text.
+#[uniffi::export]
+pub fn scan(text: String) -> Result<ScannedCode> {
+    Ok(match qr::scan(&text).map_err(songpei_core::Error::from)? {
+        Scanned::ClassCode(c) => ScannedCode::ClassCode {
+            class_id: c.class.to_string(),
+            day: c.day.to_string(),
+            kind: match c.kind {
+                AttendanceKind::SignIn => SignKind::In,
+                AttendanceKind::SignOut => SignKind::Out,
+            },
+        },
+        Scanned::Response(r) => ScannedCode::Response {
+            trainee_id: r.trainee.to_string(),
+        },
+        Scanned::Card(c) => ScannedCode::Card {
+            trainee_id: c.trainee.to_string(),
+        },
+        Scanned::Enrollment { server, code } => ScannedCode::Enrollment { server, code },
+    })
+}
+
+/// Every QR code in a picture (PNG or JPEG), for platforms without a native scanner.
+#[uniffi::export]
+pub fn decode_image(image: Vec<u8>) -> Result<Vec<String>> {
+    Ok(qr::decode_image(&image).map_err(songpei_core::Error::from)?)
+}
+
+/// Every QR code in a greyscale camera frame (e.g. the Y plane of NV21), `width` × `height` bytes.
+#[uniffi::export]
+pub fn decode_frame(width: u32, height: u32, pixels: Vec<u8>) -> Result<Vec<String>> {
+    Ok(qr::decode_luma(width, height, &pixels).map_err(songpei_core::Error::from)?)
+}

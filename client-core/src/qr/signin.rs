@@ -406,6 +406,11 @@ impl<S: DocStore> Phone<S> {
         self.store.set_meta(&[(META_CARD_KEYS, &json)])
     }
 
+    /// Answers a class code with this phone's own key, as [`respond`] does on a bare store.
+    pub fn respond(&mut self, class_code: &str, trainee: Option<TraineeId>) -> Result<Response> {
+        respond(&mut self.store, class_code, trainee)
+    }
+
     /// The trainees enrolled in a class, for printing their cards.
     pub fn roster(&self, class: ClassId) -> Result<BTreeSet<TraineeId>> {
         Ok(self.class_row_or_err(class)?.enrolled.into_iter().collect())
