@@ -29,10 +29,10 @@ uniffi::setup_scaffolding!();
 #[derive(Debug, thiserror::Error, uniffi::Error)]
 pub enum SongpeiError {
     /// The input was refused; show the message (it names the field) and let the person correct it.
-    #[error("{message}")]
+    #[error("{reason}")]
     BadInput {
         /// What to tell the person.
-        message: String,
+        reason: String,
         /// The field refused, when one was.
         field: Option<String>,
     },
@@ -52,32 +52,32 @@ pub enum SongpeiError {
     #[error("the district office revoked this device")]
     Revoked,
     /// The server could not be reached, or asked to come back later: try again.
-    #[error("{message}")]
+    #[error("{reason}")]
     Network {
         /// What failed.
-        message: String,
+        reason: String,
     },
     /// The server refused the request.
-    #[error("the server refused ({status} {code}): {message}")]
+    #[error("the server refused ({status} {code}): {reason}")]
     Refused {
         /// HTTP status.
         status: u16,
         /// Stable machine-readable code.
         code: String,
-        /// Message.
-        message: String,
+        /// The server's message.
+        reason: String,
     },
     /// Stored or received data could not be read.
-    #[error("{message}")]
+    #[error("{reason}")]
     Corrupt {
         /// What.
-        message: String,
+        reason: String,
     },
     /// A bug or an environment failure.
-    #[error("{message}")]
+    #[error("{reason}")]
     Internal {
         /// What.
-        message: String,
+        reason: String,
     },
 }
 
@@ -90,13 +90,13 @@ impl From<songpei_core::Error> for SongpeiError {
                     songpei_core::Error::Invalid(i) => Some(i.field.as_str().to_owned()),
                     _ => None,
                 },
-                message,
+                reason: message,
             },
             ErrorKind::WrongKey => SongpeiError::WrongKey,
             ErrorKind::StorageFull => SongpeiError::StorageFull,
             ErrorKind::NotInitialised => SongpeiError::NotSetUp,
-            ErrorKind::Corrupt => SongpeiError::Corrupt { message },
-            ErrorKind::Internal => SongpeiError::Internal { message },
+            ErrorKind::Corrupt => SongpeiError::Corrupt { reason: message },
+            ErrorKind::Internal => SongpeiError::Internal { reason: message },
         }
     }
 }
@@ -120,10 +120,10 @@ impl From<SyncError> for SongpeiError {
             }) if !(status == 429 || status >= 500) => SongpeiError::Refused {
                 status,
                 code,
-                message,
+                reason: message,
             },
             other => SongpeiError::Network {
-                message: other.to_string(),
+                reason: other.to_string(),
             },
         }
     }
@@ -424,7 +424,7 @@ impl SongpeiPhone {
 
 fn internal(what: &str) -> SongpeiError {
     SongpeiError::Internal {
-        message: format!("{what} failed"),
+        reason: format!("{what} failed"),
     }
 }
 
@@ -876,7 +876,7 @@ impl SongpeiPhone {
     pub fn accept_token_response(&self, body: Vec<u8>) -> Result<()> {
         let resp: songpei_core::sync::auth::TokenResponse =
             serde_json::from_slice(&body).map_err(|_| SongpeiError::Corrupt {
-                message: "the token answer could not be read".into(),
+                reason: "the token answer could not be read".into(),
             })?;
         self.with(|p| Ok(p.accept_token(&resp)?))
     }
