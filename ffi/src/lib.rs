@@ -139,7 +139,7 @@ fn parse<T: std::str::FromStr>(s: &str, field: Field, problem: Problem) -> Resul
     s.trim().parse().map_err(|_| bad(field, problem))
 }
 
-fn day(s: &str, field: Field) -> Result<NaiveDate> {
+fn parse_day(s: &str, field: Field) -> Result<NaiveDate> {
     NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").map_err(|_| bad(field, Problem::BadFormat))
 }
 
@@ -525,12 +525,16 @@ impl SongpeiPhone {
     }
 
     /// Plans a class; returns its id.
-    pub fn create_class(&self, c: ClassInput) -> Result<String> {
-        let level = parse(&c.level, Field::Level, Problem::NotInCatalog)?;
-        let training_type = parse(&c.training_type, Field::TrainingType, Problem::NotInCatalog)?;
-        let first_day = day(&c.first_day, Field::FirstDay)?;
-        let last_day = day(&c.last_day, Field::LastDay)?;
-        let starts_at = c
+    pub fn create_class(&self, input: ClassInput) -> Result<String> {
+        let level = parse(&input.level, Field::Level, Problem::NotInCatalog)?;
+        let training_type = parse(
+            &input.training_type,
+            Field::TrainingType,
+            Problem::NotInCatalog,
+        )?;
+        let first_day = parse_day(&input.first_day, Field::FirstDay)?;
+        let last_day = parse_day(&input.last_day, Field::LastDay)?;
+        let starts_at = input
             .starts_at
             .as_deref()
             .map(|t| {
@@ -538,27 +542,27 @@ impl SongpeiPhone {
                     .map_err(|_| bad(Field::StartsAt, Problem::BadFormat))
             })
             .transpose()?;
-        let venue = c.venue.map(|name| Venue {
+        let venue = input.venue.map(|name| Venue {
             name,
-            gps: c.venue_gps.map(Gps::from),
+            gps: input.venue_gps.map(Gps::from),
         });
         self.with(|p| {
             Ok(p.create_class(NewClass {
-                title: c.title,
-                village: c.village,
-                occupation: c.occupation,
+                title: input.title,
+                village: input.village,
+                occupation: input.occupation,
                 level,
                 training_type,
-                subsidised: c.subsidised,
-                institution: c.institution,
-                instructors: c.instructors,
+                subsidised: input.subsidised,
+                institution: input.institution,
+                instructors: input.instructors,
                 venue,
                 first_day,
                 last_day,
-                daily_hours: c.daily_hours,
+                daily_hours: input.daily_hours,
                 starts_at,
-                sign_out_required: c.sign_out_required,
-                planned_size: c.planned_size,
+                sign_out_required: input.sign_out_required,
+                planned_size: input.planned_size,
             })?
             .to_string())
         })
@@ -583,8 +587,8 @@ impl SongpeiPhone {
     }
 
     /// Registers a trainee; returns the id.
-    pub fn add_trainee(&self, t: TraineeInput) -> Result<String> {
-        let household = match (&t.household_id, &t.new_household_poverty) {
+    pub fn add_trainee(&self, input: TraineeInput) -> Result<String> {
+        let household = match (&input.household_id, &input.new_household_poverty) {
             (Some(h), _) => HouseholdChoice::Existing(parse::<HouseholdId>(
                 h,
                 Field::Household,
@@ -595,21 +599,21 @@ impl SongpeiPhone {
             }
             (None, None) => HouseholdChoice::None,
         };
-        let key_groups = t
+        let key_groups = input
             .key_groups
             .iter()
             .map(|g| parse(g, Field::KeyGroup, Problem::NotInCatalog))
             .collect::<Result<Vec<_>>>()?;
         self.with(|p| {
             Ok(p.add_trainee(NewTrainee {
-                name: t.name,
-                id_number: t.id_number,
-                phone: t.phone,
-                village: t.village,
+                name: input.name,
+                id_number: input.id_number,
+                phone: input.phone,
+                village: input.village,
                 household,
                 key_groups,
-                training_wish: t.training_wish,
-                consent_at_ms: t.consent_at_ms,
+                training_wish: input.training_wish,
+                consent_at_ms: input.consent_at_ms,
             })?
             .to_string())
         })
@@ -636,14 +640,14 @@ impl SongpeiPhone {
         &self,
         class_id: String,
         trainee_id: String,
-        day_: String,
+        day: String,
         kind: SignKind,
         reason: String,
         gps: Option<GpsFix>,
     ) -> Result<String> {
         let class = parse(&class_id, Field::Class, Problem::BadFormat)?;
         let trainee = parse(&trainee_id, Field::Trainee, Problem::BadFormat)?;
-        let day = day(&day_, Field::Day)?;
+        let day = parse_day(&day, Field::Day)?;
         self.with(|p| {
             Ok(p.record_attendance(NewAttendance {
                 class,
@@ -727,9 +731,9 @@ impl SongpeiPhone {
     }
 
     /// The class code to show now (it changes every 10 seconds), as text and PNG.
-    pub fn class_code(&self, class_id: String, day_: String, kind: SignKind) -> Result<QrImage> {
+    pub fn class_code(&self, class_id: String, day: String, kind: SignKind) -> Result<QrImage> {
         let class = parse(&class_id, Field::Class, Problem::BadFormat)?;
-        let day = day(&day_, Field::Day)?;
+        let day = parse_day(&day, Field::Day)?;
         self.with(|p| {
             let text = p.class_code(class, day, kind.into())?.to_text();
             let png = qr::render_png(&text, 8).map_err(songpei_core::Error::from)?;
@@ -762,13 +766,13 @@ impl SongpeiPhone {
         text: String,
         gps: Option<GpsFix>,
         class_id: Option<String>,
-        day_: Option<String>,
+        day: Option<String>,
         kind: SignKind,
     ) -> Result<SignInResult> {
-        let session = match (class_id, day_) {
+        let session = match (class_id, day) {
             (Some(c), Some(d)) => Some((
                 parse::<ClassId>(&c, Field::Class, Problem::BadFormat)?,
-                day(&d, Field::Day)?,
+                parse_day(&d, Field::Day)?,
                 kind.into(),
             )),
             _ => None,
