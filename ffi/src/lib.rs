@@ -4,6 +4,8 @@
 //! `YYYY-MM-DD`, ids as UUID strings. Calls that wait on the network are async and run on a thread
 //! of their own, so an app's executor is never blocked.
 
+#![forbid(unsafe_code)]
+
 use std::sync::{Arc, Mutex};
 
 use chrono::NaiveDate;
