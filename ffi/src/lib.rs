@@ -717,6 +717,21 @@ impl SongpeiPhone {
         })
     }
 
+    /// A trainee as JSON, masked unless `reveal` (for checking against the ID card): household,
+    /// poverty status, key groups, classes with their subsidy decisions, conflicts.
+    pub fn trainee_view_json(&self, trainee_id: String, reveal: bool) -> Result<String> {
+        let trainee = parse(&trainee_id, Field::Trainee, Problem::BadFormat)?;
+        self.with(|p| {
+            let v = p.trainee_view(trainee, reveal)?;
+            serde_json::to_string(&v).map_err(|_| internal("writing the view"))
+        })
+    }
+
+    /// Finds a trainee by ID number (through the blind index).
+    pub fn find_trainee(&self, id_number: String) -> Result<Option<String>> {
+        self.with(|p| Ok(p.find_trainee(&id_number)?.map(|t| t.to_string())))
+    }
+
     /// Values edited on two phones at once.
     pub fn conflicts(&self) -> Result<Vec<ConflictInfo>> {
         self.with(|p| {

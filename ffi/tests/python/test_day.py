@@ -91,6 +91,10 @@ def test_a_whole_day(server, tmp):
     assert decision.subsidised and decision.decision == "subsidised"
     assert (decision.year, decision.nth) == (int(day[:4]), 1)
     coord.enrol(cls, t2)
+    assert coord.find_trainee(ID_NUMBER) == t1
+    masked = json.loads(coord.trainee_view_json(t1, False))
+    assert masked["id_number"] != ID_NUMBER and masked["poverty_status"] == "lifted"
+    assert json.loads(coord.trainee_view_json(t1, True))["id_number"] == ID_NUMBER
     summary = asyncio.run(coord.sync(None))
     assert summary.docs_pushed >= 4
 
