@@ -28,7 +28,9 @@ pub use image::{
     CARDS_PER_SHEET, CardCaption, SYSTEM_FONTS, decode_image, decode_luma, render_card_sheet,
     render_png, sheet_path,
 };
-pub use signin::{CLASS_CODE_SLOT_MS, RESPONSE_WINDOW_MS, Scanned, SignInOutcome, respond, scan};
+pub use signin::{
+    CLASS_CODE_SLOT_MS, RESPONSE_WINDOW_MS, Scanned, SignInOutcome, respond, scan, slot_of,
+};
 
 use chrono::NaiveDate;
 use sha2::{Digest, Sha256};
@@ -305,7 +307,8 @@ impl Cursor<'_> {
 
     fn day(&mut self) -> Result<NaiveDate, QrError> {
         let d = i32::from_be_bytes(self.take());
-        NaiveDate::from_num_days_from_ce_opt(d.checked_add(EPOCH_CE_DAYS).unwrap_or(-1))
+        d.checked_add(EPOCH_CE_DAYS)
+            .and_then(NaiveDate::from_num_days_from_ce_opt)
             .ok_or(QrError::Malformed("date"))
     }
 }
@@ -425,6 +428,12 @@ impl Response {
     /// Identifies the responding phone: the first 16 bytes of SHA-256 of its public key, hex.
     pub fn responder(&self) -> String {
         hex::encode(&hash(&self.public_key)[..16])
+    }
+
+    /// SHA-256 of everything but the signature: the same for every valid signature of one
+    /// response, so a re-signed or altered signature cannot make a replay look new.
+    pub fn id(&self) -> [u8; 32] {
+        hash(&self.unsigned())
     }
 
     /// The response's bytes.
@@ -547,3 +556,6 @@ impl CardScan<'_> {
         device::verify(public_key, CARD_SCAN_PURPOSE, &refs, signature)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -16,6 +16,7 @@ use std::collections::BTreeSet;
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
+use sha2::Digest;
 
 use super::{Card, CardScan, ClassCode, Code, QrError, Response};
 use crate::domain::{AttendanceKind, AttendanceMethod, Gps};
@@ -173,6 +174,17 @@ pub enum SignInOutcome {
     },
 }
 
+/// The slot a class code carries: the top 12 bits tag the boot (from its id), the low 20 bits
+/// count 10-second slots since boot (121 days, then they wrap). A code shown after a restart thus
+/// differs from the one shown in the same slot of an earlier boot, and no response made to the
+/// earlier one can be taken for the new one.
+pub fn slot_of(boot: &str, uptime_ms: i64) -> u32 {
+    let tag = sha2::Sha256::digest(boot.as_bytes());
+    let tag = (u32::from(tag[0]) << 4) | u32::from(tag[1] >> 4);
+    let count = (uptime_ms.max(0) / CLASS_CODE_SLOT_MS) as u64 & 0xF_FFFF;
+    (tag << 20) | count as u32
+}
+
 impl<S: DocStore> Phone<S> {
     /// The class code to show now for signing in (or out) of `class` on `day`. The same code is
     /// returned throughout a 10-second slot of the time since boot, then a new one.
@@ -190,7 +202,7 @@ impl<S: DocStore> Phone<S> {
             return Err(Invalid::new(Field::Day, Problem::NotATrainingDay).into());
         }
         let up = self.clock().uptime().ok_or(QrError::NoUptime)?;
-        let slot = u32::try_from(up.ms / CLASS_CODE_SLOT_MS).unwrap_or(u32::MAX);
+        let slot = slot_of(&up.boot, up.ms);
         let key = crate::sync::auth::device_key_or_new(&mut self.store)?;
         let code = ClassCode::sign(&key, self.profile().device, class, day, kind, slot);
         let text = code.to_text();
