@@ -9,6 +9,7 @@
 
 pub mod class;
 pub mod household;
+pub mod review;
 pub mod trainee;
 
 use std::fmt;

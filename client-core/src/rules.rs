@@ -166,7 +166,8 @@ impl SubsidyFacts {
         }
     }
 
-    fn occupation_key(&self) -> String {
+    /// The occupation as compared by the once-per-occupation-and-level rule: cleaned, lower case.
+    pub fn occupation_key(&self) -> String {
         clean_text(&self.occupation).to_lowercase()
     }
 

@@ -266,9 +266,10 @@ pub fn add_village(
 }
 
 /// A CSV row that could not be imported.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct CsvProblem {
     /// 1-based line number.
+    #[serde(rename = "row")]
     pub line: usize,
     /// What is wrong.
     pub problem: String,
@@ -502,7 +503,10 @@ fn write_villages(
     Ok(())
 }
 
-fn account_by_username(conn: &Connection, username: &str) -> Result<(String, Role), AccountError> {
+pub(crate) fn account_by_username(
+    conn: &Connection,
+    username: &str,
+) -> Result<(String, Role), AccountError> {
     let row: Option<(String, String)> = conn
         .query_row(
             "SELECT id, role FROM accounts WHERE username = ?1",

@@ -39,7 +39,7 @@ struct Claims {
     exp: i64,
 }
 
-fn mac(key: &[u8; 32], payload: &str) -> Vec<u8> {
+pub(crate) fn mac(key: &[u8; 32], payload: &str) -> Vec<u8> {
     // HMAC takes keys of any length.
     let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
     m.update(payload.as_bytes());

@@ -68,6 +68,22 @@ pub enum ApiError {
     /// What the request names is not on the server.
     #[error("{0}")]
     NotFound(String),
+    /// A field of a request from the district office is not valid; the body names the field.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The field, as named in the request.
+        field: String,
+        /// What is wrong, with what to do.
+        message: String,
+    },
+    /// A CSV upload has rows that cannot be taken; nothing was imported.
+    #[error("{message}")]
+    BadCsv {
+        /// Summary.
+        message: String,
+        /// Every row's problem.
+        problems: Vec<crate::accounts::CsvProblem>,
+    },
     /// A bug.
     #[error("internal error")]
     Internal,
@@ -93,6 +109,8 @@ impl ApiError {
             ApiError::RateLimited(_) => "rate_limited",
             ApiError::NotInitialised => "not_initialised",
             ApiError::NotFound(_) => "not_found",
+            ApiError::Invalid { .. } => "bad_input",
+            ApiError::BadCsv { .. } => "bad_csv",
             ApiError::Internal => "internal",
         }
     }
@@ -104,7 +122,10 @@ impl ApiError {
             | ApiError::BodyTooLarge(_)
             | ApiError::DocumentTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Wire(WireError::NotCompressed) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Wire(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Wire(_)
+            | ApiError::BadRequest(_)
+            | ApiError::Invalid { .. }
+            | ApiError::BadCsv { .. } => StatusCode::BAD_REQUEST,
             ApiError::Changes {
                 err: ChangesError::TooManyChanges { .. } | ChangesError::TooManyOps { .. },
                 ..
@@ -150,10 +171,21 @@ impl From<crate::accounts::AccountError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let body = Json(serde_json::json!({
+        let mut body = serde_json::json!({
             "code": self.code(),
             "message": self.to_string(),
-        }));
+        });
+        match &self {
+            ApiError::Invalid { field, message } => {
+                body["field"] = field.as_str().into();
+                body["message"] = message.as_str().into();
+            }
+            ApiError::BadCsv { problems, .. } => {
+                body["problems"] = serde_json::to_value(problems).unwrap_or_default();
+            }
+            _ => {}
+        }
+        let body = Json(body);
         let mut resp = (status, body).into_response();
         if let ApiError::RateLimited(secs) = &self {
             if let Ok(v) = HeaderValue::from_str(&secs.max(&1).to_string()) {
@@ -166,5 +198,14 @@ impl IntoResponse for ApiError {
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
         }
         resp
+    }
+}
+
+impl From<songpei_core::validate::Invalid> for ApiError {
+    fn from(e: songpei_core::validate::Invalid) -> Self {
+        ApiError::Invalid {
+            field: e.field.as_str().to_owned(),
+            message: e.problem.to_string(),
+        }
     }
 }

@@ -7,12 +7,14 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod api;
 pub mod audit;
 mod auth;
 pub mod config;
 pub mod error;
 mod projection;
 pub mod ratelimit;
+pub mod review;
 pub mod signin;
 pub mod store;
 mod sync;
@@ -49,6 +51,9 @@ pub struct AppState {
     pub token_key: [u8; 32],
     /// Rate limits.
     pub rate: Arc<ratelimit::RateLimits>,
+    /// The actor of the server's own changes (review decisions): new each start, so two processes
+    /// never write under one actor.
+    pub actor: automerge::ActorId,
 }
 
 /// Reads a 32-byte key from the data folder, creating it (readable by the owner only) on first
@@ -96,6 +101,7 @@ impl AppState {
             config: Arc::new(config),
             blind_key,
             token_key,
+            actor: automerge::ActorId::random(),
         })
     }
 }
@@ -225,6 +231,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/auth/challenge", post(auth::challenge_handler))
         .route("/v1/auth/token", post(auth::token_handler))
         .route("/v1/cards", post(cards_handler))
+        .merge(api::routes())
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -1,18 +1,31 @@
 //! Typed rows projected from a document for the district's reports, written in the same transaction
 //! as the merge that changed it. Personal data is reduced to a blind index and masks.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use automerge::Automerge;
 use chrono::Datelike;
-use rusqlite::{Transaction, params};
+use rusqlite::{OptionalExtension, Transaction, params};
 use songpei_core::blind_index::BlindIndexKey;
-use songpei_core::doc::{self, DocKind, Header};
+use songpei_core::doc::review::{self, Decision, Review};
+use songpei_core::doc::{self, Conflict, DocKind, Header};
 use songpei_core::rules;
 
 use crate::error::ApiError;
 
-/// The rows of one document.
+/// The rows of one document: its own, and the review decisions and conflicts it holds.
 #[derive(Debug)]
-pub(crate) enum Projection {
+pub(crate) struct Projection {
+    doc: String,
+    kind: DocKind,
+    village: String,
+    rows: Rows,
+    reviews: BTreeMap<String, Review>,
+    conflicts: Vec<Conflict>,
+}
+
+#[derive(Debug)]
+enum Rows {
     Class(ClassRows),
     Trainee(TraineeRow),
     Household(HouseholdRow),
@@ -72,10 +85,11 @@ pub(crate) fn project(
     key: &BlindIndexKey,
 ) -> Result<Projection, ApiError> {
     let id = header.id.uuid();
-    Ok(match header.kind {
+    let reviews = review::read(d, header.id).map_err(schema)?;
+    let (rows, conflicts) = match header.kind {
         DocKind::Class => {
-            let (c, _) = doc::class::read(d, id.into()).map_err(schema)?;
-            Projection::Class(ClassRows {
+            let (c, conflicts) = doc::class::read(d, id.into()).map_err(schema)?;
+            let rows = Rows::Class(ClassRows {
                 id: c.id.to_string(),
                 district: c.district.to_string(),
                 village: c.village.to_string(),
@@ -94,11 +108,12 @@ pub(crate) fn project(
                 title: c.title.clone(),
                 occupation: c.occupation.clone(),
                 class: Box::new(c),
-            })
+            });
+            (rows, conflicts)
         }
         DocKind::Trainee => {
-            let (t, _) = doc::trainee::read(d, id.into()).map_err(schema)?;
-            Projection::Trainee(TraineeRow {
+            let (t, conflicts) = doc::trainee::read(d, id.into()).map_err(schema)?;
+            let rows = Rows::Trainee(TraineeRow {
                 id: t.id.to_string(),
                 district: t.district.to_string(),
                 village: t.village.to_string(),
@@ -118,28 +133,47 @@ pub(crate) fn project(
                     .map(|g| g.code())
                     .collect::<Vec<_>>()
                     .join(","),
-            })
+            });
+            (rows, conflicts)
         }
         DocKind::Household => {
-            let (h, _) = doc::household::read(d, id.into()).map_err(schema)?;
-            Projection::Household(HouseholdRow {
+            let (h, conflicts) = doc::household::read(d, id.into()).map_err(schema)?;
+            let rows = Rows::Household(HouseholdRow {
                 id: h.id.to_string(),
                 district: h.district.to_string(),
                 village: h.village.to_string(),
                 poverty_status: h.poverty_status.code(),
-            })
+            });
+            (rows, conflicts)
         }
+    };
+    Ok(Projection {
+        doc: header.id.to_string(),
+        kind: header.kind,
+        village: header.village.to_string(),
+        rows,
+        reviews,
+        conflicts,
     })
 }
 
 /// Replaces the document's rows. A class's new attendance records are checked first
-/// ([`crate::signin::check_class`]); records that fail or wait for review do not count for pay.
+/// ([`crate::signin::check_class`]); records that fail or wait for review do not count for pay
+/// until the district accepts them, and records the district rejects never count.
 pub(crate) fn write(tx: &Transaction<'_>, p: &Projection, now_ms: i64) -> rusqlite::Result<()> {
-    match p {
-        Projection::Class(c) => {
-            let held = crate::signin::check_class(tx, &c.class, now_ms)?;
+    write_reviews(tx, p)?;
+    match &p.rows {
+        Rows::Class(c) => {
+            let mut held = crate::signin::check_class(tx, &c.class, now_ms)?;
+            for (subject, r) in &p.reviews {
+                match r.decision {
+                    Decision::Accepted => held.remove(subject),
+                    Decision::Rejected => held.insert(subject.clone()),
+                };
+            }
             let by_day =
                 rules::attendance_by_day_where(&c.class, |a| !held.contains(&a.id.to_string()));
+            let before = subsidy_facts(tx, &c.id)?;
             tx.execute(
                 "INSERT OR REPLACE INTO p_classes (id, district, village, title, status, occupation, \
                  level, training_type, subsidised, first_day, last_day, sign_out_required) \
@@ -183,8 +217,29 @@ pub(crate) fn write(tx: &Transaction<'_>, p: &Projection, now_ms: i64) -> rusqli
                     ])?;
                 }
             }
+            let roster: BTreeSet<String> = c.enrolments.iter().map(|(t, _)| t.clone()).collect();
+            let decided: BTreeSet<String> = tx
+                .prepare_cached("SELECT trainee_id FROM p_subsidies WHERE class_id = ?1")?
+                .query_map([&c.id], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            if before != subsidy_facts(tx, &c.id)? || roster != decided {
+                let mut people: BTreeSet<Vec<u8>> = BTreeSet::new();
+                for t in roster.iter().chain(decided.iter()) {
+                    people.insert(person_of(tx, t)?);
+                }
+                for person in people {
+                    decide_person(tx, &person)?;
+                }
+            }
         }
-        Projection::Trainee(t) => {
+        Rows::Trainee(t) => {
+            let old: Option<Vec<u8>> = tx
+                .query_row(
+                    "SELECT blind_index FROM p_trainees WHERE id = ?1",
+                    [&t.id],
+                    |r| r.get(0),
+                )
+                .optional()?;
             tx.execute(
                 "INSERT OR REPLACE INTO p_trainees (id, district, village, blind_index, name_masked, \
                  id_masked, phone_masked, sex, birth_year, household, key_groups) \
@@ -203,14 +258,196 @@ pub(crate) fn write(tx: &Transaction<'_>, p: &Projection, now_ms: i64) -> rusqli
                     t.key_groups
                 ],
             )?;
+            if old.as_deref() != Some(&t.blind_index[..]) {
+                // The person behind this trainee is known now, or changed (a corrected ID number):
+                // decide the one it was, then the one it is (whose trainees include this one, so
+                // rows kept under the trainee id alone go too).
+                if let Some(old) = old {
+                    decide_person(tx, &old)?;
+                }
+                decide_person(tx, &t.blind_index)?;
+            }
         }
-        Projection::Household(h) => {
+        Rows::Household(h) => {
             tx.execute(
                 "INSERT OR REPLACE INTO p_households (id, district, village, poverty_status) \
                  VALUES (?1, ?2, ?3, ?4)",
                 params![h.id, h.district, h.village, h.poverty_status],
             )?;
         }
+    }
+    Ok(())
+}
+
+/// Replaces the document's review decisions and conflicts.
+fn write_reviews(tx: &Transaction<'_>, p: &Projection) -> rusqlite::Result<()> {
+    tx.execute("DELETE FROM p_reviews WHERE doc_id = ?1", [&p.doc])?;
+    let mut ins = tx.prepare_cached(
+        "INSERT INTO p_reviews (doc_id, subject, decision, reason, reviewer, at_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for (subject, r) in &p.reviews {
+        ins.execute(params![
+            p.doc,
+            subject,
+            r.decision.code(),
+            r.reason,
+            r.reviewer,
+            r.at_ms
+        ])?;
+    }
+    tx.execute("DELETE FROM p_conflicts WHERE doc_id = ?1", [&p.doc])?;
+    let mut ins = tx.prepare_cached(
+        "INSERT OR REPLACE INTO p_conflicts (doc_id, kind, village, path, winner, vals)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for c in &p.conflicts {
+        let values = serde_json::to_string(&c.values).unwrap_or_else(|_| "[]".into());
+        ins.execute(params![
+            p.doc,
+            p.kind.code(),
+            p.village,
+            c.path,
+            c.winner,
+            values
+        ])?;
+    }
+    Ok(())
+}
+
+/// Subsidised, occupation, level, first day and status of a projected class.
+type ClassFacts = (bool, String, String, String, String);
+
+/// What the subsidy rules read of a class, as projected, to tell whether it changed.
+fn subsidy_facts(tx: &Transaction<'_>, class: &str) -> rusqlite::Result<Option<ClassFacts>> {
+    tx.prepare_cached(
+        "SELECT subsidised, occupation, level, first_day, status FROM p_classes WHERE id = ?1",
+    )?
+    .query_row([class], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+    })
+    .optional()
+}
+
+/// The person a trainee record stands for: the blind index of the ID number once the trainee's
+/// document has arrived, else the trainee id's bytes (the record then stands for itself).
+fn person_of(tx: &Transaction<'_>, trainee: &str) -> rusqlite::Result<Vec<u8>> {
+    Ok(tx
+        .prepare_cached("SELECT blind_index FROM p_trainees WHERE id = ?1")?
+        .query_row([trainee], |r| r.get(0))
+        .optional()?
+        .unwrap_or_else(|| trainee.as_bytes().to_vec()))
+}
+
+/// Decides again every place of one person, across villages, and replaces their rows. The rows
+/// are deleted before any is written, so the unique indexes of `p_subsidies` see only the new
+/// decisions; a decision that would break them (a fourth subsidised class in a year, an occupation
+/// and level subsidised twice) fails the merge's transaction instead of being stored.
+pub(crate) fn decide_person(tx: &Transaction<'_>, person: &[u8]) -> rusqlite::Result<()> {
+    let mut trainees: Vec<String> = tx
+        .prepare_cached("SELECT id FROM p_trainees WHERE blind_index = ?1")?
+        .query_map([person], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    if trainees.is_empty()
+        && let Ok(own) = std::str::from_utf8(person)
+    {
+        trainees.push(own.to_owned());
+    }
+    let mut places: Vec<(String, String, rules::SubsidyFacts)> = Vec::new();
+    let mut stmt = tx.prepare_cached(
+        "SELECT c.id, c.subsidised, c.occupation, c.level, c.first_day, c.status
+         FROM p_enrolments e JOIN p_classes c ON c.id = e.class_id WHERE e.trainee_id = ?1",
+    )?;
+    for t in &trainees {
+        let rows = stmt.query_map([t], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, bool>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+            ))
+        })?;
+        for row in rows {
+            let (class, subsidised, occupation, level, first_day, status) = row?;
+            let (Ok(id), Ok(level), Ok(first_day), Ok(status)) = (
+                class.parse(),
+                level.parse(),
+                first_day.parse(),
+                status.parse(),
+            ) else {
+                continue;
+            };
+            places.push((
+                class,
+                t.clone(),
+                rules::SubsidyFacts {
+                    class: id,
+                    subsidised,
+                    occupation,
+                    level,
+                    first_day,
+                    status,
+                },
+            ));
+        }
+    }
+    tx.prepare_cached("DELETE FROM p_subsidies WHERE person = ?1")?
+        .execute([person])?;
+    let mut del = tx.prepare_cached("DELETE FROM p_subsidies WHERE trainee_id = ?1")?;
+    for t in &trainees {
+        del.execute([t])?;
+    }
+    let facts: Vec<rules::SubsidyFacts> = places
+        .iter()
+        .map(|(_, _, f)| (f.class, f.clone()))
+        .collect::<BTreeMap<_, _>>()
+        .into_values()
+        .collect();
+    let decisions = rules::decide_subsidies(&facts, &rules::PolicyTable::default());
+    let mut ins = tx.prepare_cached(
+        "INSERT OR REPLACE INTO p_subsidies (class_id, trainee_id, person, year, occupation_key,
+         level, decision, nth, cap, earlier_class) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?;
+    let mut seen = BTreeSet::new();
+    for (class, trainee, f) in &places {
+        let Some(d) = decisions.get(&f.class) else {
+            continue;
+        };
+        // One person registered twice and enrolled twice in one class: the second place is the
+        // same training, so it is not subsidised again.
+        let again = rules::SubsidyDecision::SameOccupationAndLevel { earlier: f.class };
+        let d = if seen.insert(f.class) { d } else { &again };
+        let (code, nth, cap, earlier) = match d {
+            rules::SubsidyDecision::ClassNotSubsidised => {
+                ("class_not_subsidised", None, None, None)
+            }
+            rules::SubsidyDecision::Subsidised { nth, .. } => {
+                ("subsidised", Some(*nth), None, None)
+            }
+            rules::SubsidyDecision::YearCapReached { cap, .. } => {
+                ("year_cap_reached", None, Some(*cap), None)
+            }
+            rules::SubsidyDecision::SameOccupationAndLevel { earlier } => (
+                "same_occupation_and_level",
+                None,
+                None,
+                Some(earlier.to_string()),
+            ),
+        };
+        ins.execute(params![
+            class,
+            trainee,
+            person,
+            f.first_day.year(),
+            f.occupation_key(),
+            f.level.code(),
+            code,
+            nth,
+            cap,
+            earlier
+        ])?;
     }
     Ok(())
 }

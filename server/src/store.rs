@@ -19,6 +19,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("migrations/002_projections.sql")),
     (3, include_str!("migrations/003_accounts.sql")),
     (4, include_str!("migrations/004_signin.sql")),
+    (5, include_str!("migrations/005_district_office.sql")),
 ];
 
 /// `kind, district, village, snapshot, ops, chunk_count` of a stored document.
@@ -227,12 +228,13 @@ impl ServerStore {
         }))
     }
 
-    /// Writes every merged document, its feed entry and projection, and the request record, in one
-    /// transaction. Nothing is acknowledged before this returns.
+    /// Writes every merged document, its feed entry and projection, and the request record (none
+    /// for the server's own changes), in one transaction. Nothing is acknowledged before this
+    /// returns.
     pub(crate) fn commit(
         &mut self,
         docs: &[DocCommit],
-        request: &RequestRecord,
+        request: Option<&RequestRecord>,
         audit: &[crate::audit::Entry],
         now_ms: i64,
     ) -> rusqlite::Result<()> {
@@ -269,10 +271,12 @@ impl ServerStore {
             )?;
             projection::write(&tx, &d.projection, now_ms)?;
         }
-        tx.execute(
-            "INSERT INTO requests (device, request_id, body_hash, acks, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![request.device, &request.request_id[..], &request.body_hash[..], request.acks, now_ms],
-        )?;
+        if let Some(request) = request {
+            tx.execute(
+                "INSERT INTO requests (device, request_id, body_hash, acks, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![request.device, &request.request_id[..], &request.body_hash[..], request.acks, now_ms],
+            )?;
+        }
         crate::audit::append(&tx, now_ms, audit)?;
         tx.commit()?;
         for d in docs {

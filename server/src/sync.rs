@@ -269,7 +269,7 @@ fn merge_pushes(
         .collect();
     if let Err(e) = store.commit(
         &commits,
-        &record,
+        Some(&record),
         &audit,
         chrono::Utc::now().timestamp_millis(),
     ) {

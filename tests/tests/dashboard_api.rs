@@ -1,0 +1,380 @@
+//! The district office's JSON API end to end, against the real server on a socket with a CLI phone:
+//! sign-in and roles, the overview's person-times against an imported target, the class page's
+//! payable days and allowance, a flag accepted with a reason (written into the class document,
+//! paid, and synced back to the phone), a conflict decided, trainee lookup and audited unmasking,
+//! targets refused row by row, and the OpenAPI description.
+
+use songpei_tests::{CliPhone, ServerProcess, VILLAGE_A, id_number};
+
+/// A browser-like client that keeps the session cookie.
+struct Browser {
+    agent: ureq::Agent,
+    base: String,
+    cookie: Option<String>,
+}
+
+struct Reply {
+    status: u16,
+    json: serde_json::Value,
+    headers: Vec<(String, String)>,
+}
+
+impl Browser {
+    fn new(base: &str) -> Self {
+        Self {
+            agent: ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .build()
+                .into(),
+            base: base.to_owned(),
+            cookie: None,
+        }
+    }
+
+    fn finish(&mut self, resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Reply {
+        let mut resp = resp.expect("server answers");
+        let status = resp.status().as_u16();
+        let headers: Vec<(String, String)> = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
+            .collect();
+        for (k, v) in &headers {
+            if k == "set-cookie" {
+                let pair = v.split(';').next().unwrap_or("").to_owned();
+                self.cookie = pair
+                    .split_once('=')
+                    .filter(|(_, val)| !val.is_empty())
+                    .map(|_| pair.clone());
+            }
+        }
+        let body = resp.body_mut().read_to_vec().unwrap_or_default();
+        let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+        Reply {
+            status,
+            json,
+            headers,
+        }
+    }
+
+    fn get(&mut self, path: &str) -> Reply {
+        let mut req = self.agent.get(format!("{}{path}", self.base));
+        if let Some(c) = &self.cookie {
+            req = req.header("Cookie", c);
+        }
+        let r = req.call();
+        self.finish(r)
+    }
+
+    fn post(&mut self, path: &str, content_type: &str, body: &str) -> Reply {
+        let mut req = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .header("Content-Type", content_type);
+        if let Some(c) = &self.cookie {
+            req = req.header("Cookie", c);
+        }
+        let r = req.send(body.as_bytes());
+        self.finish(r)
+    }
+
+    fn json(&mut self, path: &str, body: serde_json::Value) -> Reply {
+        self.post(path, "application/json", &body.to_string())
+    }
+
+    fn login(&mut self, username: &str, password: &str) -> Reply {
+        self.json(
+            "/api/v1/login",
+            serde_json::json!({"username": username, "password": password}),
+        )
+    }
+}
+
+fn account(server: &ServerProcess, username: &str, role: &str) -> String {
+    let out = server.admin_ok(&["account", "add", "--username", username, "--role", role]);
+    out.lines()
+        .find_map(|l| l.strip_prefix("password (shown once): "))
+        .unwrap_or_else(|| panic!("no password in {out}"))
+        .trim()
+        .to_owned()
+}
+
+fn audit_actions(server: &ServerProcess) -> Vec<(String, String, String)> {
+    let conn = rusqlite::Connection::open_with_flags(
+        server.data.join("songpei-server.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("open db");
+    conn.prepare("SELECT actor, action, detail FROM audit ORDER BY seq")
+        .expect("prepare")
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+}
+
+#[test]
+fn the_district_office_reviews_pays_and_reports_through_the_api() {
+    let server = ServerProcess::start();
+    let admin_pw = account(&server, "office", "district_admin");
+    let viewer_pw = account(&server, "reader", "district_viewer");
+    let phone = CliPhone::new();
+    server.enroll(&phone, &[VILLAGE_A]);
+
+    // A three-day subsidised class from 2026-03-02 with two trainees, one from a 脱贫户 household.
+    let class = phone.class(3, &["--subsidised"]);
+    let poor_id = id_number("45080219850312002");
+    let poor = phone.trainee("张秀英", &poor_id, &["--poverty", "脱贫户"]);
+    let other = phone.trainee("李明", &id_number("45080219900101001"), &[]);
+    for t in [&poor, &other] {
+        phone.ok(&["enrol", &class, t]);
+    }
+    phone.ok(&["sync"]);
+    // Entered by hand today for days in March: the server flags each as outside the class's hours,
+    // and holds its pay until the district decides.
+    for day in ["2026-03-02", "2026-03-03"] {
+        for t in [&poor, &other] {
+            phone.ok(&["attend", &class, t, "--day", day, "--in"]);
+        }
+    }
+    phone.ok(&["complete", &class, &poor, "--result", "passed"]);
+    phone.ok(&["complete", &class, &other, "--result", "failed"]);
+    phone.ok(&["class", "close", &class]);
+    phone.ok(&["sync"]);
+
+    let mut b = Browser::new(&server.url);
+    // Signing in: wrong password, a coordinator, then the admin.
+    assert_eq!(b.get("/api/v1/overview").status, 401);
+    let bad = b.login("office", "not-the-password");
+    assert_eq!(
+        (bad.status, bad.json["code"].as_str()),
+        (401, Some("bad_credentials"))
+    );
+    let ok = b.login("office", &admin_pw);
+    assert_eq!(ok.status, 200, "{}", ok.json);
+    assert_eq!(ok.json["role"], "district_admin");
+    assert_eq!(ok.json["district"]["code"], "450802");
+    let cookie = ok
+        .headers
+        .iter()
+        .find(|(k, _)| k == "set-cookie")
+        .map(|(_, v)| v.clone())
+        .expect("cookie");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    assert_eq!(b.get("/api/v1/me").json["username"], "office");
+
+    // Targets: a table shaped like the city's, one bad row refuses the whole upload.
+    let bad_csv = "区域,三年计划总目标,2019年,2020年,2021年\n港北区,19200,4800,7200,7200\n平南县,24000,6000,九千,9000\n";
+    let r = b.post("/api/v1/targets", "text/csv", bad_csv);
+    assert_eq!(
+        (r.status, r.json["code"].as_str()),
+        (400, Some("bad_csv")),
+        "{}",
+        r.json
+    );
+    assert_eq!(r.json["problems"][0]["row"], 3, "{}", r.json);
+    assert_eq!(b.get("/api/v1/targets").json, serde_json::json!([]));
+    let csv = "区域,三年计划总目标,2024年,2025年,2026年\n港北区,30,10,10,10\n合计,60,20,20,20\n";
+    let r = b.post("/api/v1/targets", "text/csv", csv);
+    assert_eq!(r.json["imported"], 6, "{}", r.json);
+
+    // The overview on the class's last day: one person-time (the trainee who passed), against the
+    // year's target of 10.
+    let o = b.get("/api/v1/overview?date=2026-03-04").json;
+    assert_eq!(o["month"]["person_times"], 1, "{o}");
+    assert_eq!(o["year"]["person_times"], 1, "{o}");
+    assert_eq!(o["year"]["target"], 10, "{o}");
+    assert_eq!(o["year"]["progress"], 0.1, "{o}");
+    assert_eq!(o["today"][0]["class_id"], class.as_str(), "{o}");
+    assert_eq!(o["today"][0]["enrolled"], 2, "{o}");
+    assert_eq!(
+        o["by_township"][0]["villages"][0]["person_times_year"], 1,
+        "{o}"
+    );
+    assert_eq!(o["pending_review"], 4, "{o}");
+    assert_eq!(o["attendance_by_day"].as_array().map(Vec::len), Some(30));
+    let bad_day = b.get("/api/v1/overview?date=2026-13-01");
+    assert_eq!(bad_day.json["field"], "date", "{}", bad_day.json);
+
+    // The class page: four records held, nothing payable yet; the subsidy decided for both.
+    let page = b.get(&format!("/api/v1/classes/{class}")).json;
+    assert_eq!(
+        page["class"]["days"].as_array().map(Vec::len),
+        Some(3),
+        "{page}"
+    );
+    let row = |page: &serde_json::Value, t: &str| {
+        page["trainees"]
+            .as_array()
+            .expect("trainees")
+            .iter()
+            .find(|r| r["trainee_id"] == t)
+            .cloned()
+            .expect("trainee row")
+    };
+    let p = row(&page, &poor);
+    assert_eq!(p["name_masked"], "张**", "{p}");
+    assert_eq!(p["payable_days"], 0, "{p}");
+    assert_eq!(p["subsidy"]["decision"], "subsidised", "{p}");
+    assert_eq!(p["poverty_status"], "lifted", "{p}");
+    assert!(
+        !page.to_string().contains(&poor_id),
+        "an ID number in the clear"
+    );
+    let held: Vec<String> = page["attendance"]
+        .as_array()
+        .expect("attendance")
+        .iter()
+        .filter(|a| a["trainee_id"] == poor.as_str())
+        .map(|a| {
+            assert_eq!(a["flags"][0]["flag"], "outside_hours", "{a}");
+            assert_eq!(a["payable"], false, "{a}");
+            a["attendance_id"].as_str().expect("id").to_owned()
+        })
+        .collect();
+    assert_eq!(held.len(), 2);
+
+    // The review queue holds the four records; a viewer may look but not decide.
+    let q = b.get("/api/v1/review").json;
+    assert_eq!(q["items"].as_array().map(Vec::len), Some(4), "{q}");
+    let mut v = Browser::new(&server.url);
+    assert_eq!(v.login("reader", &viewer_pw).status, 200);
+    let denied = v.json(
+        "/api/v1/review",
+        serde_json::json!({"doc_id": class, "subject": held[0], "decision": "accepted", "reason": "核实无误"}),
+    );
+    assert_eq!(
+        (denied.status, denied.json["code"].as_str()),
+        (403, Some("not_allowed"))
+    );
+    // Each rule of a decision, refused with the field it names.
+    for (body, field) in [
+        (
+            serde_json::json!({"doc_id": class, "subject": held[0], "decision": "maybe", "reason": "核实无误"}),
+            "decision",
+        ),
+        (
+            serde_json::json!({"doc_id": class, "subject": held[0], "decision": "accepted", "reason": " "}),
+            "reason",
+        ),
+        (
+            serde_json::json!({"doc_id": "x", "subject": held[0], "decision": "accepted", "reason": "核实无误"}),
+            "doc_id",
+        ),
+        (
+            serde_json::json!({"doc_id": class, "subject": "nothing", "decision": "accepted", "reason": "核实无误"}),
+            "subject",
+        ),
+    ] {
+        let r = b.json("/api/v1/review", body.clone());
+        assert_eq!(
+            (r.status, r.json["field"].as_str()),
+            (400, Some(field)),
+            "{body} → {}",
+            r.json
+        );
+    }
+    // Accept both of the poor trainee's days, with a reason: they are paid, 2 × 50 yuan.
+    for a in &held {
+        let r = b.json(
+            "/api/v1/review",
+            serde_json::json!({"doc_id": class, "subject": a, "decision": "accepted", "reason": "补录，村委会签到表为证"}),
+        );
+        assert_eq!(r.status, 200, "{}", r.json);
+    }
+    let page = b.get(&format!("/api/v1/classes/{class}")).json;
+    let p = row(&page, &poor);
+    assert_eq!(
+        (p["payable_days"].clone(), p["allowance_fen"].clone()),
+        (2.into(), 10_000.into()),
+        "{p}"
+    );
+    let reviewed = page["attendance"]
+        .as_array()
+        .expect("attendance")
+        .iter()
+        .find(|a| a["attendance_id"] == held[0].as_str())
+        .cloned()
+        .expect("record");
+    assert_eq!(reviewed["review"]["decision"], "accepted", "{reviewed}");
+    assert_eq!(reviewed["review"]["reviewer"], "office", "{reviewed}");
+    assert_eq!(reviewed["payable"], true, "{reviewed}");
+    assert_eq!(
+        b.get("/api/v1/review").json["items"]
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+
+    // The decision is in the class document: the phone gets it on its next sync.
+    phone.ok(&["sync"]);
+    let docs = phone.json(&["export"]);
+    let text = docs.to_string();
+    assert!(
+        text.contains("补录，村委会签到表为证"),
+        "the review did not reach the phone"
+    );
+
+    // Trainee lookup by ID number is masked; unmasking needs a reason and is audited.
+    let hits = b.get(&format!("/api/v1/trainees?id_number={poor_id}")).json;
+    assert_eq!(hits[0]["trainee_id"], poor.as_str(), "{hits}");
+    assert_eq!(hits[0]["classes"][0]["decision"], "subsidised", "{hits}");
+    assert!(!hits.to_string().contains(&poor_id));
+    let wrong_check = format!(
+        "{}{}",
+        &poor_id[..17],
+        if poor_id.ends_with('0') { '1' } else { '0' }
+    );
+    let bad_id = b.get(&format!("/api/v1/trainees?id_number={wrong_check}"));
+    assert_eq!(bad_id.json["field"], "id_number", "{}", bad_id.json);
+    let no_reason = b.json(
+        &format!("/api/v1/trainees/{poor}/unmask"),
+        serde_json::json!({"reason": "看"}),
+    );
+    assert_eq!(
+        (no_reason.status, no_reason.json["field"].as_str()),
+        (400, Some("reason"))
+    );
+    let clear = b.json(
+        &format!("/api/v1/trainees/{poor}/unmask"),
+        serde_json::json!({"reason": "核对生活费发放名单"}),
+    );
+    assert_eq!(clear.json["id_number"], poor_id.as_str(), "{}", clear.json);
+    assert_eq!(clear.json["name"], "张秀英");
+    let audit = audit_actions(&server);
+    assert!(
+        audit
+            .iter()
+            .any(|(actor, action, detail)| actor == "account:office"
+                && action == "read_personal"
+                && detail.contains("核对生活费发放名单"))
+    );
+    assert!(audit.iter().filter(|(_, a, _)| a == "review").count() == 2);
+    assert!(
+        !audit
+            .iter()
+            .any(|(_, _, d)| d.contains(&poor_id) || d.contains("张秀英")),
+        "personal data in the audit log"
+    );
+
+    // Signing out ends the session.
+    assert_eq!(b.post("/api/v1/logout", "application/json", "").status, 204);
+    assert_eq!(b.get("/api/v1/me").status, 401);
+
+    // The OpenAPI description lists the API.
+    let api = Browser::new(&server.url).get("/api/openapi.json").json;
+    for path in [
+        "/api/v1/overview",
+        "/api/v1/classes/{id}",
+        "/api/v1/review",
+        "/api/v1/targets",
+    ] {
+        assert!(
+            api["paths"][path].is_object(),
+            "{path} missing from the OpenAPI description"
+        );
+    }
+}
