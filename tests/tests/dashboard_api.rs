@@ -378,3 +378,66 @@ fn the_district_office_reviews_pays_and_reports_through_the_api() {
         );
     }
 }
+
+#[test]
+fn a_conflict_between_two_phones_waits_for_review_and_leaves_the_queue_once_decided() {
+    let server = ServerProcess::start();
+    let admin_pw = account(&server, "office", "district_admin");
+    let a = CliPhone::new();
+    let b = CliPhone::new();
+    server.enroll(&a, &[VILLAGE_A]);
+    server.enroll(&b, &[VILLAGE_A]);
+    let t = a.trainee(
+        "张秀英",
+        &id_number("45080219850312002"),
+        &["--phone", "13812345678"],
+    );
+    a.ok(&["sync"]);
+    b.ok(&["sync"]);
+    // Offline, both change the trainee's phone number.
+    a.ok(&["trainee", "set-phone", &t, "13911112222"]);
+    b.ok(&["trainee", "set-phone", &t, "13733334444"]);
+    a.ok(&["sync"]);
+    b.ok(&["sync"]);
+
+    let mut web = Browser::new(&server.url);
+    assert_eq!(web.login("office", &admin_pw).status, 200);
+    let q = web.get("/api/v1/review").json;
+    let items = q["items"].as_array().expect("items").clone();
+    assert_eq!(items.len(), 1, "{q}");
+    let item = &items[0];
+    assert_eq!(item["kind"], "conflict", "{item}");
+    assert_eq!(item["doc_kind"], "trainee", "{item}");
+    assert_eq!(item["path"], "phone", "{item}");
+    // Phone numbers are personal: the queue shows them masked.
+    assert!(
+        !q.to_string().contains("13911112222") && !q.to_string().contains("13733334444"),
+        "{q}"
+    );
+    assert_eq!(item["values"].as_array().map(Vec::len), Some(2), "{item}");
+    assert_eq!(web.get("/api/v1/overview").json["pending_review"], 1);
+
+    let r = web.json(
+        "/api/v1/review",
+        serde_json::json!({
+            "doc_id": item["doc_id"], "subject": item["subject"],
+            "decision": "accepted", "reason": "已电话核实，以新号码为准"
+        }),
+    );
+    assert_eq!(r.status, 200, "{}", r.json);
+    assert_eq!(
+        web.get("/api/v1/review").json["items"],
+        serde_json::json!([])
+    );
+    assert_eq!(web.get("/api/v1/overview").json["pending_review"], 0);
+    // The decision travels to both phones with the trainee's document.
+    for phone in [&a, &b] {
+        phone.ok(&["sync"]);
+        assert!(
+            phone
+                .json(&["export"])
+                .to_string()
+                .contains("已电话核实，以新号码为准")
+        );
+    }
+}
