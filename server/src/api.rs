@@ -46,6 +46,9 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/api/v1/trainees/{id}/unmask", post(unmask))
         .route("/api/v1/review", get(review_queue).post(review_decide))
         .route("/api/v1/targets", get(targets).post(import_targets))
+        .route("/api/v1/reports/monthly", get(report_json))
+        .route("/api/v1/reports/monthly.xlsx", get(report_xlsx))
+        .route("/api/v1/reports/monthly.csv", get(report_csv))
 }
 
 /// The OpenAPI description.
@@ -1657,4 +1660,98 @@ pub fn parse_targets(text: &str) -> Result<Vec<(String, i32, i64)>, ApiError> {
         return Err(bad(2, "the table has no rows"));
     }
     Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The monthly report
+
+/// Which report.
+#[derive(Deserialize, IntoParams)]
+pub struct ReportQuery {
+    /// Six-digit district code (this server's).
+    pub district: String,
+    /// `YYYY-MM`.
+    pub month: String,
+}
+
+async fn report_of(
+    state: &AppState,
+    headers: HeaderMap,
+    q: ReportQuery,
+) -> Result<crate::report::MonthlyReport, ApiError> {
+    with_conn(state, move |s, conn| {
+        let session = session(s, conn, &headers)?;
+        let month = crate::report::Month::parse(&q.month)?;
+        let r = crate::report::monthly(
+            conn,
+            &q.district,
+            month,
+            &songpei_core::rules::PolicyTable::default(),
+        )?;
+        audit::append(
+            conn,
+            now_ms(),
+            &[Entry::new(
+                format!("account:{}", session.username),
+                "report",
+                r.month.clone(),
+                serde_json::json!({ "district": r.district }),
+            )],
+        )?;
+        Ok(r)
+    })
+    .await
+}
+
+fn download(bytes: Vec<u8>, content_type: &'static str, name: String) -> Response {
+    let disposition = format!("attachment; filename=\"{name}\"");
+    let mut resp = ([(header::CONTENT_TYPE, content_type)], bytes).into_response();
+    if let Ok(v) = HeaderValue::from_str(&disposition) {
+        resp.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+    }
+    resp
+}
+
+/// The monthly report (月报) as JSON.
+#[utoipa::path(get, path = "/api/v1/reports/monthly", params(ReportQuery),
+    responses((status = 200, body = crate::report::MonthlyReport), (status = 400), (status = 401)))]
+async fn report_json(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<ReportQuery>,
+) -> Result<Json<crate::report::MonthlyReport>, ApiError> {
+    Ok(Json(report_of(&state, headers, q).await?))
+}
+
+/// The monthly report as an Excel workbook laid out like the official table.
+#[utoipa::path(get, path = "/api/v1/reports/monthly.xlsx", params(ReportQuery),
+    responses((status = 200, content_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")))]
+async fn report_xlsx(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<ReportQuery>,
+) -> Result<Response, ApiError> {
+    let r = report_of(&state, headers, q).await?;
+    let bytes = crate::report::to_xlsx(&r)?;
+    Ok(download(
+        bytes,
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        format!("songpei-monthly-{}-{}.xlsx", r.district, r.month),
+    ))
+}
+
+/// The monthly report as CSV (UTF-8 with a byte-order mark).
+#[utoipa::path(get, path = "/api/v1/reports/monthly.csv", params(ReportQuery),
+    responses((status = 200, content_type = "text/csv")))]
+async fn report_csv(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<ReportQuery>,
+) -> Result<Response, ApiError> {
+    let r = report_of(&state, headers, q).await?;
+    Ok(download(
+        crate::report::to_csv(&r),
+        "text/csv; charset=utf-8",
+        format!("songpei-monthly-{}-{}.csv", r.district, r.month),
+    ))
 }

@@ -14,6 +14,7 @@ pub mod config;
 pub mod error;
 mod projection;
 pub mod ratelimit;
+pub mod report;
 pub mod review;
 pub mod signin;
 pub mod store;

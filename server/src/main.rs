@@ -41,6 +41,33 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// Reports, made from this machine's data folder.
+    Report {
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ReportCommand {
+    /// The monthly report (月报) of the district.
+    Monthly {
+        /// Folder of the database and keys [default: ./songpei-data].
+        #[arg(long, env = "SONGPEI_DATA")]
+        data: Option<PathBuf>,
+        /// Six-digit district code.
+        #[arg(long)]
+        district: String,
+        /// The month, YYYY-MM.
+        #[arg(long)]
+        month: String,
+        /// xlsx, csv or json.
+        #[arg(long, default_value = "xlsx")]
+        format: String,
+        /// The file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -260,6 +287,29 @@ fn main() -> ExitCode {
             config,
         } => (listen, data, cache_docs, config),
         Command::Admin { data, command } => return admin(data, command),
+        Command::Report {
+            command:
+                ReportCommand::Monthly {
+                    data,
+                    district,
+                    month,
+                    format,
+                    out,
+                },
+        } => {
+            let data = data.unwrap_or_else(|| songpei_server::Config::default().data);
+            return match songpei_server::report::write_file(&data, &district, &month, &format, &out)
+            {
+                Ok(msg) => {
+                    println!("{msg}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
     };
     let file = match config.as_deref().map(FileConfig::read).transpose() {
         Ok(f) => f.unwrap_or_default(),

@@ -66,6 +66,20 @@ impl Browser {
         self.finish(r)
     }
 
+    fn bytes(&mut self, path: &str) -> Vec<u8> {
+        let mut req = self.agent.get(format!("{}{path}", self.base));
+        if let Some(c) = &self.cookie {
+            req = req.header("Cookie", c);
+        }
+        let mut resp = req.call().expect("server answers");
+        assert_eq!(resp.status().as_u16(), 200, "{path}");
+        resp.body_mut()
+            .with_config()
+            .limit(50_000_000)
+            .read_to_vec()
+            .expect("body")
+    }
+
     fn post(&mut self, path: &str, content_type: &str, body: &str) -> Reply {
         let mut req = self
             .agent
@@ -359,6 +373,128 @@ fn the_district_office_reviews_pays_and_reports_through_the_api() {
             .any(|(_, _, d)| d.contains(&poor_id) || d.contains("张秀英")),
         "personal data in the audit log"
     );
+
+    // The monthly report of March 2026, figured by hand:
+    // - person-times: the class closed on 2026-03-04 with one trainee passed, one failed → 1, of
+    //   type 就业技能培训, occupation 中式烹调师, from a 脱贫户 household;
+    // - allowance: the poor trainee's two accepted days × 50 yuan = 100.00 yuan (10,000 fen); the
+    //   other trainee's days are still held, and that household is not poor anyway;
+    // - subsidy: the one counted place is subsidised (the person's first in 2026);
+    // - progress: 1 of the year's target of 10.
+    let r = b
+        .get("/api/v1/reports/monthly?district=450802&month=2026-03")
+        .json;
+    assert_eq!(r["person_times"]["total"], 1, "{r}");
+    assert_eq!(
+        r["person_times"]["by_training_type"][0]["label"], "就业技能培训",
+        "{r}"
+    );
+    assert_eq!(
+        r["person_times"]["by_occupation"][0]["code"], "中式烹调师",
+        "{r}"
+    );
+    assert_eq!(r["person_times"]["poverty_households"], 1, "{r}");
+    assert_eq!(r["allowance"]["total_fen"], 10_000, "{r}");
+    assert_eq!(r["allowance"]["payable_days"], 2, "{r}");
+    assert_eq!(r["subsidy"][0]["decision"], "subsidised", "{r}");
+    assert_eq!(r["subsidy"][0]["places"], 1, "{r}");
+    assert_eq!(r["progress"]["cumulative"], 1, "{r}");
+    assert_eq!(r["progress"]["target"], 10, "{r}");
+    assert_eq!(r["places"].as_array().map(Vec::len), Some(2), "{r}");
+    assert!(
+        !r.to_string().contains(&poor_id),
+        "an ID number in the clear"
+    );
+    let bad_month = b.get("/api/v1/reports/monthly?district=450802&month=2026-3");
+    assert_eq!(bad_month.json["field"], "month", "{}", bad_month.json);
+    let other = b.get("/api/v1/reports/monthly?district=450803&month=2026-03");
+    assert_eq!(other.json["field"], "district", "{}", other.json);
+
+    // The same as a workbook, read back.
+    let xlsx = b.bytes("/api/v1/reports/monthly.xlsx?district=450802&month=2026-03");
+    assert!(xlsx.starts_with(b"PK"), "not an xlsx");
+    let mut wb = calamine::Xlsx::new(std::io::Cursor::new(xlsx)).expect("xlsx");
+    use calamine::Reader;
+    let sheet = wb.worksheet_range("月报").expect("sheet 月报");
+    let cell = |r: u32, c: u32| {
+        sheet
+            .get_value((r, c))
+            .map(|v| v.to_string())
+            .unwrap_or_default()
+    };
+    assert_eq!(cell(0, 0), "港北区职业技能培训月报（2026年3月）");
+    assert_eq!(
+        (cell(3, 0), cell(3, 1), cell(3, 2)),
+        ("项目".into(), "指标".into(), "数值".into())
+    );
+    let find = |section: &str, item: &str| {
+        (4..sheet.height() as u32)
+            .find(|r| cell(*r, 0) == section && cell(*r, 1) == item)
+            .map(|r| cell(r, 2))
+    };
+    assert_eq!(find("培训人次", "合计").as_deref(), Some("1"));
+    assert_eq!(find("生活费补贴", "金额（元）").as_deref(), Some("100"));
+    assert_eq!(find("年度目标进度", "年度目标").as_deref(), Some("10"));
+    let detail = wb.worksheet_range("明细").expect("sheet 明细");
+    assert_eq!(detail.height(), 3, "a header and two places");
+    assert_eq!(
+        detail.get_value((0, 9)).map(|v| v.to_string()).as_deref(),
+        Some("判定依据")
+    );
+
+    // As CSV, parsed back.
+    let csv_bytes = b.bytes("/api/v1/reports/monthly.csv?district=450802&month=2026-03");
+    assert!(
+        csv_bytes.starts_with(b"\xEF\xBB\xBF"),
+        "no byte-order mark for Excel"
+    );
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(&csv_bytes[3..]);
+    let rows: Vec<Vec<String>> = rdr
+        .records()
+        .map(|r| r.expect("csv").iter().map(str::to_owned).collect())
+        .collect();
+    assert!(
+        rows.iter()
+            .any(|r| r == &["生活费补贴", "金额（元）", "100"]),
+        "{rows:?}"
+    );
+    assert!(
+        rows.iter().any(|r| r == &["培训人次", "合计", "1"]),
+        "{rows:?}"
+    );
+
+    // And from the command line, on the server's data folder.
+    let out_dir = tempfile::tempdir().expect("tempdir");
+    let file = out_dir.path().join("march.xlsx");
+    let report = |args: &[&str]| {
+        std::process::Command::new(songpei_tests::binary("songpei-server"))
+            .args(["report", "monthly", "--district", "450802"])
+            .args(args)
+            .arg("--data")
+            .arg(&server.data)
+            .output()
+            .expect("run report")
+    };
+    let cli = report(&[
+        "--month",
+        "2026-03",
+        "--format",
+        "xlsx",
+        "--out",
+        &file.to_string_lossy(),
+    ]);
+    assert!(
+        cli.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
+    assert!(std::fs::read(&file).expect("file").starts_with(b"PK"));
+    let cli = report(&["--month", "March", "--out", "x.xlsx"]);
+    assert_eq!(cli.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&cli.stderr).contains("month"));
 
     // Signing out ends the session.
     assert_eq!(b.post("/api/v1/logout", "application/json", "").status, 204);

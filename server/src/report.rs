@@ -1,0 +1,742 @@
+//! The monthly report (月报) of a district: person-times by training type, key group, occupation and
+//! township; poverty-household trainees; the living allowance; subsidised places and the rule that
+//! decided each; progress against the year's target. As data (JSON), CSV and an Excel workbook laid
+//! out like the official table.
+//!
+//! Definitions:
+//! - A **person-time** (人次) of month M is a trainee who passed (`completion = passed`) in a class
+//!   that is closed and whose last day falls in M: a district counts a class when it closes, from
+//!   those who completed it.
+//! - The **living allowance** of month M is paid for each payable day in M of a trainee whose
+//!   household is 脱贫户 or 监测户 and whose place is subsidised, at the rate in force that day.
+//! - Every figure is traceable: the report lists each place (class and trainee, masked) that
+//!   counts, with its subsidy decision, the rule behind it, its payable days and allowance.
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use rusqlite::{Connection, params};
+use serde::Serialize;
+use songpei_core::catalog::{KeyGroup, PovertyStatus, TrainingType};
+use songpei_core::rules::PolicyTable;
+use utoipa::ToSchema;
+
+use crate::accounts;
+
+/// A calendar month.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Month {
+    /// Year.
+    pub year: i32,
+    /// Month, 1–12.
+    pub month: u32,
+}
+
+impl Month {
+    /// Parses `YYYY-MM`.
+    pub fn parse(s: &str) -> Result<Self, ReportError> {
+        let bad = || ReportError::Invalid {
+            field: "month",
+            message: "must be a month written YYYY-MM, e.g. 2026-03".into(),
+        };
+        let (y, m) = s.trim().split_once('-').ok_or_else(bad)?;
+        if y.len() != 4 || m.len() != 2 {
+            return Err(bad());
+        }
+        let year: i32 = y.parse().map_err(|_| bad())?;
+        let month: u32 = m.parse().map_err(|_| bad())?;
+        if !(2000..=2100).contains(&year) || !(1..=12).contains(&month) {
+            return Err(bad());
+        }
+        Ok(Self { year, month })
+    }
+
+    /// `YYYY-MM`.
+    pub fn key(&self) -> String {
+        format!("{:04}-{:02}", self.year, self.month)
+    }
+}
+
+/// Why a report cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// A request field is not valid.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// The district asked for is not this server's.
+    #[error("district {0} is not served here")]
+    OtherDistrict(String),
+    /// The server has no district yet.
+    #[error("the server has no district yet")]
+    NotInitialised,
+    /// The workbook could not be written.
+    #[error("the workbook could not be written")]
+    Workbook,
+    /// Storage failed.
+    #[error("storage: {0}")]
+    Db(#[from] rusqlite::Error),
+}
+
+impl From<ReportError> for crate::ApiError {
+    fn from(e: ReportError) -> Self {
+        match e {
+            ReportError::Invalid { field, message } => crate::ApiError::Invalid {
+                field: field.to_owned(),
+                message,
+            },
+            ReportError::OtherDistrict(_) => crate::ApiError::Invalid {
+                field: "district".into(),
+                message: e.to_string(),
+            },
+            ReportError::NotInitialised => crate::ApiError::NotInitialised,
+            ReportError::Workbook => crate::ApiError::Internal,
+            ReportError::Db(e) => e.into(),
+        }
+    }
+}
+
+/// A row of a breakdown.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct CountRow {
+    /// Code (training type, key group, township code) or the occupation as typed.
+    pub code: String,
+    /// Label in Chinese.
+    pub label: String,
+    /// Person-times.
+    pub person_times: i64,
+}
+
+/// The month's person-times.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct PersonTimes {
+    /// All.
+    pub total: i64,
+    /// By training type.
+    pub by_training_type: Vec<CountRow>,
+    /// By key group (a trainee in several groups counts in each; `none` for none).
+    pub by_key_group: Vec<CountRow>,
+    /// By occupation.
+    pub by_occupation: Vec<CountRow>,
+    /// By township.
+    pub by_township: Vec<CountRow>,
+    /// Of trainees from 脱贫户 or 监测户 households.
+    pub poverty_households: i64,
+}
+
+/// The month's living allowance.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct Allowance {
+    /// Trainees paid.
+    pub trainees: i64,
+    /// Payable days paid.
+    pub payable_days: i64,
+    /// Total, in fen.
+    pub total_fen: i64,
+    /// Total, in yuan.
+    pub total_yuan: f64,
+}
+
+/// Places by subsidy decision.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct DecisionCount {
+    /// `subsidised`, `class_not_subsidised`, `year_cap_reached`, `same_occupation_and_level`.
+    pub decision: String,
+    /// Label in Chinese.
+    pub label: String,
+    /// Places.
+    pub places: i64,
+}
+
+/// One place that counts in the report, with everything its figures come from.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct Place {
+    /// Class.
+    pub class_id: String,
+    /// Class title.
+    pub class_title: String,
+    /// Township name.
+    pub township: String,
+    /// Training type label.
+    pub training_type: String,
+    /// Occupation.
+    pub occupation: String,
+    /// Trainee.
+    pub trainee_id: String,
+    /// Masked name.
+    pub name_masked: String,
+    /// Masked ID number.
+    pub id_masked: String,
+    /// Household status label, if known.
+    pub household: String,
+    /// Counted as a person-time this month (passed, in a class closed this month).
+    pub counted: bool,
+    /// Subsidy decision.
+    pub decision: String,
+    /// The rule that decided.
+    pub rule: String,
+    /// Payable days this month.
+    pub payable_days: i64,
+    /// Allowance this month, in fen.
+    pub allowance_fen: i64,
+}
+
+/// Progress against the year's target.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct Progress {
+    /// Year.
+    pub year: i32,
+    /// Person-times from 1 January to the end of the month.
+    pub cumulative: i64,
+    /// The year's target, if imported.
+    pub target: Option<i64>,
+    /// cumulative / target.
+    pub fraction: Option<f64>,
+}
+
+/// The monthly report.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct MonthlyReport {
+    /// District code.
+    pub district: String,
+    /// District name.
+    pub district_name: String,
+    /// `YYYY-MM`.
+    pub month: String,
+    /// When made (ms since the epoch).
+    pub generated_at_ms: i64,
+    /// Person-times.
+    pub person_times: PersonTimes,
+    /// Living allowance.
+    pub allowance: Allowance,
+    /// Places by subsidy decision.
+    pub subsidy: Vec<DecisionCount>,
+    /// Progress against the year's target.
+    pub progress: Progress,
+    /// Every place behind the figures.
+    pub places: Vec<Place>,
+}
+
+fn decision_label(d: &str) -> &'static str {
+    match d {
+        "subsidised" => "享受补贴",
+        "class_not_subsidised" => "非补贴性培训",
+        "year_cap_reached" => "超过年度3次上限",
+        "same_occupation_and_level" => "同职业同等级已补贴",
+        _ => "未判定",
+    }
+}
+
+struct PlaceRow {
+    class_id: String,
+    title: String,
+    village: String,
+    training_type: String,
+    occupation: String,
+    status: String,
+    last_day: String,
+    trainee: String,
+    completion: Option<String>,
+    name_masked: Option<String>,
+    id_masked: Option<String>,
+    key_groups: Option<String>,
+    poverty: Option<String>,
+    decision: Option<(String, i32, Option<i64>, Option<i64>)>,
+}
+
+/// Makes the report of `district` for `month`.
+pub fn monthly(
+    conn: &Connection,
+    district: &str,
+    month: Month,
+    policy: &PolicyTable,
+) -> Result<MonthlyReport, ReportError> {
+    let d = accounts::district(conn)?.ok_or(ReportError::NotInitialised)?;
+    if d.code != district.trim() {
+        return Err(ReportError::OtherDistrict(district.trim().to_owned()));
+    }
+    let key = month.key();
+    let townships: BTreeMap<String, String> = conn
+        .prepare("SELECT code, name FROM townships")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let village_township: BTreeMap<String, String> = conn
+        .prepare("SELECT code, township FROM places")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    // Every place of a class that closed this month, or with attendance days this month.
+    let rows: Vec<PlaceRow> = conn
+        .prepare(
+            "SELECT c.id, c.title, c.village, c.training_type, c.occupation, c.status, c.last_day,
+               e.trainee_id, e.completion, t.name_masked, t.id_masked, t.key_groups,
+               h.poverty_status, s.decision, s.year, s.nth, s.cap
+             FROM p_enrolments e JOIN p_classes c ON c.id = e.class_id
+             LEFT JOIN p_trainees t ON t.id = e.trainee_id
+             LEFT JOIN p_households h ON h.id = t.household
+             LEFT JOIN p_subsidies s ON s.class_id = e.class_id AND s.trainee_id = e.trainee_id
+             WHERE c.district = ?1 AND (substr(c.last_day, 1, 7) = ?2 OR EXISTS (
+               SELECT 1 FROM p_attendance_days a WHERE a.class_id = c.id
+               AND a.trainee_id = e.trainee_id AND substr(a.day, 1, 7) = ?2))
+             ORDER BY c.first_day, c.id, t.id_masked, e.trainee_id",
+        )?
+        .query_map(params![d.code, key], |r| {
+            let decision: Option<String> = r.get(13)?;
+            Ok(PlaceRow {
+                class_id: r.get(0)?,
+                title: r.get(1)?,
+                village: r.get(2)?,
+                training_type: r.get(3)?,
+                occupation: r.get(4)?,
+                status: r.get(5)?,
+                last_day: r.get(6)?,
+                trainee: r.get(7)?,
+                completion: r.get(8)?,
+                name_masked: r.get(9)?,
+                id_masked: r.get(10)?,
+                key_groups: r.get(11)?,
+                poverty: r.get(12)?,
+                decision: match decision {
+                    Some(dc) => Some((dc, r.get(14)?, r.get(15)?, r.get(16)?)),
+                    None => None,
+                },
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut payable_stmt = conn.prepare(
+        "SELECT day FROM p_attendance_days WHERE class_id = ?1 AND trainee_id = ?2
+         AND payable = 1 AND substr(day, 1, 7) = ?3",
+    )?;
+    let mut by_type: BTreeMap<String, i64> = BTreeMap::new();
+    let mut by_group: BTreeMap<String, i64> = BTreeMap::new();
+    let mut by_occupation: BTreeMap<String, i64> = BTreeMap::new();
+    let mut by_township: BTreeMap<String, i64> = BTreeMap::new();
+    let mut decisions: BTreeMap<String, i64> = BTreeMap::new();
+    let (mut total, mut poor, mut paid_trainees, mut paid_days, mut paid_fen) = (0, 0, 0, 0, 0);
+    let mut places = Vec::new();
+    for p in rows {
+        let poverty = p
+            .poverty
+            .as_deref()
+            .and_then(|s| s.parse::<PovertyStatus>().ok());
+        let is_poor = poverty.is_some_and(|s| s.gets_living_allowance());
+        let counted = p.status == "closed"
+            && p.completion.as_deref() == Some("passed")
+            && p.last_day.starts_with(&key);
+        let township = village_township
+            .get(&p.village)
+            .cloned()
+            .unwrap_or_else(|| p.village.chars().take(9).collect());
+        if counted {
+            total += 1;
+            *by_type.entry(p.training_type.clone()).or_default() += 1;
+            *by_occupation.entry(p.occupation.clone()).or_default() += 1;
+            *by_township.entry(township.clone()).or_default() += 1;
+            let groups: Vec<&str> = p
+                .key_groups
+                .as_deref()
+                .unwrap_or("")
+                .split(',')
+                .filter(|g| !g.is_empty())
+                .collect();
+            if groups.is_empty() {
+                *by_group.entry("none".into()).or_default() += 1;
+            }
+            for g in groups {
+                *by_group.entry(g.to_owned()).or_default() += 1;
+            }
+            if is_poor {
+                poor += 1;
+            }
+        }
+        let subsidised = p.decision.as_ref().is_some_and(|d| d.0 == "subsidised");
+        let days: std::collections::BTreeSet<NaiveDate> = payable_stmt
+            .query_map(params![p.class_id, p.trainee, key], |r| {
+                r.get::<_, String>(0)
+            })?
+            .filter_map(|d| d.ok().and_then(|d| d.parse().ok()))
+            .collect();
+        let fen = if subsidised {
+            songpei_core::rules::allowance_fen(&days, poverty, policy)
+        } else {
+            0
+        };
+        if fen > 0 {
+            paid_trainees += 1;
+            paid_days += days.len() as i64;
+            paid_fen += fen;
+        }
+        let (decision, rule) = match &p.decision {
+            Some((dc, year, nth, cap)) => {
+                (dc.clone(), crate::api::rule_text(dc, *year, *nth, *cap))
+            }
+            None => ("undecided".to_owned(), "学员档案尚未同步".to_owned()),
+        };
+        if counted {
+            *decisions.entry(decision.clone()).or_default() += 1;
+        }
+        places.push(Place {
+            class_id: p.class_id,
+            class_title: p.title,
+            township: townships.get(&township).cloned().unwrap_or(township),
+            training_type: p
+                .training_type
+                .parse::<TrainingType>()
+                .map(|t| t.label_zh().to_owned())
+                .unwrap_or(p.training_type),
+            occupation: p.occupation,
+            trainee_id: p.trainee,
+            name_masked: p.name_masked.unwrap_or_default(),
+            id_masked: p.id_masked.unwrap_or_default(),
+            household: poverty.map(|s| s.label_zh().to_owned()).unwrap_or_default(),
+            counted,
+            decision,
+            rule,
+            payable_days: days.len() as i64,
+            allowance_fen: fen,
+        });
+    }
+    let rows_of = |m: BTreeMap<String, i64>, label: &dyn Fn(&str) -> String| {
+        m.into_iter()
+            .map(|(code, n)| CountRow {
+                label: label(&code),
+                code,
+                person_times: n,
+            })
+            .collect::<Vec<_>>()
+    };
+    let cumulative: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM p_enrolments e JOIN p_classes c ON c.id = e.class_id
+         WHERE c.district = ?1 AND c.status = 'closed' AND e.completion = 'passed'
+           AND c.last_day >= ?2 AND substr(c.last_day, 1, 7) <= ?3",
+        params![d.code, format!("{:04}-01-01", month.year), key],
+        |r| r.get(0),
+    )?;
+    let target =
+        crate::api::target_for(conn, month.year).map_err(|_| ReportError::NotInitialised)?;
+    Ok(MonthlyReport {
+        district: d.code,
+        district_name: d.name,
+        month: key,
+        generated_at_ms: chrono::Utc::now().timestamp_millis(),
+        person_times: PersonTimes {
+            total,
+            by_training_type: rows_of(by_type, &|c| {
+                c.parse::<TrainingType>()
+                    .map(|t| t.label_zh().to_owned())
+                    .unwrap_or_else(|_| c.to_owned())
+            }),
+            by_key_group: rows_of(by_group, &|c| {
+                if c == "none" {
+                    "无".to_owned()
+                } else {
+                    c.parse::<KeyGroup>()
+                        .map(|g| g.label_zh().to_owned())
+                        .unwrap_or_else(|_| c.to_owned())
+                }
+            }),
+            by_occupation: rows_of(by_occupation, &|c| c.to_owned()),
+            by_township: rows_of(by_township, &|c| {
+                townships.get(c).cloned().unwrap_or_else(|| c.to_owned())
+            }),
+            poverty_households: poor,
+        },
+        allowance: Allowance {
+            trainees: paid_trainees,
+            payable_days: paid_days,
+            total_fen: paid_fen,
+            total_yuan: paid_fen as f64 / 100.0,
+        },
+        subsidy: [
+            "subsidised",
+            "class_not_subsidised",
+            "year_cap_reached",
+            "same_occupation_and_level",
+        ]
+        .iter()
+        .map(|d| DecisionCount {
+            decision: (*d).to_owned(),
+            label: decision_label(d).to_owned(),
+            places: decisions.get(*d).copied().unwrap_or(0),
+        })
+        .collect(),
+        progress: Progress {
+            year: month.year,
+            cumulative,
+            fraction: target
+                .filter(|t| *t > 0)
+                .map(|t| cumulative as f64 / t as f64),
+            target,
+        },
+        places,
+    })
+}
+
+fn title(r: &MonthlyReport) -> String {
+    let (y, m) = r.month.split_once('-').unwrap_or((&r.month, ""));
+    format!(
+        "{}职业技能培训月报（{}年{}月）",
+        r.district_name,
+        y,
+        m.trim_start_matches('0')
+    )
+}
+
+/// The summary's rows: (section, item, value).
+fn summary_rows(r: &MonthlyReport) -> Vec<(String, String, f64)> {
+    let mut out = vec![(
+        "培训人次".to_owned(),
+        "合计".to_owned(),
+        r.person_times.total as f64,
+    )];
+    for (section, rows) in [
+        ("按培训类型", &r.person_times.by_training_type),
+        ("按重点群体", &r.person_times.by_key_group),
+        ("按职业（工种）", &r.person_times.by_occupation),
+        ("按乡镇", &r.person_times.by_township),
+    ] {
+        for row in rows {
+            out.push((
+                section.to_owned(),
+                row.label.clone(),
+                row.person_times as f64,
+            ));
+        }
+    }
+    out.push((
+        "脱贫户、监测户学员".to_owned(),
+        "人次".to_owned(),
+        r.person_times.poverty_households as f64,
+    ));
+    out.push((
+        "生活费补贴".to_owned(),
+        "人数".to_owned(),
+        r.allowance.trainees as f64,
+    ));
+    out.push((
+        "生活费补贴".to_owned(),
+        "天数".to_owned(),
+        r.allowance.payable_days as f64,
+    ));
+    out.push((
+        "生活费补贴".to_owned(),
+        "金额（元）".to_owned(),
+        r.allowance.total_yuan,
+    ));
+    for d in &r.subsidy {
+        out.push(("补贴判定".to_owned(), d.label.clone(), d.places as f64));
+    }
+    out.push((
+        "年度目标进度".to_owned(),
+        "累计人次".to_owned(),
+        r.progress.cumulative as f64,
+    ));
+    if let Some(t) = r.progress.target {
+        out.push(("年度目标进度".to_owned(), "年度目标".to_owned(), t as f64));
+    }
+    if let Some(f) = r.progress.fraction {
+        out.push((
+            "年度目标进度".to_owned(),
+            "完成比例（%）".to_owned(),
+            (f * 1000.0).round() / 10.0,
+        ));
+    }
+    out
+}
+
+const DETAIL_HEADERS: [&str; 13] = [
+    "培训班",
+    "乡镇",
+    "培训类型",
+    "职业（工种）",
+    "姓名",
+    "身份证号",
+    "户类型",
+    "计入本月人次",
+    "补贴判定",
+    "判定依据",
+    "本月可补贴天数",
+    "本月生活费（元）",
+    "班级编号",
+];
+
+fn detail_row(p: &Place) -> Vec<String> {
+    vec![
+        p.class_title.clone(),
+        p.township.clone(),
+        p.training_type.clone(),
+        p.occupation.clone(),
+        p.name_masked.clone(),
+        p.id_masked.clone(),
+        p.household.clone(),
+        if p.counted { "是" } else { "否" }.to_owned(),
+        decision_label(&p.decision).to_owned(),
+        p.rule.clone(),
+        p.payable_days.to_string(),
+        format!("{:.2}", p.allowance_fen as f64 / 100.0),
+        p.class_id.clone(),
+    ]
+}
+
+/// The report as CSV (UTF-8 with a byte-order mark, so Excel reads the Chinese): a title line, the
+/// summary as (项目, 指标, 数值), then the places.
+pub fn to_csv(r: &MonthlyReport) -> Vec<u8> {
+    let mut w = csv::WriterBuilder::new()
+        .flexible(true)
+        .from_writer(b"\xEF\xBB\xBF".to_vec());
+    let _ = w.write_record([title(r)]);
+    let _ = w.write_record(["填报单位", &r.district_name, "报告期", &r.month]);
+    let _ = w.write_record(["项目", "指标", "数值"]);
+    for (section, item, value) in summary_rows(r) {
+        let _ = w.write_record([section, item, trim_number(value)]);
+    }
+    let _ = w.write_record([""; 0]);
+    let _ = w.write_record(DETAIL_HEADERS);
+    for p in &r.places {
+        let _ = w.write_record(detail_row(p));
+    }
+    w.into_inner().unwrap_or_default()
+}
+
+fn trim_number(v: f64) -> String {
+    if v.fract() == 0.0 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// The report as an Excel workbook: sheet 月报 (title, 填报单位 and 报告期, the summary table) and
+/// sheet 明细 (every place), bordered, bold headers, Chinese throughout, numbers as numbers.
+pub fn to_xlsx(r: &MonthlyReport) -> Result<Vec<u8>, ReportError> {
+    use rust_xlsxwriter::{Format, FormatAlign, FormatBorder, Workbook};
+    let wb_err = |_| ReportError::Workbook;
+    let mut wb = Workbook::new();
+    let title_f = Format::new()
+        .set_bold()
+        .set_font_size(16)
+        .set_align(FormatAlign::Center);
+    let head = Format::new()
+        .set_bold()
+        .set_border(FormatBorder::Thin)
+        .set_align(FormatAlign::Center)
+        .set_background_color(rust_xlsxwriter::Color::RGB(0xDDEBF7));
+    let cell = Format::new().set_border(FormatBorder::Thin);
+    let num = Format::new()
+        .set_border(FormatBorder::Thin)
+        .set_num_format("0");
+    let money = Format::new()
+        .set_border(FormatBorder::Thin)
+        .set_num_format("#,##0.00");
+    let s = wb.add_worksheet();
+    s.set_name("月报").map_err(wb_err)?;
+    s.merge_range(0, 0, 0, 2, &title(r), &title_f)
+        .map_err(wb_err)?;
+    s.write_string(1, 0, format!("填报单位：{}", r.district_name))
+        .map_err(wb_err)?;
+    s.write_string(1, 2, format!("报告期：{}", r.month))
+        .map_err(wb_err)?;
+    for (c, h) in ["项目", "指标", "数值"].iter().enumerate() {
+        s.write_string_with_format(3, c as u16, *h, &head)
+            .map_err(wb_err)?;
+    }
+    for (i, (section, item, value)) in summary_rows(r).into_iter().enumerate() {
+        let row = 4 + i as u32;
+        s.write_string_with_format(row, 0, section, &cell)
+            .map_err(wb_err)?;
+        let is_money = item.contains('元') || item.contains('%');
+        s.write_string_with_format(row, 1, item, &cell)
+            .map_err(wb_err)?;
+        s.write_number_with_format(row, 2, value, if is_money { &money } else { &num })
+            .map_err(wb_err)?;
+    }
+    s.set_column_width(0, 22).map_err(wb_err)?;
+    s.set_column_width(1, 26).map_err(wb_err)?;
+    s.set_column_width(2, 14).map_err(wb_err)?;
+    let d = wb.add_worksheet();
+    d.set_name("明细").map_err(wb_err)?;
+    for (c, h) in DETAIL_HEADERS.iter().enumerate() {
+        d.write_string_with_format(0, c as u16, *h, &head)
+            .map_err(wb_err)?;
+    }
+    for (i, p) in r.places.iter().enumerate() {
+        let row = 1 + i as u32;
+        for (c, v) in detail_row(p).into_iter().enumerate() {
+            let c = c as u16;
+            match c {
+                10 => d.write_number_with_format(row, c, p.payable_days as f64, &num),
+                11 => d.write_number_with_format(row, c, p.allowance_fen as f64 / 100.0, &money),
+                _ => d.write_string_with_format(row, c, v, &cell),
+            }
+            .map_err(wb_err)?;
+        }
+    }
+    for (c, w) in [24, 12, 14, 14, 8, 20, 10, 12, 16, 34, 14, 16, 38]
+        .iter()
+        .enumerate()
+    {
+        d.set_column_width(c as u16, *w).map_err(wb_err)?;
+    }
+    d.set_freeze_panes(1, 0).map_err(wb_err)?;
+    wb.save_to_buffer().map_err(wb_err)
+}
+
+/// `songpei-server report monthly`: writes the report of the data folder's district to `out`.
+pub fn write_file(
+    data: &std::path::Path,
+    district: &str,
+    month: &str,
+    format: &str,
+    out: &std::path::Path,
+) -> Result<String, String> {
+    let month = Month::parse(month).map_err(|e| e.to_string())?;
+    let store =
+        crate::ServerStore::open(data, 1).map_err(|e| format!("cannot open the database: {e}"))?;
+    let r = monthly(store.conn(), district, month, &PolicyTable::default())
+        .map_err(|e| e.to_string())?;
+    let bytes = match format {
+        "xlsx" => to_xlsx(&r).map_err(|e| e.to_string())?,
+        "csv" => to_csv(&r),
+        "json" => serde_json::to_vec_pretty(&r).map_err(|e| e.to_string())?,
+        other => return Err(format!("format: '{other}' is not xlsx, csv or json")),
+    };
+    std::fs::write(out, &bytes).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    Ok(format!(
+        "{}: {} person-times, allowance {:.2} yuan, written to {}",
+        title(&r),
+        r.person_times.total,
+        r.allowance.total_yuan,
+        out.display()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn months_parse_and_bad_ones_name_the_field() {
+        assert_eq!(
+            Month::parse("2026-03").ok(),
+            Some(Month {
+                year: 2026,
+                month: 3
+            })
+        );
+        assert_eq!(
+            Month::parse(" 2026-12 ").map(|m| m.key()).ok(),
+            Some("2026-12".into())
+        );
+        for bad in [
+            "", "2026", "2026-3", "2026-13", "2026-00", "26-03", "1999-01", "2026/03", "abcd-ef",
+        ] {
+            match Month::parse(bad) {
+                Err(ReportError::Invalid { field, .. }) => assert_eq!(field, "month", "{bad:?}"),
+                other => panic!("{bad:?} gave {other:?}"),
+            }
+        }
+    }
+}
