@@ -19,6 +19,7 @@ pub mod review;
 pub mod signin;
 pub mod store;
 mod sync;
+pub mod web;
 
 use std::future::Future;
 use std::io::Write;
@@ -233,6 +234,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/auth/token", post(auth::token_handler))
         .route("/v1/cards", post(cards_handler))
         .merge(api::routes())
+        .merge(web::routes())
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
