@@ -21,7 +21,7 @@ use crate::ids::{ClassId, TraineeId};
 use crate::validate::clean_text;
 
 /// Policy values in force from a date.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Policy {
     /// First day these values apply.
     pub effective_from: NaiveDate,
@@ -32,7 +32,7 @@ pub struct Policy {
 }
 
 /// Policy values over time.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyTable {
     entries: Vec<Policy>,
 }
@@ -53,6 +53,11 @@ impl PolicyTable {
     pub fn new(mut entries: Vec<Policy>) -> Self {
         entries.sort_by_key(|p| p.effective_from);
         Self { entries }
+    }
+
+    /// The entries, oldest first.
+    pub fn entries(&self) -> &[Policy] {
+        &self.entries
     }
 
     /// The values in force on `day`; before the first entry, the first entry's values.

@@ -921,7 +921,7 @@ async fn class_page(
             .take(366)
             .map(|d| d.to_string())
             .collect();
-        let policy = songpei_core::rules::PolicyTable::default();
+        let policy = &s.config.policy;
         let mut trainees = Vec::new();
         let roster: Vec<(String, Option<String>)> = conn
             .prepare("SELECT trainee_id, completion FROM p_enrolments WHERE class_id = ?1")?
@@ -989,7 +989,7 @@ async fn class_page(
             let subsidised_place = subsidy.as_ref().is_some_and(|s| s.0 == "subsidised");
             let status = poverty.as_deref().and_then(|p| p.parse::<PovertyStatus>().ok());
             let allowance_fen = if subsidised_place {
-                songpei_core::rules::allowance_fen(&payable, status, &policy)
+                songpei_core::rules::allowance_fen(&payable, status, policy)
             } else {
                 0
             };
@@ -1682,12 +1682,7 @@ async fn report_of(
     with_conn(state, move |s, conn| {
         let session = session(s, conn, &headers)?;
         let month = crate::report::Month::parse(&q.month)?;
-        let r = crate::report::monthly(
-            conn,
-            &q.district,
-            month,
-            &songpei_core::rules::PolicyTable::default(),
-        )?;
+        let r = crate::report::monthly(conn, &q.district, month, &s.config.policy)?;
         audit::append(
             conn,
             now_ms(),

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use songpei_core::rules::{Policy, PolicyTable};
 
 /// Caps on what one request may hold. A phone stays far below them; they exist so that no request
 /// can exhaust the server.
@@ -70,6 +71,9 @@ pub struct Config {
     pub compact_every: Duration,
     /// Longest time a request may take, body upload included.
     pub request_timeout: Duration,
+    /// The allowance rate and the yearly cap, by the date they take effect (`[[policy]]`);
+    /// each training day is paid at the rate in force that day.
+    pub policy: PolicyTable,
 }
 
 impl Default for Config {
@@ -81,6 +85,7 @@ impl Default for Config {
             cache_docs: 256,
             compact_every: Duration::from_secs(30),
             request_timeout: Duration::from_secs(120),
+            policy: PolicyTable::default(),
         }
     }
 }
@@ -101,6 +106,9 @@ pub struct FileConfig {
     pub request_timeout_secs: Option<u64>,
     /// Request caps.
     pub limits: Option<Limits>,
+    /// `[[policy]]` entries: `effective_from = "YYYY-MM-DD"`, `allowance_fen_per_day`,
+    /// `max_subsidised_per_year` (1–3).
+    pub policy: Option<Vec<Policy>>,
 }
 
 impl FileConfig {
@@ -108,8 +116,44 @@ impl FileConfig {
     pub fn read(path: &Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+        let file: Self = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        if let Some(entries) = &file.policy {
+            check_policy(entries).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        Ok(file)
     }
+}
+
+/// The policy entries a server can pay by: at least one, each rate between 0 and 1,000 yuan a day,
+/// a yearly cap of 1 to 3 (the national rule, which the database enforces), no date twice.
+pub fn check_policy(entries: &[Policy]) -> Result<(), String> {
+    if entries.is_empty() {
+        return Err(
+            "policy: give at least one [[policy]] entry, or none to use the defaults".into(),
+        );
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, p) in entries.iter().enumerate() {
+        if !(0..=100_000).contains(&p.allowance_fen_per_day) {
+            return Err(format!(
+                "policy[{i}].allowance_fen_per_day: {} is not between 0 and 100000 fen",
+                p.allowance_fen_per_day
+            ));
+        }
+        if !(1..=3).contains(&p.max_subsidised_per_year) {
+            return Err(format!(
+                "policy[{i}].max_subsidised_per_year: {} is not between 1 and 3",
+                p.max_subsidised_per_year
+            ));
+        }
+        if !seen.insert(p.effective_from) {
+            return Err(format!(
+                "policy[{i}].effective_from: {} is given twice",
+                p.effective_from
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl Config {
@@ -133,6 +177,7 @@ impl Config {
             request_timeout: file
                 .request_timeout_secs
                 .map_or(d.request_timeout, Duration::from_secs),
+            policy: file.policy.map_or(d.policy, PolicyTable::new),
         }
     }
 }
@@ -168,5 +213,70 @@ mod tests {
     #[test]
     fn unknown_keys_are_refused() {
         assert!(toml::from_str::<FileConfig>("lisen = \"x\"").is_err());
+    }
+
+    #[test]
+    fn a_policy_table_that_cannot_be_paid_by_is_refused_naming_the_entry_and_field() {
+        let entry = |from: &str, fen: i64, cap: u32| Policy {
+            effective_from: from.parse().expect("date"),
+            allowance_fen_per_day: fen,
+            max_subsidised_per_year: cap,
+        };
+        let good = entry("2019-01-01", 5_000, 3);
+        assert_eq!(check_policy(std::slice::from_ref(&good)), Ok(()));
+        let cases: Vec<(Vec<Policy>, &str)> = vec![
+            (vec![], "policy:"),
+            (
+                vec![entry("2019-01-01", -1, 3)],
+                "policy[0].allowance_fen_per_day",
+            ),
+            (
+                vec![good.clone(), entry("2026-01-01", 100_001, 3)],
+                "policy[1].allowance_fen_per_day",
+            ),
+            (
+                vec![entry("2019-01-01", 5_000, 0)],
+                "policy[0].max_subsidised_per_year",
+            ),
+            (
+                vec![entry("2019-01-01", 5_000, 4)],
+                "policy[0].max_subsidised_per_year",
+            ),
+            (
+                vec![good.clone(), entry("2019-01-01", 6_000, 3)],
+                "policy[1].effective_from",
+            ),
+        ];
+        for (entries, field) in cases {
+            let err = check_policy(&entries).expect_err(field);
+            assert!(err.starts_with(field), "{field}: {err}");
+        }
+        // From a file: the rate by date, and a bad date named by TOML.
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[[policy]]\neffective_from = \"2019-01-01\"\nallowance_fen_per_day = 5000\nmax_subsidised_per_year = 3\n\
+             [[policy]]\neffective_from = \"2026-03-04\"\nallowance_fen_per_day = 6000\nmax_subsidised_per_year = 3\n",
+        )
+        .expect("write");
+        let c = Config::resolve(None, None, None, FileConfig::read(&path).expect("valid"));
+        let day = |d: &str| d.parse().expect("date");
+        let rate = |d| c.policy.in_force(day(d)).map(|p| p.allowance_fen_per_day);
+        assert_eq!(rate("2026-03-03"), Some(5_000));
+        assert_eq!(rate("2026-03-04"), Some(6_000));
+        std::fs::write(
+            &path,
+            "[[policy]]\neffective_from = \"2026-02-30\"\nallowance_fen_per_day = 5000\nmax_subsidised_per_year = 3\n",
+        )
+        .expect("write");
+        assert!(FileConfig::read(&path).is_err());
+        std::fs::write(
+            &path,
+            "[[policy]]\neffective_from = \"2026-01-01\"\nallowance_fen_per_day = 5000\nmax_subsidised_per_year = 9\n",
+        )
+        .expect("write");
+        let err = FileConfig::read(&path).expect_err("cap of 9");
+        assert!(err.contains("policy[0].max_subsidised_per_year"), "{err}");
     }
 }

@@ -90,8 +90,9 @@ impl AppState {
     pub fn open(config: Config) -> Result<Self, String> {
         std::fs::create_dir_all(&config.data)
             .map_err(|e| format!("cannot create {}: {e}", config.data.display()))?;
-        let store = ServerStore::open(&config.data, config.cache_docs)
+        let mut store = ServerStore::open(&config.data, config.cache_docs)
             .map_err(|e| format!("cannot open the database: {e}"))?;
+        store.set_policy(config.policy.clone());
         let blind_key = key_file(&config.data, "blind-index.key")
             .map(BlindIndexKey::from_bytes)
             .map_err(|e| format!("blind index key: {e}"))?;

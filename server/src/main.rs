@@ -29,7 +29,7 @@ enum Command {
         /// Documents kept loaded in memory [default: 256].
         #[arg(long, env = "SONGPEI_CACHE_DOCS")]
         cache_docs: Option<usize>,
-        /// A TOML file with any of these settings (and `[limits]`).
+        /// A TOML file with any of these settings (and `[limits]`, `[[policy]]`).
         #[arg(long, env = "SONGPEI_CONFIG")]
         config: Option<PathBuf>,
     },
@@ -67,6 +67,9 @@ enum ReportCommand {
         /// The file to write.
         #[arg(long)]
         out: PathBuf,
+        /// The server's TOML configuration, for its `[[policy]]` table.
+        #[arg(long, env = "SONGPEI_CONFIG")]
+        config: Option<PathBuf>,
     },
 }
 
@@ -295,11 +298,26 @@ fn main() -> ExitCode {
                     month,
                     format,
                     out,
+                    config,
                 },
         } => {
-            let data = data.unwrap_or_else(|| songpei_server::Config::default().data);
-            return match songpei_server::report::write_file(&data, &district, &month, &format, &out)
-            {
+            let file = match config.as_deref().map(FileConfig::read).transpose() {
+                Ok(f) => f.unwrap_or_default(),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let config = Config::resolve(None, data, None, file);
+            let report = songpei_server::report::write_file(
+                &config.data,
+                &district,
+                &month,
+                &format,
+                &out,
+                &config.policy,
+            );
+            return match report {
                 Ok(msg) => {
                     println!("{msg}");
                     ExitCode::SUCCESS

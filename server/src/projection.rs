@@ -160,7 +160,12 @@ pub(crate) fn project(
 /// Replaces the document's rows. A class's new attendance records are checked first
 /// ([`crate::signin::check_class`]); records that fail or wait for review do not count for pay
 /// until the district accepts them, and records the district rejects never count.
-pub(crate) fn write(tx: &Transaction<'_>, p: &Projection, now_ms: i64) -> rusqlite::Result<()> {
+pub(crate) fn write(
+    tx: &Transaction<'_>,
+    p: &Projection,
+    now_ms: i64,
+    policy: &rules::PolicyTable,
+) -> rusqlite::Result<()> {
     write_reviews(tx, p)?;
     match &p.rows {
         Rows::Class(c) => {
@@ -228,7 +233,7 @@ pub(crate) fn write(tx: &Transaction<'_>, p: &Projection, now_ms: i64) -> rusqli
                     people.insert(person_of(tx, t)?);
                 }
                 for person in people {
-                    decide_person(tx, &person)?;
+                    decide_person(tx, &person, policy)?;
                 }
             }
         }
@@ -263,9 +268,9 @@ pub(crate) fn write(tx: &Transaction<'_>, p: &Projection, now_ms: i64) -> rusqli
                 // decide the one it was, then the one it is (whose trainees include this one, so
                 // rows kept under the trainee id alone go too).
                 if let Some(old) = old {
-                    decide_person(tx, &old)?;
+                    decide_person(tx, &old, policy)?;
                 }
-                decide_person(tx, &t.blind_index)?;
+                decide_person(tx, &t.blind_index, policy)?;
             }
         }
         Rows::Household(h) => {
@@ -343,7 +348,11 @@ fn person_of(tx: &Transaction<'_>, trainee: &str) -> rusqlite::Result<Vec<u8>> {
 /// are deleted before any is written, so the unique indexes of `p_subsidies` see only the new
 /// decisions; a decision that would break them (a fourth subsidised class in a year, an occupation
 /// and level subsidised twice) fails the merge's transaction instead of being stored.
-pub(crate) fn decide_person(tx: &Transaction<'_>, person: &[u8]) -> rusqlite::Result<()> {
+pub(crate) fn decide_person(
+    tx: &Transaction<'_>,
+    person: &[u8],
+    policy: &rules::PolicyTable,
+) -> rusqlite::Result<()> {
     let mut trainees: Vec<String> = tx
         .prepare_cached("SELECT id FROM p_trainees WHERE blind_index = ?1")?
         .query_map([person], |r| r.get(0))?
@@ -405,7 +414,7 @@ pub(crate) fn decide_person(tx: &Transaction<'_>, person: &[u8]) -> rusqlite::Re
         .collect::<BTreeMap<_, _>>()
         .into_values()
         .collect();
-    let decisions = rules::decide_subsidies(&facts, &rules::PolicyTable::default());
+    let decisions = rules::decide_subsidies(&facts, policy);
     let mut ins = tx.prepare_cached(
         "INSERT OR REPLACE INTO p_subsidies (class_id, trainee_id, person, year, occupation_key,
          level, decision, nth, cap, earlier_class) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",

@@ -691,12 +691,12 @@ pub fn write_file(
     month: &str,
     format: &str,
     out: &std::path::Path,
+    policy: &PolicyTable,
 ) -> Result<String, String> {
     let month = Month::parse(month).map_err(|e| e.to_string())?;
     let store =
         crate::ServerStore::open(data, 1).map_err(|e| format!("cannot open the database: {e}"))?;
-    let r = monthly(store.conn(), district, month, &PolicyTable::default())
-        .map_err(|e| e.to_string())?;
+    let r = monthly(store.conn(), district, month, policy).map_err(|e| e.to_string())?;
     let bytes = match format {
         "xlsx" => to_xlsx(&r).map_err(|e| e.to_string())?,
         "csv" => to_csv(&r),

@@ -65,6 +65,8 @@ pub(crate) struct RequestRecord {
 pub struct ServerStore {
     conn: Connection,
     cache: LruCache<DocId, LoadedDoc>,
+    /// The allowance rates and caps the subsidy decisions are made by.
+    policy: songpei_core::rules::PolicyTable,
 }
 
 impl std::fmt::Debug for ServerStore {
@@ -120,9 +122,15 @@ impl ServerStore {
         let mut store = Self {
             conn,
             cache: LruCache::new(NonZeroUsize::new(cache_docs.max(1)).unwrap_or(NonZeroUsize::MIN)),
+            policy: songpei_core::rules::PolicyTable::default(),
         };
         store.migrate()?;
         Ok(store)
+    }
+
+    /// Sets the policy table that subsidy decisions are made by from now on.
+    pub fn set_policy(&mut self, policy: songpei_core::rules::PolicyTable) {
+        self.policy = policy;
     }
 
     /// The database connection, for the account and audit tables.
@@ -269,7 +277,7 @@ impl ServerStore {
                 "INSERT INTO feed (village, seq, doc_id, heads) VALUES (?1, ?2, ?3, ?4)",
                 params![d.village, feed_seq, id, heads],
             )?;
-            projection::write(&tx, &d.projection, now_ms)?;
+            projection::write(&tx, &d.projection, now_ms, &self.policy)?;
         }
         if let Some(request) = request {
             tx.execute(

@@ -577,3 +577,90 @@ fn a_conflict_between_two_phones_waits_for_review_and_leaves_the_queue_once_deci
         );
     }
 }
+
+/// Row I5: the allowance rate changes in the middle of a class (here from 50 to 60 yuan a day on
+/// 2026-03-04, set in the server's `[[policy]]` table); each day is paid at the rate in force that
+/// day. A 脱贫户 trainee attends all five days, 2026-03-02 to 03-06:
+///   03-02, 03-03 at 5,000 fen + 03-04, 03-05, 03-06 at 6,000 fen = 10,000 + 18,000 = 28,000 fen.
+/// The class page, the monthly report over HTTP and the report from the command line all say so.
+#[test]
+fn i5_a_rate_changed_mid_class_pays_each_day_at_the_rate_of_that_day() {
+    let policy = "[[policy]]\neffective_from = \"2019-01-01\"\nallowance_fen_per_day = 5000\nmax_subsidised_per_year = 3\n\
+                  [[policy]]\neffective_from = \"2026-03-04\"\nallowance_fen_per_day = 6000\nmax_subsidised_per_year = 3\n";
+    let server = ServerProcess::start_with_config(Some(policy));
+    let pw = account(&server, "office", "district_admin");
+    let phone = CliPhone::new();
+    server.enroll(&phone, &[VILLAGE_A]);
+    let class = phone.class(5, &["--subsidised"]);
+    let poor = phone.trainee(
+        "张秀英",
+        &id_number("45080219850312002"),
+        &["--poverty", "脱贫户"],
+    );
+    phone.ok(&["enrol", &class, &poor]);
+    phone.ok(&["sync"]);
+    let days = [
+        "2026-03-02",
+        "2026-03-03",
+        "2026-03-04",
+        "2026-03-05",
+        "2026-03-06",
+    ];
+    for day in days {
+        phone.ok(&["attend", &class, &poor, "--day", day, "--in"]);
+    }
+    phone.ok(&["sync"]);
+    // Entered by hand after the fact, each day waits for review; the office accepts all five.
+    let mut b = Browser::new(&server.url);
+    assert_eq!(b.login("office", &pw).status, 200);
+    let page = b.get(&format!("/api/v1/classes/{class}")).json;
+    let records: Vec<String> = page["attendance"]
+        .as_array()
+        .expect("attendance")
+        .iter()
+        .map(|a| a["attendance_id"].as_str().expect("id").to_owned())
+        .collect();
+    assert_eq!(records.len(), 5, "{page}");
+    for a in &records {
+        let r = b.json(
+            "/api/v1/review",
+            serde_json::json!({"doc_id": class, "subject": a, "decision": "accepted", "reason": "村委会签到表为证"}),
+        );
+        assert_eq!(r.status, 200, "{}", r.json);
+    }
+    let page = b.get(&format!("/api/v1/classes/{class}")).json;
+    let row = &page["trainees"][0];
+    assert_eq!(row["payable_days"], 5, "{row}");
+    assert_eq!(row["allowance_fen"], 28_000, "{row}");
+    let r = b
+        .get(&format!(
+            "/api/v1/reports/monthly?district={}&month=2026-03",
+            songpei_tests::DISTRICT
+        ))
+        .json;
+    assert_eq!(r["allowance"]["total_fen"], 28_000, "{r}");
+    assert_eq!(r["allowance"]["payable_days"], 5, "{r}");
+
+    // The report from the command line reads the same table from the configuration.
+    let out = server.data.join("march.json");
+    let config = server.data.join("policy.toml");
+    std::fs::write(&config, policy).expect("config");
+    let done = std::process::Command::new(songpei_tests::binary("songpei-server"))
+        .args(["report", "monthly", "--district", songpei_tests::DISTRICT])
+        .args(["--month", "2026-03", "--format", "json", "--out"])
+        .arg(&out)
+        .arg("--data")
+        .arg(&server.data)
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .expect("report");
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let cli: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&out).expect("read")).expect("json");
+    assert_eq!(cli["allowance"]["total_fen"], 28_000, "{cli}");
+}
