@@ -11,6 +11,7 @@ pub mod api;
 pub mod audit;
 mod auth;
 pub mod config;
+pub mod db;
 pub mod error;
 mod projection;
 pub mod ratelimit;

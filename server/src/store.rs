@@ -14,7 +14,8 @@ use songpei_core::ids::DocId;
 
 use crate::projection::{self, Projection};
 
-pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
+/// The schema on SQLite, version by version (`db::POSTGRES_MIGRATIONS` is the same on PostgreSQL).
+pub const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/001_documents.sql")),
     (2, include_str!("migrations/002_projections.sql")),
     (3, include_str!("migrations/003_accounts.sql")),

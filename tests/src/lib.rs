@@ -1,6 +1,8 @@
 //! Helpers for the end-to-end tests: run the real `songpei` binary against a store in a temporary
 //! folder, and build valid test data.
 
+pub mod pg;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
