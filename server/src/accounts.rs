@@ -101,6 +101,12 @@ pub enum AccountError {
     Db(#[from] rusqlite::Error),
 }
 
+impl From<crate::db::DbError> for AccountError {
+    fn from(e: crate::db::DbError) -> Self {
+        AccountError::Db(e.into())
+    }
+}
+
 fn invalid(field: &'static str, problem: &'static str) -> AccountError {
     AccountError::Invalid { field, problem }
 }

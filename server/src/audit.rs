@@ -3,8 +3,10 @@
 //! document, change hashes), admin actions, refusals of revoked or forging devices, and every read
 //! of unmasked personal data. Entries name devices, accounts and documents by id, never a person.
 
-use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
+
+use crate::args;
+use crate::db::{DbError, Sql};
 
 /// One entry to append.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,28 +51,24 @@ fn entry_hash(prev: &[u8], seq: i64, at_ms: i64, e: &Entry) -> Vec<u8> {
 }
 
 /// Appends entries; call inside the transaction of what they record.
-pub fn append(conn: &Connection, at_ms: i64, entries: &[Entry]) -> rusqlite::Result<()> {
+pub fn append(db: &dyn Sql, at_ms: i64, entries: &[Entry]) -> Result<(), DbError> {
     if entries.is_empty() {
         return Ok(());
     }
-    let last: Option<(i64, Vec<u8>)> = conn
-        .query_row(
-            "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
-    let (mut seq, mut prev) = last.unwrap_or((0, vec![0; 32]));
-    let mut stmt = conn.prepare_cached(
-        "INSERT INTO audit (seq, at_ms, actor, action, subject, detail, hash)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    let last: Option<(i64, Vec<u8>)> = db.query_opt(
+        "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+        &[],
+        |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
+    let (mut seq, mut prev) = last.unwrap_or((0, vec![0; 32]));
     for e in entries {
         seq += 1;
         let hash = entry_hash(&prev, seq, at_ms, e);
-        stmt.execute(params![
-            seq, at_ms, e.actor, e.action, e.subject, e.detail, hash
-        ])?;
+        db.execute(
+            "INSERT INTO audit (seq, at_ms, actor, action, subject, detail, hash)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            args![seq, at_ms, &e.actor, &e.action, &e.subject, &e.detail, &hash],
+        )?;
         prev = hash;
     }
     Ok(())
@@ -92,15 +90,13 @@ pub enum Verdict {
 }
 
 /// Walks the whole chain from the first entry.
-pub fn verify(conn: &Connection) -> rusqlite::Result<Verdict> {
-    let mut stmt = conn.prepare(
+pub fn verify(db: &dyn Sql) -> Result<Verdict, DbError> {
+    let rows = db.query(
         "SELECT seq, at_ms, actor, action, subject, detail, hash FROM audit ORDER BY seq",
+        &[],
     )?;
-    let mut rows = stmt.query([])?;
     let mut prev = vec![0u8; 32];
-    let mut expected_seq = 1;
-    let mut entries = 0;
-    while let Some(r) = rows.next()? {
+    for (expected_seq, r) in (1i64..).zip(&rows) {
         let seq: i64 = r.get(0)?;
         let at_ms: i64 = r.get(1)?;
         let e = Entry {
@@ -114,15 +110,16 @@ pub fn verify(conn: &Connection) -> rusqlite::Result<Verdict> {
             return Ok(Verdict::BrokenAt { seq });
         }
         prev = hash;
-        expected_seq += 1;
-        entries += 1;
     }
-    Ok(Verdict::Intact { entries })
+    Ok(Verdict::Intact {
+        entries: rows.len() as u64,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rusqlite::Connection;
 
     fn db() -> Connection {
         let mut conn = Connection::open_in_memory().expect("db");

@@ -391,6 +391,35 @@ impl Sql for rusqlite::Connection {
     }
 }
 
+impl Sql for rusqlite::Transaction<'_> {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
+        Sql::execute(&**self, sql, params)
+    }
+
+    fn query(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>, DbError> {
+        Sql::query(&**self, sql, params)
+    }
+
+    fn batch(&self, sql: &str) -> Result<(), DbError> {
+        Sql::batch(&**self, sql)
+    }
+}
+
+/// For code still written against rusqlite's error type.
+impl From<DbError> for rusqlite::Error {
+    fn from(e: DbError) -> Self {
+        match e {
+            DbError::Sqlite(e) => e,
+            DbError::NoRow => rusqlite::Error::QueryReturnedNoRows,
+            other => rusqlite::Error::ToSqlConversionFailure(Box::new(other)),
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // PostgreSQL
 

@@ -158,6 +158,13 @@ impl From<rusqlite::Error> for ApiError {
     }
 }
 
+impl From<crate::db::DbError> for ApiError {
+    fn from(e: crate::db::DbError) -> Self {
+        tracing::error!(error = %e, "storage error");
+        ApiError::Unavailable
+    }
+}
+
 impl From<crate::accounts::AccountError> for ApiError {
     fn from(e: crate::accounts::AccountError) -> Self {
         match e {
