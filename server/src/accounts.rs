@@ -4,8 +4,9 @@
 
 use std::collections::BTreeSet;
 
+use crate::args;
+use crate::db::{DbError, Sql, Transact};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 use songpei_core::ids::{DistrictCode, VillageCode};
 
@@ -98,11 +99,11 @@ pub enum AccountError {
     Exists(&'static str),
     /// The database failed.
     #[error("database: {0}")]
-    Db(#[from] rusqlite::Error),
+    Db(#[from] DbError),
 }
 
-impl From<crate::db::DbError> for AccountError {
-    fn from(e: crate::db::DbError) -> Self {
+impl From<rusqlite::Error> for AccountError {
+    fn from(e: rusqlite::Error) -> Self {
         AccountError::Db(e.into())
     }
 }
@@ -125,14 +126,13 @@ pub struct District {
 }
 
 /// The district, if set up.
-pub fn district(conn: &Connection) -> rusqlite::Result<Option<District>> {
-    conn.query_row("SELECT code, name FROM district LIMIT 1", [], |r| {
+pub fn district(db: &dyn Sql) -> Result<Option<District>, DbError> {
+    db.query_opt("SELECT code, name FROM district LIMIT 1", &[], |r| {
         Ok(District {
             code: r.get(0)?,
             name: r.get(1)?,
         })
     })
-    .optional()
 }
 
 /// A random password of 16 characters from the code alphabet.
@@ -152,14 +152,12 @@ fn hash_password(password: &str) -> Result<String, AccountError> {
 }
 
 /// Checks a password against an account's hash.
-pub fn check_password(conn: &Connection, username: &str, password: &str) -> rusqlite::Result<bool> {
-    let hash: Option<Option<String>> = conn
-        .query_row(
-            "SELECT password_hash FROM accounts WHERE username = ?1",
-            [username],
-            |r| r.get(0),
-        )
-        .optional()?;
+pub fn check_password(db: &dyn Sql, username: &str, password: &str) -> Result<bool, DbError> {
+    let hash: Option<Option<String>> = db.query_opt(
+        "SELECT password_hash FROM accounts WHERE username = ?1",
+        args![username],
+        |r| r.get(0),
+    )?;
     Ok(hash.flatten().is_some_and(|h| {
         PasswordHash::new(&h).is_ok_and(|parsed| {
             argon2::Argon2::default()
@@ -170,44 +168,44 @@ pub fn check_password(conn: &Connection, username: &str, password: &str) -> rusq
 }
 
 /// Sets up the district with its admin account; returns the admin's one-time password.
-pub fn init(conn: &mut Connection, code: &str, name: &str) -> Result<String, AccountError> {
+pub fn init(db: &mut impl Transact, code: &str, name: &str) -> Result<String, AccountError> {
     let code = DistrictCode::parse(code).ok_or(invalid("district", "is not a six-digit code"))?;
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 40 {
         return Err(invalid("name", "must be 1 to 40 characters"));
     }
-    let tx = conn.transaction()?;
-    if district(&tx)?.is_some() {
-        return Err(AccountError::AlreadyInitialised);
-    }
-    let password = random_secret(16);
-    let hash = hash_password(&password)?;
-    let now = now_ms();
-    tx.execute(
-        "INSERT INTO district (code, name, created_at) VALUES (?1, ?2, ?3)",
-        params![code.as_str(), name, now],
-    )?;
-    let admin_id = uuid::Uuid::new_v4().to_string();
-    tx.execute(
-        "INSERT INTO accounts (id, username, role, password_hash, created_at) VALUES (?1, 'admin', ?2, ?3, ?4)",
-        params![admin_id, Role::DistrictAdmin.code(), hash, now],
-    )?;
-    audit::append(
-        &tx,
-        now,
-        &[Entry::new(
-            "admin-cli",
-            "init",
-            code.as_str(),
-            serde_json::json!({"admin": admin_id}),
-        )],
-    )?;
-    tx.commit()?;
-    Ok(password)
+    db.transaction(|tx| {
+        if district(tx)?.is_some() {
+            return Err(AccountError::AlreadyInitialised);
+        }
+        let password = random_secret(16);
+        let hash = hash_password(&password)?;
+        let now = now_ms();
+        tx.execute(
+            "INSERT INTO district (code, name, created_at) VALUES (?1, ?2, ?3)",
+            args![code.as_str(), name, now],
+        )?;
+        let admin_id = uuid::Uuid::new_v4().to_string();
+        tx.execute(
+            "INSERT INTO accounts (id, username, role, password_hash, created_at) VALUES (?1, 'admin', ?2, ?3, ?4)",
+            args![&admin_id, Role::DistrictAdmin.code(), hash, now],
+        )?;
+        audit::append(
+            tx,
+            now,
+            &[Entry::new(
+                "admin-cli",
+                "init",
+                code.as_str(),
+                serde_json::json!({"admin": admin_id}),
+            )],
+        )?;
+        Ok(password)
+    })
 }
 
-fn require_district(conn: &Connection) -> Result<District, AccountError> {
-    district(conn)?.ok_or(AccountError::NotInitialised)
+fn require_district(db: &dyn Sql) -> Result<District, AccountError> {
+    district(db)?.ok_or(AccountError::NotInitialised)
 }
 
 fn check_place_name(name: &str) -> Result<&str, AccountError> {
@@ -224,12 +222,12 @@ fn check_place_name(name: &str) -> Result<&str, AccountError> {
 /// Adds (or renames) a village; its township is the first nine digits of its code, created when
 /// new (named `township_name`, or after its code until renamed).
 pub fn add_village(
-    conn: &Connection,
+    db: &dyn Sql,
     code: &str,
     name: &str,
     township_name: Option<&str>,
 ) -> Result<(), AccountError> {
-    let district = require_district(conn)?;
+    let district = require_district(db)?;
     let v =
         VillageCode::parse(code.trim()).ok_or(invalid("code", "is not a 12-digit village code"))?;
     if v.district().as_str() != district.code {
@@ -240,26 +238,26 @@ pub fn add_village(
     match township_name {
         Some(t) => {
             let t = check_place_name(t)?;
-            conn.execute(
+            db.execute(
                 "INSERT INTO townships (code, name) VALUES (?1, ?2)
                  ON CONFLICT (code) DO UPDATE SET name = excluded.name",
-                params![township, t],
+                args![township, t],
             )?;
         }
         None => {
-            conn.execute(
+            db.execute(
                 "INSERT INTO townships (code, name) VALUES (?1, ?1) ON CONFLICT (code) DO NOTHING",
-                [township],
+                args![township],
             )?;
         }
     }
-    conn.execute(
+    db.execute(
         "INSERT INTO places (code, name, township) VALUES (?1, ?2, ?3)
          ON CONFLICT (code) DO UPDATE SET name = excluded.name",
-        params![v.as_str(), name, township],
+        args![v.as_str(), name, township],
     )?;
     audit::append(
-        conn,
+        db,
         now_ms(),
         &[Entry::new(
             "admin-cli",
@@ -284,10 +282,10 @@ pub struct CsvProblem {
 /// Imports villages from CSV text (`code,name[,township name]`, an optional header line): all rows
 /// or none. Returns the number of villages imported, or every problem found.
 pub fn import_villages(
-    conn: &mut Connection,
+    db: &mut impl Transact,
     csv: &str,
 ) -> Result<Result<usize, Vec<CsvProblem>>, AccountError> {
-    require_district(conn)?;
+    require_district(db)?;
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
@@ -334,42 +332,55 @@ pub fn import_villages(
             problem: "more than 100,000 villages".into(),
         }]));
     }
-    let tx = conn.transaction()?;
-    let mut count = 0;
-    for (line, code, name, township) in &rows {
-        match add_village(
-            &tx,
-            code,
-            name,
-            township.as_deref().filter(|t| !t.is_empty()),
-        ) {
-            Ok(()) => count += 1,
-            Err(AccountError::Invalid { field, problem }) => problems.push(CsvProblem {
-                line: *line,
-                problem: format!("{field} {problem}"),
-            }),
-            Err(e) => return Err(e),
+    /// Why the import's transaction is rolled back.
+    enum Undo {
+        Failed(AccountError),
+        Problems(Vec<CsvProblem>),
+    }
+    impl From<DbError> for Undo {
+        fn from(e: DbError) -> Self {
+            Undo::Failed(e.into())
         }
     }
-    if !problems.is_empty() {
-        return Ok(Err(problems));
+    let done = db.transaction(|tx| {
+        let mut count = 0;
+        for (line, code, name, township) in &rows {
+            match add_village(
+                tx,
+                code,
+                name,
+                township.as_deref().filter(|t| !t.is_empty()),
+            ) {
+                Ok(()) => count += 1,
+                Err(AccountError::Invalid { field, problem }) => problems.push(CsvProblem {
+                    line: *line,
+                    problem: format!("{field} {problem}"),
+                }),
+                Err(e) => return Err(Undo::Failed(e)),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(Undo::Problems(std::mem::take(&mut problems)));
+        }
+        Ok(count)
+    });
+    match done {
+        Ok(count) => Ok(Ok(count)),
+        Err(Undo::Problems(p)) => Ok(Err(p)),
+        Err(Undo::Failed(e)) => Err(e),
     }
-    tx.commit()?;
-    Ok(Ok(count))
 }
 
-fn check_villages(
-    conn: &Connection,
-    villages: &[String],
-) -> Result<BTreeSet<String>, AccountError> {
+fn check_villages(db: &dyn Sql, villages: &[String]) -> Result<BTreeSet<String>, AccountError> {
     let mut set = BTreeSet::new();
     for v in villages {
-        let known: bool = conn
-            .query_row("SELECT 1 FROM places WHERE code = ?1", [v.trim()], |_| {
-                Ok(true)
-            })
-            .optional()?
-            .unwrap_or(false);
+        let known = db
+            .query_opt(
+                "SELECT 1 FROM places WHERE code = ?1",
+                args![v.trim()],
+                |_| Ok(()),
+            )?
+            .is_some();
         if !known {
             return Err(invalid(
                 "village",
@@ -400,12 +411,12 @@ fn check_username(username: &str) -> Result<&str, AccountError> {
 /// Creates an account; district roles get a one-time password (returned), village roles sign in
 /// with their phones only.
 pub fn add_account(
-    conn: &mut Connection,
+    db: &mut impl Transact,
     username: &str,
     role: Role,
     villages: &[String],
 ) -> Result<(String, Option<String>), AccountError> {
-    require_district(conn)?;
+    require_district(db)?;
     let username = check_username(username)?;
     if role.in_villages() && villages.is_empty() {
         return Err(invalid(
@@ -419,107 +430,101 @@ pub fn add_account(
             "district accounts cover the whole district",
         ));
     }
-    let tx = conn.transaction()?;
-    let set = check_villages(&tx, villages)?;
-    let exists: bool = tx
-        .query_row(
-            "SELECT 1 FROM accounts WHERE username = ?1",
-            [username],
-            |_| Ok(true),
-        )
-        .optional()?
-        .unwrap_or(false);
-    if exists {
-        return Err(AccountError::Exists("account"));
-    }
-    let (password, hash) = if role.in_villages() {
-        (None, None)
-    } else {
-        let p = random_secret(16);
-        let h = hash_password(&p)?;
-        (Some(p), Some(h))
-    };
-    let id = uuid::Uuid::new_v4().to_string();
-    let now = now_ms();
-    tx.execute(
-        "INSERT INTO accounts (id, username, role, password_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![id, username, role.code(), hash, now],
-    )?;
-    write_villages(&tx, &id, &set)?;
-    audit::append(
-        &tx,
-        now,
-        &[Entry::new(
-            "admin-cli",
-            "account_add",
-            id.clone(),
-            serde_json::json!({"role": role.code(), "villages": set}),
-        )],
-    )?;
-    tx.commit()?;
-    Ok((id, password))
+    db.transaction(|tx| {
+        let set = check_villages(tx, villages)?;
+        let exists = tx
+            .query_opt(
+                "SELECT 1 FROM accounts WHERE username = ?1",
+                args![username],
+                |_| Ok(()),
+            )?
+            .is_some();
+        if exists {
+            return Err(AccountError::Exists("account"));
+        }
+        let (password, hash) = if role.in_villages() {
+            (None, None)
+        } else {
+            let p = random_secret(16);
+            let h = hash_password(&p)?;
+            (Some(p), Some(h))
+        };
+        let id = uuid::Uuid::new_v4().to_string();
+        let now = now_ms();
+        tx.execute(
+            "INSERT INTO accounts (id, username, role, password_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            args![&id, username, role.code(), hash, now],
+        )?;
+        write_villages(tx, &id, &set)?;
+        audit::append(
+            tx,
+            now,
+            &[Entry::new(
+                "admin-cli",
+                "account_add",
+                id.clone(),
+                serde_json::json!({"role": role.code(), "villages": set}),
+            )],
+        )?;
+        Ok((id, password))
+    })
 }
 
 /// Replaces the villages of a coordinator or instructor. Their phones follow at the next sync:
 /// documents of villages dropped leave the phones.
 pub fn set_villages(
-    conn: &mut Connection,
+    db: &mut impl Transact,
     username: &str,
     villages: &[String],
 ) -> Result<(), AccountError> {
-    let tx = conn.transaction()?;
-    let (id, role) = account_by_username(&tx, username)?;
-    if !role.in_villages() || villages.is_empty() {
-        return Err(invalid(
-            "village",
-            "only coordinators and instructors have villages, at least one",
-        ));
-    }
-    let set = check_villages(&tx, villages)?;
-    write_villages(&tx, &id, &set)?;
-    audit::append(
-        &tx,
-        now_ms(),
-        &[Entry::new(
-            "admin-cli",
-            "account_villages",
-            id,
-            serde_json::json!({"villages": set}),
-        )],
-    )?;
-    tx.commit()?;
-    Ok(())
+    db.transaction(|tx| {
+        let (id, role) = account_by_username(tx, username)?;
+        if !role.in_villages() || villages.is_empty() {
+            return Err(invalid(
+                "village",
+                "only coordinators and instructors have villages, at least one",
+            ));
+        }
+        let set = check_villages(tx, villages)?;
+        write_villages(tx, &id, &set)?;
+        audit::append(
+            tx,
+            now_ms(),
+            &[Entry::new(
+                "admin-cli",
+                "account_villages",
+                id,
+                serde_json::json!({"villages": set}),
+            )],
+        )?;
+        Ok(())
+    })
 }
 
 /// Replaces an account's villages.
-fn write_villages(
-    conn: &Connection,
-    account: &str,
-    villages: &BTreeSet<String>,
-) -> rusqlite::Result<()> {
-    conn.execute(
+fn write_villages(db: &dyn Sql, account: &str, villages: &BTreeSet<String>) -> Result<(), DbError> {
+    db.execute(
         "DELETE FROM account_villages WHERE account_id = ?1",
-        [account],
+        args![account],
     )?;
-    let mut stmt =
-        conn.prepare_cached("INSERT INTO account_villages (account_id, village) VALUES (?1, ?2)")?;
     for v in villages {
-        stmt.execute(params![account, v])?;
+        db.execute(
+            "INSERT INTO account_villages (account_id, village) VALUES (?1, ?2)",
+            args![account, v],
+        )?;
     }
     Ok(())
 }
 
 pub(crate) fn account_by_username(
-    conn: &Connection,
+    db: &dyn Sql,
     username: &str,
 ) -> Result<(String, Role), AccountError> {
-    let row: Option<(String, String)> = conn
-        .query_row(
-            "SELECT id, role FROM accounts WHERE username = ?1",
-            [username.trim()],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
+    let row: Option<(String, String)> = db.query_opt(
+        "SELECT id, role FROM accounts WHERE username = ?1",
+        args![username.trim()],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     let (id, role) = row.ok_or(AccountError::NotFound("account"))?;
     Ok((
         id,
@@ -554,11 +559,8 @@ pub struct EnrollmentCode {
 }
 
 /// Issues an enrollment code for a coordinator or instructor. Only its hash is kept.
-pub fn issue_enrollment_code(
-    conn: &Connection,
-    username: &str,
-) -> Result<EnrollmentCode, AccountError> {
-    let (id, role) = account_by_username(conn, username)?;
+pub fn issue_enrollment_code(db: &dyn Sql, username: &str) -> Result<EnrollmentCode, AccountError> {
+    let (id, role) = account_by_username(db, username)?;
     if !role.in_villages() {
         return Err(invalid(
             "username",
@@ -569,12 +571,12 @@ pub fn issue_enrollment_code(
     let code = format!("{}-{}-{}", &raw[..4], &raw[4..8], &raw[8..]);
     let now = now_ms();
     let expires_at_ms = now + ENROLLMENT_VALID_MS;
-    conn.execute(
+    db.execute(
         "INSERT INTO enrollment_codes (code_hash, account_id, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
-        params![code_hash(&code), id, now, expires_at_ms],
+        args![code_hash(&code), &id, now, expires_at_ms],
     )?;
     audit::append(
-        conn,
+        db,
         now,
         &[Entry::new(
             "admin-cli",
@@ -609,27 +611,28 @@ pub struct DeviceGrant {
 }
 
 /// Loads a device with its account's role and villages.
-pub fn device(conn: &Connection, device: &str) -> rusqlite::Result<Option<DeviceGrant>> {
-    let row: Option<(String, String, Option<i64>, Vec<u8>)> = conn
-        .query_row(
-            "SELECT d.account_id, a.role, d.revoked_at, d.public_key
-             FROM devices d JOIN accounts a ON a.id = d.account_id WHERE d.id = ?1",
-            [device],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )
-        .optional()?;
+pub fn device(db: &dyn Sql, device: &str) -> Result<Option<DeviceGrant>, DbError> {
+    let row: Option<(String, String, Option<i64>, Vec<u8>)> = db.query_opt(
+        "SELECT d.account_id, a.role, d.revoked_at, d.public_key
+         FROM devices d JOIN accounts a ON a.id = d.account_id WHERE d.id = ?1",
+        args![device],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )?;
     let Some((account, role, revoked_at, public_key)) = row else {
         return Ok(None);
     };
     let Some(role) = Role::parse(&role) else {
         return Ok(None);
     };
-    let district = district(conn)?.map(|d| d.code).unwrap_or_default();
-    let mut stmt =
-        conn.prepare_cached("SELECT village FROM account_villages WHERE account_id = ?1")?;
-    let villages = stmt
-        .query_map([&account], |r| r.get(0))?
-        .collect::<rusqlite::Result<BTreeSet<String>>>()?;
+    let district = district(db)?.map(|d| d.code).unwrap_or_default();
+    let villages: BTreeSet<String> = db
+        .query_map(
+            "SELECT village FROM account_villages WHERE account_id = ?1",
+            args![&account],
+            |r| r.get(0),
+        )?
+        .into_iter()
+        .collect();
     Ok(Some(DeviceGrant {
         device: device.to_owned(),
         account,
@@ -642,10 +645,12 @@ pub fn device(conn: &Connection, device: &str) -> rusqlite::Result<Option<Device
 }
 
 /// Whether the actor belongs to the device.
-pub fn actor_of(conn: &Connection, actor: &[u8]) -> rusqlite::Result<Option<String>> {
-    conn.prepare_cached("SELECT device_id FROM device_actors WHERE actor = ?1")?
-        .query_row([actor], |r| r.get(0))
-        .optional()
+pub fn actor_of(db: &dyn Sql, actor: &[u8]) -> Result<Option<String>, DbError> {
+    db.query_opt(
+        "SELECT device_id FROM device_actors WHERE actor = ?1",
+        args![actor],
+        |r| r.get(0),
+    )
 }
 
 /// Why an enrollment was refused.
@@ -662,104 +667,101 @@ pub enum EnrollRefusal {
 /// Registers a device with an enrollment code. A retry by the same device with the same key
 /// (its first answer was lost) succeeds again.
 pub fn enroll(
-    conn: &mut Connection,
+    db: &mut impl Transact,
     code: &str,
     device: &str,
     public_key: &[u8],
     actor: &[u8],
 ) -> Result<Result<(DeviceGrant, Vec<u8>), EnrollRefusal>, AccountError> {
-    let tx = conn.transaction()?;
-    let now = now_ms();
-    let row: Option<(String, i64, Option<String>)> = tx
-        .query_row(
+    // A refusal writes nothing, so committing it is the same as rolling back.
+    db.transaction(|tx| {
+        let now = now_ms();
+        let row: Option<(String, i64, Option<String>)> = tx.query_opt(
             "SELECT account_id, expires_at, used_by FROM enrollment_codes WHERE code_hash = ?1",
-            [code_hash(code)],
+            args![code_hash(code)],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()?;
-    let Some((account, expires_at, used_by)) = row else {
-        return Ok(Err(EnrollRefusal::BadCode));
-    };
-    if expires_at < now {
-        return Ok(Err(EnrollRefusal::BadCode));
-    }
-    match used_by {
-        Some(d) if d == device => {
-            let same_key: bool = tx
-                .query_row(
-                    "SELECT public_key = ?2 FROM devices WHERE id = ?1",
-                    params![device, public_key],
-                    |r| r.get(0),
-                )
-                .optional()?
-                .unwrap_or(false);
-            if !same_key {
-                return Ok(Err(EnrollRefusal::BadCode));
+        )?;
+        let Some((account, expires_at, used_by)) = row else {
+            return Ok(Err(EnrollRefusal::BadCode));
+        };
+        if expires_at < now {
+            return Ok(Err(EnrollRefusal::BadCode));
+        }
+        match used_by {
+            Some(d) if d == device => {
+                let same_key = tx
+                    .query_opt(
+                        "SELECT public_key = ?2 FROM devices WHERE id = ?1",
+                        args![device, public_key],
+                        |r| r.get::<bool>(0),
+                    )?
+                    .unwrap_or(false);
+                if !same_key {
+                    return Ok(Err(EnrollRefusal::BadCode));
+                }
+            }
+            Some(_) => return Ok(Err(EnrollRefusal::BadCode)),
+            None => {
+                let taken = tx
+                    .query_opt("SELECT 1 FROM devices WHERE id = ?1", args![device], |_| {
+                        Ok(())
+                    })?
+                    .is_some();
+                let actor_taken = actor_of(tx, actor)?.is_some_and(|d| d != device);
+                if taken || actor_taken {
+                    return Ok(Err(EnrollRefusal::Taken));
+                }
+                tx.execute(
+                    "INSERT INTO devices (id, account_id, public_key, created_at) VALUES (?1, ?2, ?3, ?4)",
+                    args![device, &account, public_key, now],
+                )?;
+                tx.execute(
+                    "INSERT INTO device_actors (actor, device_id) VALUES (?1, ?2)",
+                    args![actor, device],
+                )?;
+                tx.execute(
+                    "UPDATE enrollment_codes SET used_by = ?2 WHERE code_hash = ?1",
+                    args![code_hash(code), device],
+                )?;
+                audit::append(
+                    tx,
+                    now,
+                    &[Entry::new(
+                        format!("device:{device}"),
+                        "enroll",
+                        account.clone(),
+                        serde_json::json!({"actor": hex::encode(actor)}),
+                    )],
+                )?;
             }
         }
-        Some(_) => return Ok(Err(EnrollRefusal::BadCode)),
-        None => {
-            let taken: bool = tx
-                .query_row("SELECT 1 FROM devices WHERE id = ?1", [device], |_| {
-                    Ok(true)
-                })
-                .optional()?
-                .unwrap_or(false);
-            let actor_taken = actor_of(&tx, actor)?.is_some_and(|d| d != device);
-            if taken || actor_taken {
-                return Ok(Err(EnrollRefusal::Taken));
-            }
-            tx.execute(
-                "INSERT INTO devices (id, account_id, public_key, created_at) VALUES (?1, ?2, ?3, ?4)",
-                params![device, account, public_key, now],
-            )?;
-            tx.execute(
-                "INSERT INTO device_actors (actor, device_id) VALUES (?1, ?2)",
-                params![actor, device],
-            )?;
-            tx.execute(
-                "UPDATE enrollment_codes SET used_by = ?2 WHERE code_hash = ?1",
-                params![code_hash(code), device],
-            )?;
-            audit::append(
-                &tx,
-                now,
-                &[Entry::new(
-                    format!("device:{device}"),
-                    "enroll",
-                    account.clone(),
-                    serde_json::json!({"actor": hex::encode(actor)}),
-                )],
-            )?;
-        }
-    }
-    let challenge = new_challenge(&tx, device, now)?;
-    let grant = self::device(&tx, device)?.ok_or(AccountError::NotFound("device"))?;
-    tx.commit()?;
-    Ok(Ok((grant, challenge)))
+        let challenge = new_challenge(tx, device, now)?;
+        let grant = self::device(tx, device)?.ok_or(AccountError::NotFound("device"))?;
+        Ok(Ok((grant, challenge)))
+    })
 }
 
 /// Makes and stores the device's next challenge, replacing the one before.
-pub fn new_challenge(conn: &Connection, device: &str, now: i64) -> rusqlite::Result<Vec<u8>> {
+pub fn new_challenge(db: &dyn Sql, device: &str, now: i64) -> Result<Vec<u8>, DbError> {
     let challenge: [u8; 32] = rand::random();
-    conn.execute(
+    db.execute(
         "INSERT INTO device_challenges (device_id, challenge, expires_at) VALUES (?1, ?2, ?3)
          ON CONFLICT (device_id) DO UPDATE SET challenge = excluded.challenge, expires_at = excluded.expires_at",
-        params![device, &challenge[..], now + CHALLENGE_VALID_MS],
+        args![device, &challenge[..], now + CHALLENGE_VALID_MS],
     )?;
     Ok(challenge.to_vec())
 }
 
 /// Takes the device's current challenge if it is `challenge` and still valid (single use).
 pub fn take_challenge(
-    conn: &Connection,
+    db: &dyn Sql,
     device: &str,
     challenge: &[u8],
     now: i64,
-) -> rusqlite::Result<bool> {
-    let n = conn.execute(
+) -> Result<bool, DbError> {
+    let n = db.execute(
         "DELETE FROM device_challenges WHERE device_id = ?1 AND challenge = ?2 AND expires_at >= ?3",
-        params![device, challenge, now],
+        args![device, challenge, now],
     )?;
     Ok(n == 1)
 }
@@ -778,59 +780,57 @@ pub struct DeviceRow {
 }
 
 /// Every device.
-pub fn devices(conn: &Connection) -> rusqlite::Result<Vec<DeviceRow>> {
-    let mut stmt = conn.prepare(
+pub fn devices(db: &dyn Sql) -> Result<Vec<DeviceRow>, DbError> {
+    db.query_map(
         "SELECT d.id, a.username, d.created_at, d.revoked_at FROM devices d
          JOIN accounts a ON a.id = d.account_id ORDER BY d.created_at, d.id",
-    )?;
-    stmt.query_map([], |r| {
-        Ok(DeviceRow {
-            id: r.get(0)?,
-            username: r.get(1)?,
-            created_at: r.get(2)?,
-            revoked_at: r.get(3)?,
-        })
-    })?
-    .collect()
+        &[],
+        |r| {
+            Ok(DeviceRow {
+                id: r.get(0)?,
+                username: r.get(1)?,
+                created_at: r.get(2)?,
+                revoked_at: r.get(3)?,
+            })
+        },
+    )
 }
 
 /// Revokes a device at once: its next request is refused.
-pub fn revoke_device(conn: &mut Connection, device: &str) -> Result<(), AccountError> {
-    let tx = conn.transaction()?;
-    let now = now_ms();
-    let n = tx.execute(
-        "UPDATE devices SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
-        params![device.trim(), now],
-    )?;
-    if n == 0 {
-        let exists: bool = tx
-            .query_row(
-                "SELECT 1 FROM devices WHERE id = ?1",
-                [device.trim()],
-                |_| Ok(true),
-            )
-            .optional()?
-            .unwrap_or(false);
-        return Err(if exists {
-            AccountError::Exists("revocation")
-        } else {
-            AccountError::NotFound("device")
-        });
-    }
-    tx.execute(
-        "DELETE FROM device_challenges WHERE device_id = ?1",
-        [device.trim()],
-    )?;
-    audit::append(
-        &tx,
-        now,
-        &[Entry::new(
-            "admin-cli",
-            "device_revoke",
-            device.trim(),
-            serde_json::json!({}),
-        )],
-    )?;
-    tx.commit()?;
-    Ok(())
+pub fn revoke_device(db: &mut impl Transact, device: &str) -> Result<(), AccountError> {
+    let device = device.trim();
+    db.transaction(|tx| {
+        let now = now_ms();
+        let n = tx.execute(
+            "UPDATE devices SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+            args![device, now],
+        )?;
+        if n == 0 {
+            let exists = tx
+                .query_opt("SELECT 1 FROM devices WHERE id = ?1", args![device], |_| {
+                    Ok(())
+                })?
+                .is_some();
+            return Err(if exists {
+                AccountError::Exists("revocation")
+            } else {
+                AccountError::NotFound("device")
+            });
+        }
+        tx.execute(
+            "DELETE FROM device_challenges WHERE device_id = ?1",
+            args![device],
+        )?;
+        audit::append(
+            tx,
+            now,
+            &[Entry::new(
+                "admin-cli",
+                "device_revoke",
+                device,
+                serde_json::json!({}),
+            )],
+        )?;
+        Ok(())
+    })
 }

@@ -67,7 +67,9 @@ pub fn append(db: &dyn Sql, at_ms: i64, entries: &[Entry]) -> Result<(), DbError
         db.execute(
             "INSERT INTO audit (seq, at_ms, actor, action, subject, detail, hash)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            args![seq, at_ms, &e.actor, &e.action, &e.subject, &e.detail, &hash],
+            args![
+                seq, at_ms, &e.actor, &e.action, &e.subject, &e.detail, &hash
+            ],
         )?;
         prev = hash;
     }

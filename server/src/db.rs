@@ -139,6 +139,36 @@ impl From<bool> for Value {
     }
 }
 
+impl From<usize> for Value {
+    fn from(v: usize) -> Self {
+        Value::Integer(i64::try_from(v).unwrap_or(i64::MAX))
+    }
+}
+
+impl From<u64> for Value {
+    fn from(v: u64) -> Self {
+        Value::Integer(i64::try_from(v).unwrap_or(i64::MAX))
+    }
+}
+
+impl From<&i64> for Value {
+    fn from(v: &i64) -> Self {
+        Value::Integer(*v)
+    }
+}
+
+impl<const N: usize> From<[u8; N]> for Value {
+    fn from(v: [u8; N]) -> Self {
+        Value::Blob(v.to_vec())
+    }
+}
+
+impl<const N: usize> From<&[u8; N]> for Value {
+    fn from(v: &[u8; N]) -> Self {
+        Value::Blob(v.to_vec())
+    }
+}
+
 impl From<f64> for Value {
     fn from(v: f64) -> Self {
         Value::Real(v)
@@ -302,6 +332,32 @@ pub trait Sql {
     fn query(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>, DbError>;
     /// Runs statements without parameters, separated by semicolons (migrations).
     fn batch(&self, sql: &str) -> Result<(), DbError>;
+}
+
+/// A connection that can run a transaction: everything `f` writes is committed together when it
+/// returns `Ok`, and nothing when it returns `Err` (or panics).
+pub trait Transact: Sql {
+    /// Runs `f` in a transaction.
+    fn transaction<T, E: From<DbError>>(
+        &mut self,
+        f: impl FnOnce(&dyn Sql) -> Result<T, E>,
+    ) -> Result<T, E>;
+}
+
+impl Transact for rusqlite::Connection {
+    fn transaction<T, E: From<DbError>>(
+        &mut self,
+        f: impl FnOnce(&dyn Sql) -> Result<T, E>,
+    ) -> Result<T, E> {
+        // IMMEDIATE: the write lock is taken at the start, so two writers never deadlock on an
+        // upgrade from a read lock.
+        let tx = self
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(DbError::from)?;
+        let out = f(&tx)?;
+        tx.commit().map_err(DbError::from)?;
+        Ok(out)
+    }
 }
 
 impl dyn Sql + '_ {
@@ -593,6 +649,19 @@ impl<C: postgres::GenericClient> Pg<C> {
     /// The client or transaction, for what only PostgreSQL has (a transaction, LISTEN).
     pub fn inner(&self) -> std::cell::RefMut<'_, C> {
         self.0.borrow_mut()
+    }
+}
+
+impl Transact for Pg<postgres::Client> {
+    fn transaction<T, E: From<DbError>>(
+        &mut self,
+        f: impl FnOnce(&dyn Sql) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let client = self.0.get_mut();
+        let tx = Pg::new(client.transaction().map_err(DbError::from)?);
+        let out = f(&tx)?;
+        tx.into_inner().commit().map_err(DbError::from)?;
+        Ok(out)
     }
 }
 

@@ -79,7 +79,13 @@ pub enum ReportError {
     Workbook,
     /// Storage failed.
     #[error("storage: {0}")]
-    Db(#[from] rusqlite::Error),
+    Db(#[from] crate::db::DbError),
+}
+
+impl From<rusqlite::Error> for ReportError {
+    fn from(e: rusqlite::Error) -> Self {
+        ReportError::Db(e.into())
+    }
 }
 
 impl From<ReportError> for crate::ApiError {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use songpei_server::args;
-use songpei_server::db::{Backend, DbError, Pg, Sql, Value};
+use songpei_server::db::{Backend, DbError, Pg, Sql, Transact, Value};
 use songpei_tests::pg::Postgres;
 
 /// A fresh, empty database of the backend and a way to open more connections to it.
@@ -41,14 +41,26 @@ impl Fixture for Post {
     }
 }
 
-fn sqlite() -> Box<dyn Fixture> {
-    Box::new(Lite(tempfile::tempdir().expect("dir")))
+impl Lite {
+    fn new() -> Self {
+        Lite(tempfile::tempdir().expect("dir"))
+    }
+
+    fn raw(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.0.path().join("db.sqlite")).expect("open")
+    }
 }
 
-fn pg() -> Box<dyn Fixture> {
-    let server = Postgres::start();
-    let url = server.create("conformance");
-    Box::new(Post(server, url))
+impl Post {
+    fn new() -> Self {
+        let server = Postgres::start();
+        let url = server.create("conformance");
+        Post(server, url)
+    }
+
+    fn raw(&self) -> Pg<postgres::Client> {
+        Pg::new(postgres::Client::connect(&self.1, postgres::NoTls).expect("connect"))
+    }
 }
 
 /// DDL differs in its types only: the same table on either backend.
@@ -367,13 +379,57 @@ fn the_feed_has_no_gap_under_concurrent_writers(f: &dyn Fixture) {
     });
 }
 
+/// `Transact`: what `f` writes is committed whole when it succeeds and not at all when it fails,
+/// and a failing statement inside fails the transaction.
+fn transactions_commit_whole_or_not_at_all<D: Transact>(mut db: D, f: &dyn Fixture) {
+    table(
+        &db,
+        "CREATE TABLE w (k TEXT PRIMARY KEY) STRICT",
+        "CREATE TABLE w (k TEXT PRIMARY KEY)",
+    );
+    let other = f.connect();
+    let count = || -> i64 {
+        (other.as_ref() as &dyn Sql)
+            .query_row("SELECT COUNT(*) FROM w", &[], |r| r.get(0))
+            .expect("count")
+    };
+    let n = db
+        .transaction(|tx| -> Result<u64, DbError> {
+            tx.execute("INSERT INTO w (k) VALUES (?1)", args!["a"])?;
+            tx.execute("INSERT INTO w (k) VALUES (?1)", args!["b"])
+        })
+        .expect("commit");
+    assert_eq!((n, count()), (1, 2));
+    let failed = db.transaction(|tx| -> Result<(), DbError> {
+        tx.execute("INSERT INTO w (k) VALUES (?1)", args!["c"])?;
+        tx.execute("INSERT INTO w (k) VALUES (?1)", args!["a"])?;
+        Ok(())
+    });
+    assert!(failed.expect_err("duplicate").is_unique_violation());
+    assert_eq!(count(), 2, "nothing of the failed transaction is kept");
+    // The connection is usable after a failed transaction.
+    db.transaction(|tx| tx.execute("INSERT INTO w (k) VALUES (?1)", args!["d"]))
+        .expect("after");
+    assert_eq!(count(), 3);
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod on_sqlite {
-            $(#[test] fn $case() { super::$case(super::sqlite().as_ref()); })*
+            $(#[test] fn $case() { super::$case(&super::Lite::new()); })*
+            #[test]
+            fn transactions_commit_whole_or_not_at_all() {
+                let f = super::Lite::new();
+                super::transactions_commit_whole_or_not_at_all(f.raw(), &f);
+            }
         }
         mod on_postgres {
-            $(#[test] fn $case() { super::$case(super::pg().as_ref()); })*
+            $(#[test] fn $case() { super::$case(&super::Post::new()); })*
+            #[test]
+            fn transactions_commit_whole_or_not_at_all() {
+                let f = super::Post::new();
+                super::transactions_commit_whole_or_not_at_all(f.raw(), &f);
+            }
         }
     };
 }
