@@ -5,12 +5,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use automerge::Automerge;
 use chrono::Datelike;
-use rusqlite::{OptionalExtension, Transaction, params};
 use songpei_core::blind_index::BlindIndexKey;
 use songpei_core::doc::review::{self, Decision, Review};
 use songpei_core::doc::{self, Conflict, DocKind, Header};
 use songpei_core::rules;
 
+use crate::args;
+use crate::db::{DbError, Sql};
 use crate::error::ApiError;
 
 /// The rows of one document: its own, and the review decisions and conflicts it holds.
@@ -161,11 +162,11 @@ pub(crate) fn project(
 /// ([`crate::signin::check_class`]); records that fail or wait for review do not count for pay
 /// until the district accepts them, and records the district rejects never count.
 pub(crate) fn write(
-    tx: &Transaction<'_>,
+    tx: &dyn Sql,
     p: &Projection,
     now_ms: i64,
     policy: &rules::PolicyTable,
-) -> rusqlite::Result<()> {
+) -> Result<(), DbError> {
     write_reviews(tx, p)?;
     match &p.rows {
         Rows::Class(c) => {
@@ -180,53 +181,66 @@ pub(crate) fn write(
                 rules::attendance_by_day_where(&c.class, |a| !held.contains(&a.id.to_string()));
             let before = subsidy_facts(tx, &c.id)?;
             tx.execute(
-                "INSERT OR REPLACE INTO p_classes (id, district, village, title, status, occupation, \
+                "INSERT INTO p_classes (id, district, village, title, status, occupation, \
                  level, training_type, subsidised, first_day, last_day, sign_out_required) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-                params![
-                    c.id,
-                    c.district,
-                    c.village,
-                    c.title,
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+                 ON CONFLICT (id) DO UPDATE SET district = excluded.district, \
+                 village = excluded.village, title = excluded.title, status = excluded.status, \
+                 occupation = excluded.occupation, level = excluded.level, \
+                 training_type = excluded.training_type, subsidised = excluded.subsidised, \
+                 first_day = excluded.first_day, last_day = excluded.last_day, \
+                 sign_out_required = excluded.sign_out_required",
+                args![
+                    &c.id,
+                    &c.district,
+                    &c.village,
+                    &c.title,
                     c.status,
-                    c.occupation,
+                    &c.occupation,
                     c.level,
                     c.training_type,
                     c.subsidised,
-                    c.first_day,
-                    c.last_day,
+                    &c.first_day,
+                    &c.last_day,
                     c.sign_out_required
                 ],
             )?;
-            tx.execute("DELETE FROM p_enrolments WHERE class_id = ?1", [&c.id])?;
-            let mut e = tx.prepare_cached(
-                "INSERT INTO p_enrolments (class_id, trainee_id, completion) VALUES (?1, ?2, ?3)",
-            )?;
+            tx.execute("DELETE FROM p_enrolments WHERE class_id = ?1", args![&c.id])?;
             for (t, completion) in &c.enrolments {
-                e.execute(params![c.id, t, completion])?;
+                tx.execute(
+                    "INSERT INTO p_enrolments (class_id, trainee_id, completion) VALUES (?1, ?2, ?3)",
+                    args![&c.id, t, *completion],
+                )?;
             }
-            tx.execute("DELETE FROM p_attendance_days WHERE class_id = ?1", [&c.id])?;
-            let mut a = tx.prepare_cached(
-                "INSERT INTO p_attendance_days (class_id, trainee_id, day, signed_in, signed_out, payable) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            tx.execute(
+                "DELETE FROM p_attendance_days WHERE class_id = ?1",
+                args![&c.id],
             )?;
             for (t, per_day) in &by_day {
                 for (day, d) in per_day {
-                    a.execute(params![
-                        c.id,
-                        t.to_string(),
-                        day.to_string(),
-                        d.signed_in,
-                        d.signed_out,
-                        d.payable
-                    ])?;
+                    tx.execute(
+                        "INSERT INTO p_attendance_days (class_id, trainee_id, day, signed_in, \
+                         signed_out, payable) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        args![
+                            &c.id,
+                            t.to_string(),
+                            day.to_string(),
+                            d.signed_in,
+                            d.signed_out,
+                            d.payable
+                        ],
+                    )?;
                 }
             }
             let roster: BTreeSet<String> = c.enrolments.iter().map(|(t, _)| t.clone()).collect();
             let decided: BTreeSet<String> = tx
-                .prepare_cached("SELECT trainee_id FROM p_subsidies WHERE class_id = ?1")?
-                .query_map([&c.id], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
+                .query_map(
+                    "SELECT trainee_id FROM p_subsidies WHERE class_id = ?1",
+                    args![&c.id],
+                    |r| r.get(0),
+                )?
+                .into_iter()
+                .collect();
             if before != subsidy_facts(tx, &c.id)? || roster != decided {
                 let mut people: BTreeSet<Vec<u8>> = BTreeSet::new();
                 for t in roster.iter().chain(decided.iter()) {
@@ -238,29 +252,33 @@ pub(crate) fn write(
             }
         }
         Rows::Trainee(t) => {
-            let old: Option<Vec<u8>> = tx
-                .query_row(
-                    "SELECT blind_index FROM p_trainees WHERE id = ?1",
-                    [&t.id],
-                    |r| r.get(0),
-                )
-                .optional()?;
+            let old: Option<Vec<u8>> = tx.query_opt(
+                "SELECT blind_index FROM p_trainees WHERE id = ?1",
+                args![&t.id],
+                |r| r.get(0),
+            )?;
             tx.execute(
-                "INSERT OR REPLACE INTO p_trainees (id, district, village, blind_index, name_masked, \
+                "INSERT INTO p_trainees (id, district, village, blind_index, name_masked, \
                  id_masked, phone_masked, sex, birth_year, household, key_groups) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                params![
-                    t.id,
-                    t.district,
-                    t.village,
-                    t.blind_index,
-                    t.name_masked,
-                    t.id_masked,
-                    t.phone_masked,
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+                 ON CONFLICT (id) DO UPDATE SET district = excluded.district, \
+                 village = excluded.village, blind_index = excluded.blind_index, \
+                 name_masked = excluded.name_masked, id_masked = excluded.id_masked, \
+                 phone_masked = excluded.phone_masked, sex = excluded.sex, \
+                 birth_year = excluded.birth_year, household = excluded.household, \
+                 key_groups = excluded.key_groups",
+                args![
+                    &t.id,
+                    &t.district,
+                    &t.village,
+                    &t.blind_index,
+                    &t.name_masked,
+                    &t.id_masked,
+                    t.phone_masked.as_deref(),
                     t.sex,
                     t.birth_year,
-                    t.household,
-                    t.key_groups
+                    t.household.as_deref(),
+                    &t.key_groups
                 ],
             )?;
             if old.as_deref() != Some(&t.blind_index[..]) {
@@ -275,9 +293,11 @@ pub(crate) fn write(
         }
         Rows::Household(h) => {
             tx.execute(
-                "INSERT OR REPLACE INTO p_households (id, district, village, poverty_status) \
-                 VALUES (?1, ?2, ?3, ?4)",
-                params![h.id, h.district, h.village, h.poverty_status],
+                "INSERT INTO p_households (id, district, village, poverty_status) \
+                 VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (id) DO UPDATE SET district = excluded.district, \
+                 village = excluded.village, poverty_status = excluded.poverty_status",
+                args![&h.id, &h.district, &h.village, h.poverty_status],
             )?;
         }
     }
@@ -285,37 +305,39 @@ pub(crate) fn write(
 }
 
 /// Replaces the document's review decisions and conflicts.
-fn write_reviews(tx: &Transaction<'_>, p: &Projection) -> rusqlite::Result<()> {
-    tx.execute("DELETE FROM p_reviews WHERE doc_id = ?1", [&p.doc])?;
-    let mut ins = tx.prepare_cached(
-        "INSERT INTO p_reviews (doc_id, subject, decision, reason, reviewer, at_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?;
+fn write_reviews(tx: &dyn Sql, p: &Projection) -> Result<(), DbError> {
+    tx.execute("DELETE FROM p_reviews WHERE doc_id = ?1", args![&p.doc])?;
     for (subject, r) in &p.reviews {
-        ins.execute(params![
-            p.doc,
-            subject,
-            r.decision.code(),
-            r.reason,
-            r.reviewer,
-            r.at_ms
-        ])?;
+        tx.execute(
+            "INSERT INTO p_reviews (doc_id, subject, decision, reason, reviewer, at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            args![
+                &p.doc,
+                subject,
+                r.decision.code(),
+                &r.reason,
+                &r.reviewer,
+                r.at_ms
+            ],
+        )?;
     }
-    tx.execute("DELETE FROM p_conflicts WHERE doc_id = ?1", [&p.doc])?;
-    let mut ins = tx.prepare_cached(
-        "INSERT OR REPLACE INTO p_conflicts (doc_id, kind, village, path, winner, vals)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?;
+    tx.execute("DELETE FROM p_conflicts WHERE doc_id = ?1", args![&p.doc])?;
     for c in &p.conflicts {
         let values = serde_json::to_string(&c.values).unwrap_or_else(|_| "[]".into());
-        ins.execute(params![
-            p.doc,
-            p.kind.code(),
-            p.village,
-            c.path,
-            c.winner,
-            values
-        ])?;
+        tx.execute(
+            "INSERT INTO p_conflicts (doc_id, kind, village, path, winner, vals)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (doc_id, path) DO UPDATE SET kind = excluded.kind,
+             village = excluded.village, winner = excluded.winner, vals = excluded.vals",
+            args![
+                &p.doc,
+                p.kind.code(),
+                &p.village,
+                &c.path,
+                &c.winner,
+                values
+            ],
+        )?;
     }
     Ok(())
 }
@@ -324,23 +346,23 @@ fn write_reviews(tx: &Transaction<'_>, p: &Projection) -> rusqlite::Result<()> {
 type ClassFacts = (bool, String, String, String, String);
 
 /// What the subsidy rules read of a class, as projected, to tell whether it changed.
-fn subsidy_facts(tx: &Transaction<'_>, class: &str) -> rusqlite::Result<Option<ClassFacts>> {
-    tx.prepare_cached(
+fn subsidy_facts(tx: &dyn Sql, class: &str) -> Result<Option<ClassFacts>, DbError> {
+    tx.query_opt(
         "SELECT subsidised, occupation, level, first_day, status FROM p_classes WHERE id = ?1",
-    )?
-    .query_row([class], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-    })
-    .optional()
+        args![class],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+    )
 }
 
 /// The person a trainee record stands for: the blind index of the ID number once the trainee's
 /// document has arrived, else the trainee id's bytes (the record then stands for itself).
-fn person_of(tx: &Transaction<'_>, trainee: &str) -> rusqlite::Result<Vec<u8>> {
+fn person_of(tx: &dyn Sql, trainee: &str) -> Result<Vec<u8>, DbError> {
     Ok(tx
-        .prepare_cached("SELECT blind_index FROM p_trainees WHERE id = ?1")?
-        .query_row([trainee], |r| r.get(0))
-        .optional()?
+        .query_opt(
+            "SELECT blind_index FROM p_trainees WHERE id = ?1",
+            args![trainee],
+            |r| r.get(0),
+        )?
         .unwrap_or_else(|| trainee.as_bytes().to_vec()))
 }
 
@@ -349,37 +371,39 @@ fn person_of(tx: &Transaction<'_>, trainee: &str) -> rusqlite::Result<Vec<u8>> {
 /// decisions; a decision that would break them (a fourth subsidised class in a year, an occupation
 /// and level subsidised twice) fails the merge's transaction instead of being stored.
 pub(crate) fn decide_person(
-    tx: &Transaction<'_>,
+    tx: &dyn Sql,
     person: &[u8],
     policy: &rules::PolicyTable,
-) -> rusqlite::Result<()> {
-    let mut trainees: Vec<String> = tx
-        .prepare_cached("SELECT id FROM p_trainees WHERE blind_index = ?1")?
-        .query_map([person], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+) -> Result<(), DbError> {
+    let mut trainees: Vec<String> = tx.query_map(
+        "SELECT id FROM p_trainees WHERE blind_index = ?1",
+        args![person],
+        |r| r.get(0),
+    )?;
     if trainees.is_empty()
         && let Ok(own) = std::str::from_utf8(person)
     {
         trainees.push(own.to_owned());
     }
     let mut places: Vec<(String, String, rules::SubsidyFacts)> = Vec::new();
-    let mut stmt = tx.prepare_cached(
-        "SELECT c.id, c.subsidised, c.occupation, c.level, c.first_day, c.status
-         FROM p_enrolments e JOIN p_classes c ON c.id = e.class_id WHERE e.trainee_id = ?1",
-    )?;
     for t in &trainees {
-        let rows = stmt.query_map([t], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, bool>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, String>(5)?,
-            ))
-        })?;
+        let rows = tx.query_map(
+            "SELECT c.id, c.subsidised, c.occupation, c.level, c.first_day, c.status
+             FROM p_enrolments e JOIN p_classes c ON c.id = e.class_id WHERE e.trainee_id = ?1",
+            args![t],
+            |r| {
+                Ok((
+                    r.get::<String>(0)?,
+                    r.get::<bool>(1)?,
+                    r.get::<String>(2)?,
+                    r.get::<String>(3)?,
+                    r.get::<String>(4)?,
+                    r.get::<String>(5)?,
+                ))
+            },
+        )?;
         for row in rows {
-            let (class, subsidised, occupation, level, first_day, status) = row?;
+            let (class, subsidised, occupation, level, first_day, status) = row;
             let (Ok(id), Ok(level), Ok(first_day), Ok(status)) = (
                 class.parse(),
                 level.parse(),
@@ -402,11 +426,9 @@ pub(crate) fn decide_person(
             ));
         }
     }
-    tx.prepare_cached("DELETE FROM p_subsidies WHERE person = ?1")?
-        .execute([person])?;
-    let mut del = tx.prepare_cached("DELETE FROM p_subsidies WHERE trainee_id = ?1")?;
+    tx.execute("DELETE FROM p_subsidies WHERE person = ?1", args![person])?;
     for t in &trainees {
-        del.execute([t])?;
+        tx.execute("DELETE FROM p_subsidies WHERE trainee_id = ?1", args![t])?;
     }
     let facts: Vec<rules::SubsidyFacts> = places
         .iter()
@@ -415,10 +437,12 @@ pub(crate) fn decide_person(
         .into_values()
         .collect();
     let decisions = rules::decide_subsidies(&facts, policy);
-    let mut ins = tx.prepare_cached(
-        "INSERT OR REPLACE INTO p_subsidies (class_id, trainee_id, person, year, occupation_key,
-         level, decision, nth, cap, earlier_class) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-    )?;
+    let insert = "INSERT INTO p_subsidies (class_id, trainee_id, person, year, occupation_key,
+         level, decision, nth, cap, earlier_class) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+         ON CONFLICT (class_id, trainee_id) DO UPDATE SET person = excluded.person,
+         year = excluded.year, occupation_key = excluded.occupation_key, level = excluded.level,
+         decision = excluded.decision, nth = excluded.nth, cap = excluded.cap,
+         earlier_class = excluded.earlier_class";
     let mut seen = BTreeSet::new();
     for (class, trainee, f) in &places {
         let Some(d) = decisions.get(&f.class) else {
@@ -445,18 +469,21 @@ pub(crate) fn decide_person(
                 Some(earlier.to_string()),
             ),
         };
-        ins.execute(params![
-            class,
-            trainee,
-            person,
-            f.first_day.year(),
-            f.occupation_key(),
-            f.level.code(),
-            code,
-            nth,
-            cap,
-            earlier
-        ])?;
+        tx.execute(
+            insert,
+            args![
+                class,
+                trainee,
+                person,
+                f.first_day.year(),
+                f.occupation_key(),
+                f.level.code(),
+                code,
+                nth,
+                cap,
+                earlier
+            ],
+        )?;
     }
     Ok(())
 }

@@ -20,8 +20,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use crate::args;
+use crate::db::{DbError, Sql, Transact};
 use chrono::{NaiveDate, NaiveTime, TimeZone};
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
 use songpei_core::clock::china;
 use songpei_core::device::DeviceKey;
@@ -50,74 +51,73 @@ const DEFAULT_HOURS: f64 = 16.0;
 const CLOCK_MISMATCH_MS: i64 = 10 * 60 * 1000;
 
 /// The district's card keys as phones receive them.
-pub(crate) fn card_key_set(conn: &Connection) -> rusqlite::Result<CardKeySet> {
-    let mut stmt =
-        conn.prepare_cached("SELECT id, public_key, revoked_at FROM card_keys ORDER BY id")?;
-    let keys = stmt
-        .query_map([], |r| {
+pub(crate) fn card_key_set(db: &dyn Sql) -> Result<CardKeySet, DbError> {
+    let keys = db.query_map(
+        "SELECT id, public_key, revoked_at FROM card_keys ORDER BY id",
+        &[],
+        |r| {
             Ok(CardKey {
-                id: r.get::<_, i64>(0)? as u32,
+                id: r.get::<i64>(0)? as u32,
                 public_key: r.get(1)?,
-                revoked: r.get::<_, Option<i64>>(2)?.is_some(),
+                revoked: r.get::<Option<i64>>(2)?.is_some(),
             })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        },
+    )?;
     let version = keys.len() as u32 + keys.iter().filter(|k| k.revoked).count() as u32;
     Ok(CardKeySet { version, keys })
 }
 
 /// The key cards are signed with now, made if the district has none.
-fn current_key(conn: &Connection, now_ms: i64) -> rusqlite::Result<(u32, DeviceKey)> {
-    let row: Option<(i64, Vec<u8>)> = conn
-        .query_row(
-            "SELECT id, secret FROM card_keys WHERE revoked_at IS NULL ORDER BY id DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
+fn current_key(db: &dyn Sql, now_ms: i64) -> Result<(u32, DeviceKey), DbError> {
+    let row: Option<(i64, Vec<u8>)> = db.query_opt(
+        "SELECT id, secret FROM card_keys WHERE revoked_at IS NULL ORDER BY id DESC LIMIT 1",
+        &[],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     if let Some((id, secret)) = row
         && let Some(k) = DeviceKey::from_secret(&secret)
     {
         return Ok((id as u32, k));
     }
     let k = DeviceKey::generate();
-    conn.execute(
-        "INSERT INTO card_keys (public_key, secret, created_at) VALUES (?1, ?2, ?3)",
-        params![k.public_key(), k.secret().to_vec(), now_ms],
+    let id: i64 = db.query_row(
+        "INSERT INTO card_keys (public_key, secret, created_at) VALUES (?1, ?2, ?3) RETURNING id",
+        args![k.public_key(), k.secret().to_vec(), now_ms],
+        |r| r.get(0),
     )?;
-    Ok((conn.last_insert_rowid() as u32, k))
+    Ok((id as u32, k))
 }
 
 /// Withdraws the key in use and makes a new one: cards already printed stop working.
-pub fn rotate_card_key(conn: &mut Connection, now_ms: i64) -> rusqlite::Result<u32> {
-    let tx = conn.transaction()?;
-    tx.execute(
-        "UPDATE card_keys SET revoked_at = ?1 WHERE revoked_at IS NULL",
-        [now_ms],
-    )?;
-    let (id, _) = current_key(&tx, now_ms)?;
-    crate::audit::append(
-        &tx,
-        now_ms,
-        &[crate::audit::Entry::new(
-            "admin",
-            "rotate_card_key",
-            id.to_string(),
-            serde_json::json!({}),
-        )],
-    )?;
-    tx.commit()?;
-    Ok(id)
+pub fn rotate_card_key(db: &mut impl Transact, now_ms: i64) -> Result<u32, DbError> {
+    db.transaction(|tx| {
+        tx.execute(
+            "UPDATE card_keys SET revoked_at = ?1 WHERE revoked_at IS NULL",
+            args![now_ms],
+        )?;
+        let (id, _) = current_key(tx, now_ms)?;
+        crate::audit::append(
+            tx,
+            now_ms,
+            &[crate::audit::Entry::new(
+                "admin",
+                "rotate_card_key",
+                id.to_string(),
+                serde_json::json!({}),
+            )],
+        )?;
+        Ok(id)
+    })
 }
 
 /// Signs a card for each trainee.
 pub fn sign_cards(
-    conn: &Connection,
+    db: &dyn Sql,
     district: &DistrictCode,
     trainees: &[TraineeId],
     now_ms: i64,
-) -> rusqlite::Result<Vec<Card>> {
-    let (id, key) = current_key(conn, now_ms)?;
+) -> Result<Vec<Card>, DbError> {
+    let (id, key) = current_key(db, now_ms)?;
     let today = songpei_core::clock::local_date(now_ms);
     Ok(trainees
         .iter()
@@ -126,16 +126,13 @@ pub fn sign_cards(
 }
 
 /// The trainees on a class's roster, as the server has it, with their masked names.
-pub fn roster(conn: &Connection, class: &str) -> rusqlite::Result<Vec<(TraineeId, String)>> {
-    let mut stmt = conn.prepare_cached(
+pub fn roster(db: &dyn Sql, class: &str) -> Result<Vec<(TraineeId, String)>, DbError> {
+    let rows = db.query_map(
         "SELECT e.trainee_id, COALESCE(t.name_masked, '') FROM p_enrolments e
          LEFT JOIN p_trainees t ON t.id = e.trainee_id WHERE e.class_id = ?1 ORDER BY e.trainee_id",
+        args![class],
+        |r| Ok((r.get::<String>(0)?, r.get::<String>(1)?)),
     )?;
-    let rows = stmt
-        .query_map([class], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows
         .into_iter()
         .filter_map(|(t, n)| t.parse().ok().map(|t| (t, n)))
@@ -143,13 +140,12 @@ pub fn roster(conn: &Connection, class: &str) -> rusqlite::Result<Vec<(TraineeId
 }
 
 /// The village of a class, if the server has it.
-pub fn class_village(conn: &Connection, class: &str) -> rusqlite::Result<Option<String>> {
-    conn.query_row(
+pub fn class_village(db: &dyn Sql, class: &str) -> Result<Option<String>, DbError> {
+    db.query_opt(
         "SELECT village FROM p_classes WHERE id = ?1",
-        [class],
+        args![class],
         |r| r.get(0),
     )
-    .optional()
 }
 
 /// One flag on one record.
@@ -168,21 +164,21 @@ pub struct Flag {
 }
 
 /// Flags, optionally of one class, oldest first.
-pub fn flags(conn: &Connection, class: Option<&str>) -> rusqlite::Result<Vec<Flag>> {
-    let mut stmt = conn.prepare_cached(
+pub fn flags(db: &dyn Sql, class: Option<&str>) -> Result<Vec<Flag>, DbError> {
+    db.query_map(
         "SELECT attendance_id, class_id, flag, detail, blocks_pay FROM attendance_flags
-         WHERE ?1 IS NULL OR class_id = ?1 ORDER BY created_at, attendance_id, flag",
-    )?;
-    stmt.query_map([class], |r| {
-        Ok(Flag {
-            attendance: r.get(0)?,
-            class: r.get(1)?,
-            flag: r.get(2)?,
-            detail: r.get(3)?,
-            blocks_pay: r.get::<_, i64>(4)? != 0,
-        })
-    })?
-    .collect()
+         WHERE CAST(?1 AS TEXT) IS NULL OR class_id = ?1 ORDER BY created_at, attendance_id, flag",
+        args![class],
+        |r| {
+            Ok(Flag {
+                attendance: r.get(0)?,
+                class: r.get(1)?,
+                flag: r.get(2)?,
+                detail: r.get(3)?,
+                blocks_pay: r.get(4)?,
+            })
+        },
+    )
 }
 
 /// A checked record as stored.
@@ -201,21 +197,21 @@ pub struct Checked {
 }
 
 /// The checked records of a class.
-pub fn checked(conn: &Connection, class: &str) -> rusqlite::Result<Vec<Checked>> {
-    let mut stmt = conn.prepare_cached(
+pub fn checked(db: &dyn Sql, class: &str) -> Result<Vec<Checked>, DbError> {
+    db.query_map(
         "SELECT attendance_id, method, proof_valid, corrected_ms, payable FROM attendance_checks
          WHERE class_id = ?1 ORDER BY at_ms, attendance_id",
-    )?;
-    stmt.query_map([class], |r| {
-        Ok(Checked {
-            attendance: r.get(0)?,
-            method: r.get(1)?,
-            proof_valid: r.get::<_, Option<i64>>(2)?.map(|v| v != 0),
-            corrected_ms: r.get(3)?,
-            payable: r.get::<_, i64>(4)? != 0,
-        })
-    })?
-    .collect()
+        args![class],
+        |r| {
+            Ok(Checked {
+                attendance: r.get(0)?,
+                method: r.get(1)?,
+                proof_valid: r.get(2)?,
+                corrected_ms: r.get(3)?,
+                payable: r.get(4)?,
+            })
+        },
+    )
 }
 
 /// The outcome of checking a record's proof.
@@ -234,22 +230,22 @@ struct Keys {
 }
 
 impl Keys {
-    fn device(&mut self, conn: &Connection, id: &str) -> rusqlite::Result<Option<Vec<u8>>> {
+    fn device(&mut self, db: &dyn Sql, id: &str) -> Result<Option<Vec<u8>>, DbError> {
         if let Some(k) = self.devices.get(id) {
             return Ok(k.clone());
         }
-        let k: Option<Vec<u8>> = conn
-            .query_row("SELECT public_key FROM devices WHERE id = ?1", [id], |r| {
-                r.get(0)
-            })
-            .optional()?;
+        let k: Option<Vec<u8>> = db.query_opt(
+            "SELECT public_key FROM devices WHERE id = ?1",
+            args![id],
+            |r| r.get(0),
+        )?;
         self.devices.insert(id.to_owned(), k.clone());
         Ok(k)
     }
 
-    fn card(&mut self, conn: &Connection, id: u32) -> rusqlite::Result<Option<(Vec<u8>, bool)>> {
+    fn card(&mut self, db: &dyn Sql, id: u32) -> Result<Option<(Vec<u8>, bool)>, DbError> {
         if self.cards.is_none() {
-            let set = card_key_set(conn)?;
+            let set = card_key_set(db)?;
             self.cards = Some(
                 set.keys
                     .into_iter()
@@ -261,12 +257,7 @@ impl Keys {
     }
 }
 
-fn proof(
-    conn: &Connection,
-    keys: &mut Keys,
-    class: &Class,
-    a: &Attendance,
-) -> rusqlite::Result<Proof> {
+fn proof(db: &dyn Sql, keys: &mut Keys, class: &Class, a: &Attendance) -> Result<Proof, DbError> {
     let bad = |why: &str| Proof {
         valid: Some(false),
         problem: Some(why.to_owned()),
@@ -300,8 +291,7 @@ fn proof(
                 Some("the class code is for another class, day or sign-in")
             } else if c.device != a.device {
                 Some("the class code was shown by another phone than the recording one")
-            } else if keys.device(conn, &c.device.to_string())?.as_deref()
-                != Some(&c.public_key[..])
+            } else if keys.device(db, &c.device.to_string())?.as_deref() != Some(&c.public_key[..])
             {
                 Some("the class code was not signed by the recording phone's enrolled key")
             } else if !r.verifies() {
@@ -341,13 +331,13 @@ fn proof(
             } else if c.trainee != a.trainee {
                 Some("the card is another trainee's")
             } else {
-                match keys.card(conn, c.key_id)? {
+                match keys.card(db, c.key_id)? {
                     None => Some("the card was signed by an unknown district key"),
                     Some((_, true)) => Some("the card was signed by a withdrawn district key"),
                     Some((pk, false)) if !c.verifies_with(&pk) => {
                         Some("the card's signature does not verify")
                     }
-                    Some(_) => match keys.device(conn, &a.device.to_string())? {
+                    Some(_) => match keys.device(db, &a.device.to_string())? {
                         Some(pk) if scan.verifies(&pk, signature) => None,
                         _ => Some("the coordinator's signature over the scan does not verify"),
                     },
@@ -384,15 +374,19 @@ fn local_ms(day: NaiveDate, t: NaiveTime) -> Option<i64> {
 /// Checks the records of `class` the server has not seen before, and writes what it found. Called
 /// in the transaction that merged them. Returns the ids of records that do not count for pay.
 pub(crate) fn check_class(
-    tx: &Transaction<'_>,
+    tx: &dyn Sql,
     class: &Class,
     now_ms: i64,
-) -> rusqlite::Result<BTreeSet<String>> {
+) -> Result<BTreeSet<String>, DbError> {
     let id = class.id.to_string();
     let seen: BTreeSet<String> = tx
-        .prepare_cached("SELECT attendance_id FROM attendance_checks WHERE class_id = ?1")?
-        .query_map([&id], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+        .query_map(
+            "SELECT attendance_id FROM attendance_checks WHERE class_id = ?1",
+            args![&id],
+            |r| r.get(0),
+        )?
+        .into_iter()
+        .collect();
     let mut new: Vec<&Attendance> = class
         .attendance
         .values()
@@ -414,12 +408,11 @@ pub(crate) fn check_class(
         if let Some(h) = &p.hash {
             // One trainee response proves one sign-in. Which copy is the real one cannot be told
             // from the records, so every record holding it waits for review.
-            let earlier: Vec<String> = tx
-                .prepare_cached(
-                    "SELECT attendance_id FROM attendance_checks WHERE proof_hash = ?1",
-                )?
-                .query_map([h], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
+            let earlier: Vec<String> = tx.query_map(
+                "SELECT attendance_id FROM attendance_checks WHERE proof_hash = ?1",
+                args![h],
+                |r| r.get(0),
+            )?;
             if !earlier.is_empty() {
                 flags.push((
                     "replayed",
@@ -427,21 +420,22 @@ pub(crate) fn check_class(
                     true,
                 ));
                 for e in &earlier {
-                    tx.prepare_cached(
-                        "INSERT OR IGNORE INTO attendance_flags (attendance_id, class_id, flag,
+                    tx.execute(
+                        "INSERT INTO attendance_flags (attendance_id, class_id, flag,
                          detail, blocks_pay, created_at)
                          SELECT attendance_id, class_id, 'replayed', ?2, 1, ?3
-                         FROM attendance_checks WHERE attendance_id = ?1",
-                    )?
-                    .execute(params![
-                        e,
-                        "this record's trainee response was replayed in another record",
-                        now_ms
-                    ])?;
-                    tx.prepare_cached(
+                         FROM attendance_checks WHERE attendance_id = ?1
+                         ON CONFLICT DO NOTHING",
+                        args![
+                            e,
+                            "this record's trainee response was replayed in another record",
+                            now_ms
+                        ],
+                    )?;
+                    tx.execute(
                         "UPDATE attendance_checks SET payable = 0 WHERE attendance_id = ?1",
-                    )?
-                    .execute([e])?;
+                        args![e],
+                    )?;
                 }
             }
         }
@@ -500,41 +494,41 @@ pub(crate) fn check_class(
                 ));
             }
         }
-        let proof_valid = p.valid.map(i64::from);
+        let proof_valid = p.valid;
         let venue_lat = venue.map(|v| v.lat);
         let venue_lon = venue.map(|v| v.lon);
-        tx.prepare_cached(
+        tx.execute(
             "INSERT INTO attendance_checks (attendance_id, class_id, village, trainee_id, day, kind,
              method, device, responder, at_ms, offset_ms, corrected_ms, received_ms, venue_lat,
              venue_lon, proof_valid, proof_hash, payable)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, 1)",
-        )?
-        .execute(params![
-            aid,
-            id,
-            class.village.as_str(),
-            trainee,
-            day,
-            a.kind.code(),
-            method_code(&a.method),
-            a.device.to_string(),
-            p.responder,
-            a.at_ms,
-            a.clock_offset_ms,
-            corrected,
-            now_ms,
-            venue_lat,
-            venue_lon,
-            proof_valid,
-            p.hash,
-        ])?;
+            args![
+                &aid,
+                &id,
+                class.village.as_str(),
+                &trainee,
+                &day,
+                a.kind.code(),
+                method_code(&a.method),
+                a.device.to_string(),
+                p.responder.clone(),
+                a.at_ms,
+                a.clock_offset_ms,
+                corrected,
+                now_ms,
+                venue_lat,
+                venue_lon,
+                proof_valid,
+                p.hash.clone(),
+            ],
+        )?;
         if let Some(r) = &p.responder {
-            let n: i64 = tx
-                .prepare_cached(
-                    "SELECT COUNT(DISTINCT trainee_id) FROM attendance_checks
-                     WHERE responder = ?1 AND day = ?2",
-                )?
-                .query_row([r, &day], |r| r.get(0))?;
+            let n: i64 = tx.query_row(
+                "SELECT COUNT(DISTINCT trainee_id) FROM attendance_checks
+                 WHERE responder = ?1 AND day = ?2",
+                args![r, &day],
+                |r| r.get(0),
+            )?;
             if n > MAX_TRAINEES_PER_PHONE {
                 flags.push((
                     "phone_many_trainees",
@@ -544,21 +538,18 @@ pub(crate) fn check_class(
             }
         }
         if !matches!(a.method, AttendanceMethod::Hand { .. }) {
-            let n: i64 = tx
-                .prepare_cached(
-                    "SELECT COUNT(*) FROM attendance_checks WHERE device = ?1 AND class_id = ?2
-                     AND day = ?3 AND method != 'hand' AND at_ms BETWEEN ?4 AND ?5",
-                )?
-                .query_row(
-                    params![
-                        a.device.to_string(),
-                        id,
-                        day,
-                        a.at_ms - QUEUE_WINDOW_MS,
-                        a.at_ms
-                    ],
-                    |r| r.get(0),
-                )?;
+            let n: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM attendance_checks WHERE device = ?1 AND class_id = ?2
+                 AND day = ?3 AND method != 'hand' AND at_ms BETWEEN ?4 AND ?5",
+                args![
+                    a.device.to_string(),
+                    &id,
+                    &day,
+                    a.at_ms - QUEUE_WINDOW_MS,
+                    a.at_ms
+                ],
+                |r| r.get(0),
+            )?;
             if n >= QUEUE_COUNT {
                 flags.push((
                     "too_fast",
@@ -572,22 +563,27 @@ pub(crate) fn check_class(
         }
         let blocks = flags.iter().any(|(_, _, b)| *b);
         if blocks {
-            tx.prepare_cached("UPDATE attendance_checks SET payable = 0 WHERE attendance_id = ?1")?
-                .execute([&aid])?;
+            tx.execute(
+                "UPDATE attendance_checks SET payable = 0 WHERE attendance_id = ?1",
+                args![&aid],
+            )?;
         }
-        let mut ins = tx.prepare_cached(
-            "INSERT OR IGNORE INTO attendance_flags (attendance_id, class_id, flag, detail,
-             blocks_pay, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?;
         for (flag, detail, b) in &flags {
-            ins.execute(params![aid, id, flag, detail, b, now_ms])?;
+            tx.execute(
+                "INSERT INTO attendance_flags (attendance_id, class_id, flag, detail,
+                 blocks_pay, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+                args![&aid, &id, *flag, detail, *b, now_ms],
+            )?;
         }
     }
-    tx.prepare_cached(
-        "SELECT attendance_id FROM attendance_checks WHERE class_id = ?1 AND payable = 0",
-    )?
-    .query_map([&id], |r| r.get(0))?
-    .collect()
+    Ok(tx
+        .query_map(
+            "SELECT attendance_id FROM attendance_checks WHERE class_id = ?1 AND payable = 0",
+            args![&id],
+            |r| r.get(0),
+        )?
+        .into_iter()
+        .collect())
 }
 
 fn method_code(m: &AttendanceMethod) -> &str {
@@ -602,31 +598,30 @@ fn method_code(m: &AttendanceMethod) -> &str {
 /// The same person (by trainee id, or by the blind index of the ID number across villages) signed
 /// in at another class's venue too close in time to have travelled.
 fn two_venues(
-    tx: &Transaction<'_>,
+    tx: &dyn Sql,
     class: &Class,
     venue: Option<Gps>,
     trainee: &str,
     day: &str,
     t: i64,
-) -> rusqlite::Result<Option<String>> {
-    let mut stmt = tx.prepare_cached(
+) -> Result<Option<String>, DbError> {
+    let others = tx.query_map(
         "SELECT c.class_id, c.village, c.corrected_ms, c.venue_lat, c.venue_lon
          FROM attendance_checks c
          WHERE c.day = ?2 AND c.class_id != ?3 AND c.corrected_ms IS NOT NULL
            AND (c.trainee_id = ?1 OR c.trainee_id IN (
                 SELECT o.id FROM p_trainees o JOIN p_trainees me ON me.blind_index = o.blind_index
                 WHERE me.id = ?1))",
-    )?;
-    let others = stmt
-        .query_map(params![trainee, day, class.id.to_string()], |r| {
+        args![trainee, day, class.id.to_string()],
+        |r| {
             Ok((
-                r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, Option<f64>>(3)?,
-                r.get::<_, Option<f64>>(4)?,
+                r.get::<String>(1)?,
+                r.get::<i64>(2)?,
+                r.get::<Option<f64>>(3)?,
+                r.get::<Option<f64>>(4)?,
             ))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        },
+    )?;
     for (village, other_t, lat, lon) in others {
         let gap = (t - other_t).abs();
         let other_venue = lat.zip(lon).map(|(lat, lon)| Gps {
