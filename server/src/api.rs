@@ -15,7 +15,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{Datelike, NaiveDate};
-use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use songpei_core::doc::review::Decision;
 use songpei_core::ids::{DocId, TraineeId};
@@ -24,7 +23,9 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::AppState;
 use crate::accounts::{self, Role};
+use crate::args;
 use crate::audit::{self, Entry};
+use crate::db::{Sql, Transact};
 use crate::error::ApiError;
 
 /// The session cookie's name.
@@ -89,7 +90,7 @@ fn now_ms() -> i64 {
 /// Runs `f` on the blocking pool with the store's connection.
 async fn with_conn<T: Send + 'static>(
     state: &AppState,
-    f: impl FnOnce(&AppState, &Connection) -> Result<T, ApiError> + Send + 'static,
+    f: impl FnOnce(&AppState, &dyn Sql) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     let s = state.clone();
     tokio::task::spawn_blocking(move || {
@@ -138,7 +139,7 @@ fn mint_session(state: &AppState, s: &Session) -> String {
 
 /// The session of a request's cookie, checked against the accounts (a removed or demoted account
 /// loses its session at once).
-fn session(state: &AppState, conn: &Connection, headers: &HeaderMap) -> Result<Session, ApiError> {
+fn session(state: &AppState, conn: &dyn Sql, headers: &HeaderMap) -> Result<Session, ApiError> {
     let cookie = headers
         .get_all(header::COOKIE)
         .iter()
@@ -215,7 +216,7 @@ pub struct Me {
     pub district: DistrictInfo,
 }
 
-fn district_info(conn: &Connection) -> Result<DistrictInfo, ApiError> {
+fn district_info(conn: &dyn Sql) -> Result<DistrictInfo, ApiError> {
     let d = accounts::district(conn)?.ok_or(ApiError::NotInitialised)?;
     Ok(DistrictInfo {
         code: d.code,
@@ -313,15 +314,19 @@ struct Places {
 }
 
 impl Places {
-    fn load(conn: &Connection) -> Result<Self, ApiError> {
+    fn load(conn: &dyn Sql) -> Result<Self, ApiError> {
         let villages = conn
-            .prepare("SELECT code, name, township FROM places")?
-            .query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))?
-            .collect::<rusqlite::Result<_>>()?;
+            .query_map("SELECT code, name, township FROM places", &[], |r| {
+                Ok((r.get(0)?, (r.get(1)?, r.get(2)?)))
+            })?
+            .into_iter()
+            .collect();
         let townships = conn
-            .prepare("SELECT code, name FROM townships")?
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<rusqlite::Result<_>>()?;
+            .query_map("SELECT code, name FROM townships", &[], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
+            .into_iter()
+            .collect();
         Ok(Self {
             villages,
             townships,
@@ -451,25 +456,23 @@ const PERSON_TIMES: &str = "SELECT c.village, substr(c.last_day, 1, 7), COUNT(*)
      GROUP BY c.village, substr(c.last_day, 1, 7)";
 
 /// The district's target for `year`, by its code or name in the target table.
-pub fn target_for(conn: &Connection, year: i32) -> Result<Option<i64>, ApiError> {
-    let d = accounts::district(conn)?.ok_or(ApiError::NotInitialised)?;
-    Ok(conn
-        .query_row(
-            "SELECT person_times FROM targets WHERE year = ?1 AND region IN (?2, ?3)",
-            params![year, d.code, d.name],
-            |r| r.get(0),
-        )
-        .optional()?)
+pub fn target_for(db: &dyn Sql, year: i32) -> Result<Option<i64>, ApiError> {
+    let d = accounts::district(db)?.ok_or(ApiError::NotInitialised)?;
+    Ok(db.query_opt(
+        "SELECT person_times FROM targets WHERE year = ?1 AND region IN (?2, ?3)",
+        args![year, &d.code, &d.name],
+        |r| r.get(0),
+    )?)
 }
 
-fn pending_count(conn: &Connection) -> Result<i64, ApiError> {
+fn pending_count(conn: &dyn Sql) -> Result<i64, ApiError> {
     Ok(conn.query_row(
         "SELECT (SELECT COUNT(DISTINCT f.attendance_id) FROM attendance_flags f
                  WHERE f.blocks_pay = 1 AND NOT EXISTS (SELECT 1 FROM p_reviews r
                    WHERE r.doc_id = f.class_id AND r.subject = f.attendance_id))
               + (SELECT COUNT(*) FROM p_conflicts c WHERE NOT EXISTS (SELECT 1 FROM p_reviews r
                    WHERE r.doc_id = c.doc_id AND r.subject = 'conflict:' || c.path))",
-        [],
+        &[],
         |r| r.get(0),
     )?)
 }
@@ -491,7 +494,7 @@ async fn overview(
         let places = Places::load(conn)?;
         let day = date.to_string();
         let today = conn
-            .prepare(
+            .query_map(
                 "SELECT c.id, c.title, c.village, c.status, c.first_day, c.last_day,
                    (SELECT COUNT(*) FROM p_enrolments e WHERE e.class_id = c.id),
                    (SELECT COUNT(*) FROM p_attendance_days a WHERE a.class_id = c.id
@@ -499,20 +502,20 @@ async fn overview(
                  FROM p_classes c
                  WHERE c.first_day <= ?1 AND c.last_day >= ?1 AND c.status != 'cancelled'
                  ORDER BY c.village, c.title",
+                args![&day],
+                |r| {
+                    Ok((
+                        r.get::<String>(0)?,
+                        r.get::<String>(1)?,
+                        r.get::<String>(2)?,
+                        r.get::<String>(3)?,
+                        r.get::<String>(4)?,
+                        r.get::<String>(5)?,
+                        r.get::<i64>(6)?,
+                        r.get::<i64>(7)?,
+                    ))
+                },
             )?
-            .query_map([&day], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, String>(5)?,
-                    r.get::<_, i64>(6)?,
-                    r.get::<_, i64>(7)?,
-                ))
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?
             .into_iter()
             .map(
                 |(id, title, village, status, first, last, enrolled, signed)| TodayClass {
@@ -533,11 +536,11 @@ async fn overview(
         let month = format!("{:04}-{:02}", year, date.month());
         // (village, month) -> person-times
         let counts: Vec<(String, String, i64)> = conn
-            .prepare(PERSON_TIMES)?
-            .query_map([year.to_string()], |r| {
+            .query_map(PERSON_TIMES, args![year.to_string()], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })?
-            .collect::<rusqlite::Result<_>>()?;
+            .into_iter()
+            .collect();
         let mut by_village: BTreeMap<String, (i64, i64)> = BTreeMap::new();
         let mut by_month: BTreeMap<String, i64> = BTreeMap::new();
         for (village, m, n) in &counts {
@@ -594,12 +597,14 @@ async fn overview(
             .collect();
         let from = (date - chrono::Days::new(29)).to_string();
         let per_day: BTreeMap<String, (i64, i64)> = conn
-            .prepare(
+            .query_map(
                 "SELECT day, SUM(signed_in), SUM(payable) FROM p_attendance_days
                  WHERE day BETWEEN ?1 AND ?2 GROUP BY day",
+                args![&from, &day],
+                |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))),
             )?
-            .query_map([&from, &day], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))?
-            .collect::<rusqlite::Result<_>>()?;
+            .into_iter()
+            .collect();
         let attendance_by_day = (0..30)
             .rev()
             .map(|back| {
@@ -692,7 +697,7 @@ async fn classes(
                 .transpose()?;
         let places = Places::load(conn)?;
         let rows = conn
-            .prepare(
+            .query_map(
                 "SELECT c.id, c.title, c.village, c.occupation, c.status, c.first_day, c.last_day,
                    (SELECT COUNT(*) FROM p_enrolments e WHERE e.class_id = c.id),
                    (SELECT COUNT(DISTINCT f.attendance_id) FROM attendance_flags f
@@ -703,9 +708,7 @@ async fn classes(
                  WHERE (?1 IS NULL OR c.village = ?1) AND (?2 IS NULL OR c.status = ?2)
                    AND (?3 IS NULL OR c.last_day >= ?3) AND (?4 IS NULL OR c.first_day <= ?4)
                  ORDER BY c.first_day DESC, c.title",
-            )?
-            .query_map(
-                params![
+                args![
                     q.village.as_deref().filter(|x| !x.is_empty()),
                     q.status.as_deref().filter(|x| !x.is_empty()),
                     from.map(|d| d.to_string()),
@@ -728,7 +731,8 @@ async fn classes(
                     })
                 },
             )?
-            .collect::<rusqlite::Result<_>>()?;
+            .into_iter()
+            .collect();
         Ok(Json(rows))
     })
     .await
@@ -839,23 +843,25 @@ pub struct ClassPage {
     conflicts: Vec<ConflictView>,
 }
 
-fn reviews_of(conn: &Connection, doc: &str) -> Result<BTreeMap<String, ReviewView>, ApiError> {
+fn reviews_of(conn: &dyn Sql, doc: &str) -> Result<BTreeMap<String, ReviewView>, ApiError> {
     Ok(conn
-        .prepare(
+        .query_map(
             "SELECT subject, decision, reason, reviewer, at_ms FROM p_reviews WHERE doc_id = ?1",
+            args![doc],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    ReviewView {
+                        decision: r.get(1)?,
+                        reason: r.get(2)?,
+                        reviewer: r.get(3)?,
+                        at_ms: r.get(4)?,
+                    },
+                ))
+            },
         )?
-        .query_map([doc], |r| {
-            Ok((
-                r.get(0)?,
-                ReviewView {
-                    decision: r.get(1)?,
-                    reason: r.get(2)?,
-                    reviewer: r.get(3)?,
-                    at_ms: r.get(4)?,
-                },
-            ))
-        })?
-        .collect::<rusqlite::Result<_>>()?)
+        .into_iter()
+        .collect())
 }
 
 /// The rule behind a subsidy decision, in Chinese.
@@ -891,25 +897,24 @@ async fn class_page(
         session(s, conn, &headers)?;
         let places = Places::load(conn)?;
         let row = conn
-            .query_row(
+            .query_opt(
                 "SELECT title, village, occupation, level, training_type, subsidised, status,
                    first_day, last_day FROM p_classes WHERE id = ?1",
-                [&id],
+                args![&id],
                 |r| {
                     Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, String>(3)?,
-                        r.get::<_, String>(4)?,
-                        r.get::<_, bool>(5)?,
-                        r.get::<_, String>(6)?,
-                        r.get::<_, String>(7)?,
-                        r.get::<_, String>(8)?,
+                        r.get::<String>(0)?,
+                        r.get::<String>(1)?,
+                        r.get::<String>(2)?,
+                        r.get::<String>(3)?,
+                        r.get::<String>(4)?,
+                        r.get::<bool>(5)?,
+                        r.get::<String>(6)?,
+                        r.get::<String>(7)?,
+                        r.get::<String>(8)?,
                     ))
                 },
-            )
-            .optional()?
+            )?
             .ok_or_else(|| ApiError::NotFound(format!("class {id} is not on the server")))?;
         let (title, village, occupation, level, training_type, subsidised, status, first, last) =
             row;
@@ -924,46 +929,48 @@ async fn class_page(
         let policy = &s.config.policy;
         let mut trainees = Vec::new();
         let roster: Vec<(String, Option<String>)> = conn
-            .prepare("SELECT trainee_id, completion FROM p_enrolments WHERE class_id = ?1")?
-            .query_map([&id], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<rusqlite::Result<_>>()?;
+            .query_map(
+                "SELECT trainee_id, completion FROM p_enrolments WHERE class_id = ?1",
+                args![&id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?
+            .into_iter()
+            .collect();
         for (t, completion) in roster {
-            let person = conn
-                .query_row(
-                    "SELECT p.name_masked, p.id_masked, h.poverty_status FROM p_trainees p
+            let person = conn.query_opt(
+                "SELECT p.name_masked, p.id_masked, h.poverty_status FROM p_trainees p
                      LEFT JOIN p_households h ON h.id = p.household WHERE p.id = ?1",
-                    [&t],
-                    |r| {
-                        Ok((
-                            r.get::<_, String>(0)?,
-                            r.get::<_, String>(1)?,
-                            r.get::<_, Option<String>>(2)?,
-                        ))
-                    },
-                )
-                .optional()?;
+                args![&t],
+                |r| {
+                    Ok((
+                        r.get::<String>(0)?,
+                        r.get::<String>(1)?,
+                        r.get::<Option<String>>(2)?,
+                    ))
+                },
+            )?;
             let (name_masked, id_masked, poverty) = match person {
                 Some((n, i, p)) => (Some(n), Some(i), p),
                 None => (None, None, None),
             };
             let mut per_day = BTreeMap::new();
             let mut payable = BTreeSet::new();
-            let mut stmt = conn.prepare_cached(
+            let rows = conn.query_map(
                 "SELECT day, signed_in, signed_out, payable FROM p_attendance_days
                  WHERE class_id = ?1 AND trainee_id = ?2",
+                args![&id, &t],
+                |r| {
+                    Ok((
+                        r.get::<String>(0)?,
+                        TraineeDay {
+                            signed_in: r.get(1)?,
+                            signed_out: r.get(2)?,
+                            payable: r.get(3)?,
+                        },
+                    ))
+                },
             )?;
-            let rows = stmt.query_map([&id, &t], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    TraineeDay {
-                        signed_in: r.get(1)?,
-                        signed_out: r.get(2)?,
-                        payable: r.get(3)?,
-                    },
-                ))
-            })?;
-            for row in rows {
-                let (d, v) = row?;
+            for (d, v) in rows {
                 if v.payable
                     && let Ok(day) = d.parse::<NaiveDate>()
                 {
@@ -971,23 +978,23 @@ async fn class_page(
                 }
                 per_day.insert(d, v);
             }
-            let subsidy = conn
-                .query_row(
-                    "SELECT decision, year, nth, cap FROM p_subsidies
+            let subsidy = conn.query_opt(
+                "SELECT decision, year, nth, cap FROM p_subsidies
                      WHERE class_id = ?1 AND trainee_id = ?2",
-                    [&id, &t],
-                    |r| {
-                        Ok((
-                            r.get::<_, String>(0)?,
-                            r.get::<_, i32>(1)?,
-                            r.get::<_, Option<i64>>(2)?,
-                            r.get::<_, Option<i64>>(3)?,
-                        ))
-                    },
-                )
-                .optional()?;
+                args![&id, &t],
+                |r| {
+                    Ok((
+                        r.get::<String>(0)?,
+                        r.get::<i32>(1)?,
+                        r.get::<Option<i64>>(2)?,
+                        r.get::<Option<i64>>(3)?,
+                    ))
+                },
+            )?;
             let subsidised_place = subsidy.as_ref().is_some_and(|s| s.0 == "subsidised");
-            let status = poverty.as_deref().and_then(|p| p.parse::<PovertyStatus>().ok());
+            let status = poverty
+                .as_deref()
+                .and_then(|p| p.parse::<PovertyStatus>().ok());
             let allowance_fen = if subsidised_place {
                 songpei_core::rules::allowance_fen(&payable, status, policy)
             } else {
@@ -1013,44 +1020,47 @@ async fn class_page(
         }
         let reviews = reviews_of(conn, &id)?;
         let mut flags: BTreeMap<String, Vec<FlagView>> = BTreeMap::new();
-        for row in conn
-            .prepare("SELECT attendance_id, flag, detail, blocks_pay FROM attendance_flags WHERE class_id = ?1")?
-            .query_map([&id], |r| {
+        for (a, f) in conn.query_map(
+            "SELECT attendance_id, flag, detail, blocks_pay FROM attendance_flags
+             WHERE class_id = ?1",
+            args![&id],
+            |r| {
                 Ok((
-                    r.get::<_, String>(0)?,
+                    r.get::<String>(0)?,
                     FlagView {
                         flag: r.get(1)?,
                         detail: r.get(2)?,
                         blocks_pay: r.get(3)?,
                     },
                 ))
-            })?
-        {
-            let (a, f) = row?;
+            },
+        )? {
             flags.entry(a).or_default().push(f);
         }
         let mut attendance: Vec<AttendanceView> = conn
-            .prepare(
+            .query_map(
                 "SELECT attendance_id, trainee_id, day, kind, method, at_ms, corrected_ms,
                    proof_valid, payable FROM attendance_checks WHERE class_id = ?1
                  ORDER BY day, COALESCE(corrected_ms, at_ms)",
+                args![&id],
+                |r| {
+                    Ok(AttendanceView {
+                        attendance_id: r.get(0)?,
+                        trainee_id: r.get(1)?,
+                        day: r.get(2)?,
+                        kind: r.get(3)?,
+                        method: r.get(4)?,
+                        at_ms: r.get(5)?,
+                        corrected_ms: r.get(6)?,
+                        proof_valid: r.get(7)?,
+                        payable: r.get(8)?,
+                        flags: Vec::new(),
+                        review: None,
+                    })
+                },
             )?
-            .query_map([&id], |r| {
-                Ok(AttendanceView {
-                    attendance_id: r.get(0)?,
-                    trainee_id: r.get(1)?,
-                    day: r.get(2)?,
-                    kind: r.get(3)?,
-                    method: r.get(4)?,
-                    at_ms: r.get(5)?,
-                    corrected_ms: r.get(6)?,
-                    proof_valid: r.get(7)?,
-                    payable: r.get(8)?,
-                    flags: Vec::new(),
-                    review: None,
-                })
-            })?
-            .collect::<rusqlite::Result<_>>()?;
+            .into_iter()
+            .collect();
         let mut reviews = reviews;
         for a in &mut attendance {
             a.flags = flags.remove(&a.attendance_id).unwrap_or_default();
@@ -1060,16 +1070,18 @@ async fn class_page(
             }
         }
         let conflicts = conn
-            .prepare("SELECT doc_id, path, winner, vals FROM p_conflicts WHERE doc_id = ?1")?
-            .query_map([&id], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                ))
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?
+            .query_map(
+                "SELECT doc_id, path, winner, vals FROM p_conflicts WHERE doc_id = ?1",
+                args![&id],
+                |r| {
+                    Ok((
+                        r.get::<String>(0)?,
+                        r.get::<String>(1)?,
+                        r.get::<String>(2)?,
+                        r.get::<String>(3)?,
+                    ))
+                },
+            )?
             .into_iter()
             .map(|(doc_id, path, winner, vals)| ConflictView {
                 review: reviews.remove(&format!("conflict:{path}")),
@@ -1150,11 +1162,13 @@ async fn trainees(
         let index = s.blind_key.index(&id).to_vec();
         let places = Places::load(conn)?;
         let hits: Vec<(String, String, String, String)> = conn
-            .prepare(
+            .query_map(
                 "SELECT id, name_masked, id_masked, village FROM p_trainees WHERE blind_index = ?1",
+                args![&index],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )?
-            .query_map([&index], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-            .collect::<rusqlite::Result<_>>()?;
+            .into_iter()
+            .collect();
         audit::append(
             conn,
             now_ms(),
@@ -1168,21 +1182,24 @@ async fn trainees(
         let mut out = Vec::new();
         for (tid, name_masked, id_masked, village) in hits {
             let classes = conn
-                .prepare(
+                .query_map(
                     "SELECT c.id, c.title, c.first_day, s.decision FROM p_enrolments e
                      JOIN p_classes c ON c.id = e.class_id
-                     LEFT JOIN p_subsidies s ON s.class_id = e.class_id AND s.trainee_id = e.trainee_id
+                     LEFT JOIN p_subsidies s
+                       ON s.class_id = e.class_id AND s.trainee_id = e.trainee_id
                      WHERE e.trainee_id = ?1 ORDER BY c.first_day",
+                    args![&tid],
+                    |r| {
+                        Ok(TraineeClass {
+                            class_id: r.get(0)?,
+                            title: r.get(1)?,
+                            first_day: r.get(2)?,
+                            decision: r.get(3)?,
+                        })
+                    },
                 )?
-                .query_map([&tid], |r| {
-                    Ok(TraineeClass {
-                        class_id: r.get(0)?,
-                        title: r.get(1)?,
-                        first_day: r.get(2)?,
-                        decision: r.get(3)?,
-                    })
-                })?
-                .collect::<rusqlite::Result<_>>()?;
+                .into_iter()
+                .collect();
             out.push(TraineeHit {
                 trainee_id: tid,
                 name_masked,
@@ -1303,9 +1320,8 @@ async fn review_queue(
         let places = Places::load(conn)?;
         let mut items: Vec<ReviewItem> = Vec::new();
         let mut index: BTreeMap<String, usize> = BTreeMap::new();
-        let rows = conn
-            .prepare(
-                "SELECT f.attendance_id, f.class_id, c.title, c.village, a.trainee_id,
+        let rows = conn.query_map(
+            "SELECT f.attendance_id, f.class_id, c.title, c.village, a.trainee_id,
                    t.name_masked, a.day, f.flag, f.detail, f.blocks_pay
                  FROM attendance_flags f
                  JOIN attendance_checks a ON a.attendance_id = f.attendance_id
@@ -1316,24 +1332,24 @@ async fn review_queue(
                    AND NOT EXISTS (SELECT 1 FROM p_reviews r WHERE r.doc_id = f.class_id
                                    AND r.subject = f.attendance_id)
                  ORDER BY a.day, f.attendance_id, f.flag",
-            )?
-            .query_map([], |r| {
+            &[],
+            |r| {
                 Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, Option<String>>(2)?,
-                    r.get::<_, Option<String>>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, Option<String>>(5)?,
-                    r.get::<_, String>(6)?,
+                    r.get::<String>(0)?,
+                    r.get::<String>(1)?,
+                    r.get::<Option<String>>(2)?,
+                    r.get::<Option<String>>(3)?,
+                    r.get::<String>(4)?,
+                    r.get::<Option<String>>(5)?,
+                    r.get::<String>(6)?,
                     FlagView {
                         flag: r.get(7)?,
                         detail: r.get(8)?,
                         blocks_pay: r.get(9)?,
                     },
                 ))
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            },
+        )?;
         for (aid, class, title, village, trainee, name, day, flag) in rows {
             let i = *index.entry(aid.clone()).or_insert_with(|| {
                 items.push(ReviewItem {
@@ -1359,26 +1375,25 @@ async fn review_queue(
             });
             items[i].flags.push(flag);
         }
-        let conflicts = conn
-            .prepare(
-                "SELECT k.doc_id, k.kind, k.village, k.path, k.winner, k.vals, c.title
+        let conflicts = conn.query_map(
+            "SELECT k.doc_id, k.kind, k.village, k.path, k.winner, k.vals, c.title
                  FROM p_conflicts k LEFT JOIN p_classes c ON c.id = k.doc_id
                  WHERE NOT EXISTS (SELECT 1 FROM p_reviews r WHERE r.doc_id = k.doc_id
                                    AND r.subject = 'conflict:' || k.path)
                  ORDER BY k.village, k.doc_id, k.path",
-            )?
-            .query_map([], |r| {
+            &[],
+            |r| {
                 Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, String>(5)?,
-                    r.get::<_, Option<String>>(6)?,
+                    r.get::<String>(0)?,
+                    r.get::<String>(1)?,
+                    r.get::<String>(2)?,
+                    r.get::<String>(3)?,
+                    r.get::<String>(4)?,
+                    r.get::<String>(5)?,
+                    r.get::<Option<String>>(6)?,
                 ))
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            },
+        )?;
         for (doc_id, kind, village, path, winner, vals, title) in conflicts {
             items.push(ReviewItem {
                 kind: "conflict".into(),
@@ -1484,15 +1499,19 @@ async fn targets(
     with_conn(&state, move |s, conn| {
         session(s, conn, &headers)?;
         Ok(Json(
-            conn.prepare("SELECT region, year, person_times FROM targets ORDER BY year, region")?
-                .query_map([], |r| {
+            conn.query_map(
+                "SELECT region, year, person_times FROM targets ORDER BY year, region",
+                &[],
+                |r| {
                     Ok(Target {
                         region: r.get(0)?,
                         year: r.get(1)?,
                         person_times: r.get(2)?,
                     })
-                })?
-                .collect::<rusqlite::Result<_>>()?,
+                },
+            )?
+            .into_iter()
+            .collect(),
         ))
     })
     .await
@@ -1520,26 +1539,28 @@ async fn import_targets(
         admin_only(&session)?;
         let rows = parse_targets(&body)?;
         let now = now_ms();
-        let tx = store.conn_mut().transaction()?;
-        for (region, year, n) in &rows {
-            tx.execute(
-                "INSERT INTO targets (region, year, person_times, imported_at) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (region, year) DO UPDATE SET person_times = excluded.person_times,
-                 imported_at = excluded.imported_at",
-                params![region, year, n, now],
+        Transact::transaction(store.conn_mut(), |tx| -> Result<(), ApiError> {
+            for (region, year, n) in &rows {
+                tx.execute(
+                    "INSERT INTO targets (region, year, person_times, imported_at)
+                     VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (region, year) DO UPDATE SET
+                     person_times = excluded.person_times, imported_at = excluded.imported_at",
+                    args![region, *year, *n, now],
+                )?;
+            }
+            audit::append(
+                tx,
+                now,
+                &[Entry::new(
+                    format!("account:{}", session.username),
+                    "import_targets",
+                    "targets",
+                    serde_json::json!({ "rows": rows.len() }),
+                )],
             )?;
-        }
-        audit::append(
-            &tx,
-            now,
-            &[Entry::new(
-                format!("account:{}", session.username),
-                "import_targets",
-                "targets",
-                serde_json::json!({ "rows": rows.len() }),
-            )],
-        )?;
-        tx.commit()?;
+            Ok(())
+        })?;
         Ok(Json(Imported {
             imported: rows.len(),
         }))

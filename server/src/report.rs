@@ -15,13 +15,14 @@
 use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
-use rusqlite::{Connection, params};
 use serde::Serialize;
 use songpei_core::catalog::{KeyGroup, PovertyStatus, TrainingType};
 use songpei_core::rules::PolicyTable;
 use utoipa::ToSchema;
 
 use crate::accounts;
+use crate::args;
+use crate::db::Sql;
 
 /// A calendar month.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -256,7 +257,7 @@ struct PlaceRow {
 
 /// Makes the report of `district` for `month`.
 pub fn monthly(
-    conn: &Connection,
+    conn: &dyn Sql,
     district: &str,
     month: Month,
     policy: &PolicyTable,
@@ -267,17 +268,20 @@ pub fn monthly(
     }
     let key = month.key();
     let townships: BTreeMap<String, String> = conn
-        .prepare("SELECT code, name FROM townships")?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
+        .query_map("SELECT code, name FROM townships", &[], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
+        .into_iter()
+        .collect();
     let village_township: BTreeMap<String, String> = conn
-        .prepare("SELECT code, township FROM places")?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
+        .query_map("SELECT code, township FROM places", &[], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
+        .into_iter()
+        .collect();
     // Every place of a class that closed this month, or with attendance days this month.
-    let rows: Vec<PlaceRow> = conn
-        .prepare(
-            "SELECT c.id, c.title, c.village, c.training_type, c.occupation, c.status, c.last_day,
+    let rows: Vec<PlaceRow> = conn.query_map(
+        "SELECT c.id, c.title, c.village, c.training_type, c.occupation, c.status, c.last_day,
                e.trainee_id, e.completion, t.name_masked, t.id_masked, t.key_groups,
                h.poverty_status, s.decision, s.year, s.nth, s.cap
              FROM p_enrolments e JOIN p_classes c ON c.id = e.class_id
@@ -288,8 +292,8 @@ pub fn monthly(
                SELECT 1 FROM p_attendance_days a WHERE a.class_id = c.id
                AND a.trainee_id = e.trainee_id AND substr(a.day, 1, 7) = ?2))
              ORDER BY c.first_day, c.id, t.id_masked, e.trainee_id",
-        )?
-        .query_map(params![d.code, key], |r| {
+        args![&d.code, &key],
+        |r| {
             let decision: Option<String> = r.get(13)?;
             Ok(PlaceRow {
                 class_id: r.get(0)?,
@@ -310,11 +314,7 @@ pub fn monthly(
                     None => None,
                 },
             })
-        })?
-        .collect::<rusqlite::Result<_>>()?;
-    let mut payable_stmt = conn.prepare(
-        "SELECT day FROM p_attendance_days WHERE class_id = ?1 AND trainee_id = ?2
-         AND payable = 1 AND substr(day, 1, 7) = ?3",
+        },
     )?;
     let mut by_type: BTreeMap<String, i64> = BTreeMap::new();
     let mut by_group: BTreeMap<String, i64> = BTreeMap::new();
@@ -359,11 +359,15 @@ pub fn monthly(
             }
         }
         let subsidised = p.decision.as_ref().is_some_and(|d| d.0 == "subsidised");
-        let days: std::collections::BTreeSet<NaiveDate> = payable_stmt
-            .query_map(params![p.class_id, p.trainee, key], |r| {
-                r.get::<_, String>(0)
-            })?
-            .filter_map(|d| d.ok().and_then(|d| d.parse().ok()))
+        let days: std::collections::BTreeSet<NaiveDate> = conn
+            .query_map(
+                "SELECT day FROM p_attendance_days WHERE class_id = ?1 AND trainee_id = ?2
+                 AND payable = 1 AND substr(day, 1, 7) = ?3",
+                args![&p.class_id, &p.trainee, &key],
+                |r| r.get::<String>(0),
+            )?
+            .into_iter()
+            .filter_map(|d| d.parse().ok())
             .collect();
         let fen = if subsidised {
             songpei_core::rules::allowance_fen(&days, poverty, policy)
@@ -418,7 +422,7 @@ pub fn monthly(
         "SELECT COUNT(*) FROM p_enrolments e JOIN p_classes c ON c.id = e.class_id
          WHERE c.district = ?1 AND c.status = 'closed' AND e.completion = 'passed'
            AND c.last_day >= ?2 AND substr(c.last_day, 1, 7) <= ?3",
-        params![d.code, format!("{:04}-01-01", month.year), key],
+        args![&d.code, format!("{:04}-01-01", month.year), &key],
         |r| r.get(0),
     )?;
     let target =
