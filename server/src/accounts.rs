@@ -102,12 +102,6 @@ pub enum AccountError {
     Db(#[from] DbError),
 }
 
-impl From<rusqlite::Error> for AccountError {
-    fn from(e: rusqlite::Error) -> Self {
-        AccountError::Db(e.into())
-    }
-}
-
 fn invalid(field: &'static str, problem: &'static str) -> AccountError {
     AccountError::Invalid { field, problem }
 }

@@ -114,7 +114,7 @@ pub(crate) fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Devi
 
 /// Refuses a revoked device with 401 `device_revoked`, and audits the attempt.
 fn refuse_if_revoked(
-    conn: &rusqlite::Connection,
+    conn: &dyn crate::db::Sql,
     grant: &DeviceGrant,
     endpoint: &str,
 ) -> Result<(), ApiError> {

@@ -60,6 +60,9 @@ pub enum DbError {
     /// A row was required and there was none.
     #[error("no row")]
     NoRow,
+    /// What is stored cannot be read back (a document that does not load).
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(&'static str),
 }
 
 impl DbError {
@@ -465,17 +468,6 @@ impl Sql for rusqlite::Transaction<'_> {
     }
 }
 
-/// For code still written against rusqlite's error type.
-impl From<DbError> for rusqlite::Error {
-    fn from(e: DbError) -> Self {
-        match e {
-            DbError::Sqlite(e) => e,
-            DbError::NoRow => rusqlite::Error::QueryReturnedNoRows,
-            other => rusqlite::Error::ToSqlConversionFailure(Box::new(other)),
-        }
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // PostgreSQL
 
@@ -698,6 +690,53 @@ impl<C: postgres::GenericClient> Sql for Pg<C> {
 
     fn batch(&self, sql: &str) -> Result<(), DbError> {
         Ok(self.0.borrow_mut().batch_execute(sql)?)
+    }
+}
+
+/// The server's database: SQLite (the default) or PostgreSQL.
+pub enum Db {
+    /// SQLite in the data folder.
+    Sqlite(rusqlite::Connection),
+    /// A PostgreSQL database.
+    Postgres(Pg<postgres::Client>),
+}
+
+impl Db {
+    fn sql(&self) -> &dyn Sql {
+        match self {
+            Db::Sqlite(c) => c,
+            Db::Postgres(c) => c,
+        }
+    }
+}
+
+impl Sql for Db {
+    fn backend(&self) -> Backend {
+        self.sql().backend()
+    }
+
+    fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
+        self.sql().execute(sql, params)
+    }
+
+    fn query(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>, DbError> {
+        self.sql().query(sql, params)
+    }
+
+    fn batch(&self, sql: &str) -> Result<(), DbError> {
+        self.sql().batch(sql)
+    }
+}
+
+impl Transact for Db {
+    fn transaction<T, E: From<DbError>>(
+        &mut self,
+        f: impl FnOnce(&dyn Sql) -> Result<T, E>,
+    ) -> Result<T, E> {
+        match self {
+            Db::Sqlite(c) => Transact::transaction(c, f),
+            Db::Postgres(c) => c.transaction(f),
+        }
     }
 }
 

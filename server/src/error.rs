@@ -151,13 +151,6 @@ impl ApiError {
     }
 }
 
-impl From<rusqlite::Error> for ApiError {
-    fn from(e: rusqlite::Error) -> Self {
-        tracing::error!(error = %e, "storage error");
-        ApiError::Unavailable
-    }
-}
-
 impl From<crate::db::DbError> for ApiError {
     fn from(e: crate::db::DbError) -> Self {
         tracing::error!(error = %e, "storage error");

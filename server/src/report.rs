@@ -83,12 +83,6 @@ pub enum ReportError {
     Db(#[from] crate::db::DbError),
 }
 
-impl From<rusqlite::Error> for ReportError {
-    fn from(e: rusqlite::Error) -> Self {
-        ReportError::Db(e.into())
-    }
-}
-
 impl From<ReportError> for crate::ApiError {
     fn from(e: ReportError) -> Self {
         match e {

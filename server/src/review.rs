@@ -3,12 +3,12 @@
 //! and projected like any phone's change, in one transaction with its audit entry.
 
 use automerge::{ActorId, ReadDoc};
-use rusqlite::OptionalExtension;
 use songpei_core::doc::review::{self, CONFLICT_PREFIX, Decision, Review};
 use songpei_core::doc::{self};
 use songpei_core::ids::DocId;
 
 use crate::AppState;
+use crate::args;
 use crate::audit::Entry;
 use crate::error::ApiError;
 use crate::projection;
@@ -43,22 +43,20 @@ pub fn decide(
     let known: bool = if let Some(path) = subject.strip_prefix(CONFLICT_PREFIX) {
         store
             .conn()
-            .query_row(
+            .query_opt(
                 "SELECT 1 FROM p_conflicts WHERE doc_id = ?1 AND path = ?2",
-                [&id, path],
+                args![&id, path],
                 |_| Ok(()),
-            )
-            .optional()?
+            )?
             .is_some()
     } else {
         store
             .conn()
-            .query_row(
+            .query_opt(
                 "SELECT 1 FROM attendance_checks WHERE class_id = ?1 AND attendance_id = ?2",
-                [&id, subject],
+                args![&id, subject],
                 |_| Ok(()),
-            )
-            .optional()?
+            )?
             .is_some()
     };
     if !known {

@@ -4,7 +4,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{NaiveDate, NaiveTime};
-use rusqlite::params;
 use songpei_core::catalog::{ClassStatus, Level, TrainingType};
 use songpei_core::device::DeviceKey;
 use songpei_core::domain::{
@@ -13,6 +12,8 @@ use songpei_core::domain::{
 use songpei_core::ids::{AttendanceId, ClassId, DeviceId, DistrictCode, TraineeId, VillageCode};
 use songpei_core::qr::{Card, ClassCode, Response};
 
+use crate::args;
+use crate::db::{DbError, Transact};
 use crate::signin::{check_class, checked, flags, rotate_card_key, sign_cards};
 use crate::store::ServerStore;
 
@@ -35,18 +36,18 @@ struct Fixture {
 impl Fixture {
     fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut store = ServerStore::open(dir.path(), 8).expect("store");
+        let store = ServerStore::open(dir.path(), 8).expect("store");
         let key = DeviceKey::generate();
         let device = DeviceId::random();
-        let conn = store.conn_mut();
+        let conn = store.conn();
         conn.execute(
             "INSERT INTO accounts (id, username, role, created_at) VALUES ('a1', 'wang', 'coordinator', 0)",
-            [],
+            &[],
         )
         .expect("account");
         conn.execute(
             "INSERT INTO devices (id, account_id, public_key, created_at) VALUES (?1, 'a1', ?2, 0)",
-            params![device.to_string(), key.public_key()],
+            args![device.to_string(), key.public_key()],
         )
         .expect("device");
         Self {
@@ -105,9 +106,11 @@ impl Fixture {
 
     /// Runs the checks and returns each record's flags and whether it is payable.
     fn check(&mut self, class: &Class) -> BTreeMap<AttendanceId, (BTreeSet<String>, bool)> {
-        let tx = self.store.conn_mut().transaction().expect("tx");
-        let held = check_class(&tx, class, TEN + 60 * MIN).expect("check");
-        tx.commit().expect("commit");
+        let held = self
+            .store
+            .conn_mut()
+            .transaction(|tx| -> Result<_, DbError> { check_class(tx, class, TEN + 60 * MIN) })
+            .expect("check");
         let conn = self.store.conn();
         let all = flags(conn, Some(&class.id.to_string())).expect("flags");
         let rows = checked(conn, &class.id.to_string()).expect("checked");
@@ -728,7 +731,7 @@ fn checks_run_once_per_record() {
     let n: i64 = f
         .store
         .conn()
-        .query_row("SELECT COUNT(*) FROM attendance_flags", [], |r| r.get(0))
+        .query_row("SELECT COUNT(*) FROM attendance_flags", &[], |r| r.get(0))
         .expect("count");
     assert_eq!(n, 1);
 }

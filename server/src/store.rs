@@ -8,10 +8,12 @@ use std::path::Path;
 
 use automerge::{Automerge, ChangeHash};
 use lru::LruCache;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OpenFlags};
 use songpei_core::doc::DocKind;
 use songpei_core::ids::DocId;
 
+use crate::args;
+use crate::db::{Db, DbError, Pg, Sql, Transact};
 use crate::projection::{self, Projection};
 
 /// The schema on SQLite, version by version (`db::POSTGRES_MIGRATIONS` is the same on PostgreSQL).
@@ -53,6 +55,9 @@ pub(crate) struct DocCommit {
     pub(crate) projection: Projection,
 }
 
+/// A request already applied: its body hash and encoded acknowledgements.
+pub(crate) type AppliedRequest = ([u8; 32], Vec<u8>);
+
 /// A request to remember, so a retry is answered the same way.
 #[derive(Debug)]
 pub(crate) struct RequestRecord {
@@ -64,7 +69,7 @@ pub(crate) struct RequestRecord {
 
 /// The server store.
 pub struct ServerStore {
-    conn: Connection,
+    db: Db,
     cache: LruCache<DocId, LoadedDoc>,
     /// The allowance rates and caps the subsidy decisions are made by.
     policy: songpei_core::rules::PolicyTable,
@@ -103,14 +108,14 @@ pub(crate) fn decode_heads(bytes: &[u8]) -> Vec<ChangeHash> {
 
 impl ServerStore {
     /// Opens (or creates) the store in `dir`, keeping at most `cache_docs` documents loaded.
-    pub fn open(dir: &Path, cache_docs: usize) -> rusqlite::Result<Self> {
+    pub fn open(dir: &Path, cache_docs: usize) -> Result<Self, DbError> {
         std::fs::create_dir_all(dir).map_err(|e| {
             rusqlite::Error::SqliteFailure(
                 rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
                 Some(format!("cannot create the data folder: {e}")),
             )
         })?;
-        let conn = Connection::open_with_flags(
+        let mut conn = Connection::open_with_flags(
             dir.join("songpei-server.db"),
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
         )?;
@@ -120,13 +125,24 @@ impl ServerStore {
              PRAGMA foreign_keys = ON;
              PRAGMA busy_timeout = 5000;",
         )?;
-        let mut store = Self {
-            conn,
+        songpei_core::store::apply_migrations(&mut conn, MIGRATIONS, i64::MAX)?;
+        Ok(Self::with(Db::Sqlite(conn), cache_docs))
+    }
+
+    /// Opens the store in a PostgreSQL database (`postgres://user@host:port/db`), bringing its
+    /// schema up to date.
+    pub fn open_postgres(url: &str, cache_docs: usize) -> Result<Self, DbError> {
+        let mut client = postgres::Client::connect(url, postgres::NoTls)?;
+        crate::db::migrate_postgres(&mut client)?;
+        Ok(Self::with(Db::Postgres(Pg::new(client)), cache_docs))
+    }
+
+    fn with(db: Db, cache_docs: usize) -> Self {
+        Self {
+            db,
             cache: LruCache::new(NonZeroUsize::new(cache_docs.max(1)).unwrap_or(NonZeroUsize::MIN)),
             policy: songpei_core::rules::PolicyTable::default(),
-        };
-        store.migrate()?;
-        Ok(store)
+        }
     }
 
     /// Sets the policy table that subsidy decisions are made by from now on.
@@ -135,21 +151,17 @@ impl ServerStore {
     }
 
     /// The database connection, for the account and audit tables.
-    pub(crate) fn conn(&self) -> &Connection {
-        &self.conn
+    pub(crate) fn conn(&self) -> &dyn Sql {
+        &self.db
     }
 
     /// The database connection, for transactions over the account tables.
-    pub(crate) fn conn_mut(&mut self) -> &mut Connection {
-        &mut self.conn
-    }
-
-    fn migrate(&mut self) -> rusqlite::Result<()> {
-        songpei_core::store::apply_migrations(&mut self.conn, MIGRATIONS, i64::MAX)
+    pub(crate) fn conn_mut(&mut self) -> &mut Db {
+        &mut self.db
     }
 
     /// The document, loaded into the cache if stored.
-    pub(crate) fn doc(&mut self, id: DocId) -> rusqlite::Result<Option<&mut LoadedDoc>> {
+    pub(crate) fn doc(&mut self, id: DocId) -> Result<Option<&mut LoadedDoc>, DbError> {
         if !self.cache.contains(&id) {
             let Some(loaded) = self.load(id)? else {
                 return Ok(None);
@@ -159,35 +171,36 @@ impl ServerStore {
         Ok(self.cache.get_mut(&id))
     }
 
-    fn load(&self, id: DocId) -> rusqlite::Result<Option<LoadedDoc>> {
-        let row: Option<DocRow> = self
-            .conn
-            .query_row(
-                "SELECT kind, district, village, snapshot, ops, chunk_count FROM docs WHERE id = ?1",
-                [id.to_string()],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
-            )
-            .optional()?;
+    fn load(&self, id: DocId) -> Result<Option<LoadedDoc>, DbError> {
+        let row: Option<DocRow> = self.conn().query_opt(
+            "SELECT kind, district, village, snapshot, ops, chunk_count FROM docs WHERE id = ?1",
+            args![id.to_string()],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            },
+        )?;
         let Some((kind, district, village, snapshot, ops, chunk_count)) = row else {
             return Ok(None);
         };
-        let corrupt = || {
-            rusqlite::Error::FromSqlConversionFailure(
-                0,
-                rusqlite::types::Type::Blob,
-                "stored document does not load".into(),
-            )
-        };
+        let corrupt = || DbError::Corrupt("a stored document does not load");
         let mut doc = match snapshot {
             Some(s) => Automerge::load(&s).map_err(|_| corrupt())?,
             None => Automerge::new(),
         };
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT data FROM chunks WHERE doc_id = ?1 ORDER BY seq")?;
-        let chunks = stmt.query_map([id.to_string()], |r| r.get::<_, Vec<u8>>(0))?;
+        let chunks = self.conn().query_map(
+            "SELECT data FROM chunks WHERE doc_id = ?1 ORDER BY seq",
+            args![id.to_string()],
+            |r| r.get::<Vec<u8>>(0),
+        )?;
         for c in chunks {
-            doc.load_incremental(&c?).map_err(|_| corrupt())?;
+            doc.load_incremental(&c).map_err(|_| corrupt())?;
         }
         Ok(Some(LoadedDoc {
             doc,
@@ -219,15 +232,12 @@ impl ServerStore {
         &self,
         device: &str,
         request_id: &[u8; 16],
-    ) -> rusqlite::Result<Option<([u8; 32], Vec<u8>)>> {
-        let row: Option<(Vec<u8>, Vec<u8>)> = self
-            .conn
-            .query_row(
-                "SELECT body_hash, acks FROM requests WHERE device = ?1 AND request_id = ?2",
-                params![device, &request_id[..]],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
+    ) -> Result<Option<AppliedRequest>, DbError> {
+        let row: Option<(Vec<u8>, Vec<u8>)> = self.conn().query_opt(
+            "SELECT body_hash, acks FROM requests WHERE device = ?1 AND request_id = ?2",
+            args![device, &request_id[..]],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
         Ok(row.map(|(h, a)| {
             let mut hash = [0u8; 32];
             if h.len() == 32 {
@@ -246,48 +256,58 @@ impl ServerStore {
         request: Option<&RequestRecord>,
         audit: &[crate::audit::Entry],
         now_ms: i64,
-    ) -> rusqlite::Result<()> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        for d in docs {
-            let id = d.id.to_string();
-            let heads = encode_heads(&d.heads);
-            tx.execute(
-                "INSERT INTO docs (id, kind, district, village, heads, ops) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (id) DO UPDATE SET heads = excluded.heads, ops = excluded.ops",
-                params![id, d.kind.code(), d.district, d.village, heads, d.ops as i64],
-            )?;
-            let seq: i64 = tx.query_row(
-                "UPDATE docs SET next_seq = next_seq + 1, chunk_count = chunk_count + 1
-                 WHERE id = ?1 RETURNING next_seq - 1",
-                [&id],
-                |r| r.get(0),
-            )?;
-            tx.execute(
-                "INSERT INTO chunks (doc_id, seq, data) VALUES (?1, ?2, ?3)",
-                params![id, seq, d.chunk],
-            )?;
-            let feed_seq: i64 = tx.query_row(
-                "INSERT INTO villages (code, last_seq) VALUES (?1, 1)
-                 ON CONFLICT (code) DO UPDATE SET last_seq = last_seq + 1 RETURNING last_seq",
-                [&d.village],
-                |r| r.get(0),
-            )?;
-            tx.execute(
-                "INSERT INTO feed (village, seq, doc_id, heads) VALUES (?1, ?2, ?3, ?4)",
-                params![d.village, feed_seq, id, heads],
-            )?;
-            projection::write(&tx, &d.projection, now_ms, &self.policy)?;
-        }
-        if let Some(request) = request {
-            tx.execute(
-                "INSERT INTO requests (device, request_id, body_hash, acks, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![request.device, &request.request_id[..], &request.body_hash[..], request.acks, now_ms],
-            )?;
-        }
-        crate::audit::append(&tx, now_ms, audit)?;
-        tx.commit()?;
+    ) -> Result<(), DbError> {
+        let policy = &self.policy;
+        self.db.transaction(|tx| -> Result<(), DbError> {
+            for d in docs {
+                let id = d.id.to_string();
+                let heads = encode_heads(&d.heads);
+                tx.execute(
+                    "INSERT INTO docs (id, kind, district, village, heads, ops)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (id) DO UPDATE SET heads = excluded.heads, ops = excluded.ops",
+                    args![&id, d.kind.code(), &d.district, &d.village, &heads, d.ops],
+                )?;
+                let seq: i64 = tx.query_row(
+                    "UPDATE docs SET next_seq = next_seq + 1, chunk_count = chunk_count + 1
+                     WHERE id = ?1 RETURNING next_seq - 1",
+                    args![&id],
+                    |r| r.get(0),
+                )?;
+                tx.execute(
+                    "INSERT INTO chunks (doc_id, seq, data) VALUES (?1, ?2, ?3)",
+                    args![&id, seq, &d.chunk],
+                )?;
+                // The village's row stays locked to the commit: merges of one village take their
+                // feed numbers in commit order, so a reader never sees a later one first.
+                let feed_seq: i64 = tx.query_row(
+                    "INSERT INTO villages (code, last_seq) VALUES (?1, 1)
+                     ON CONFLICT (code) DO UPDATE SET last_seq = villages.last_seq + 1
+                     RETURNING last_seq",
+                    args![&d.village],
+                    |r| r.get(0),
+                )?;
+                tx.execute(
+                    "INSERT INTO feed (village, seq, doc_id, heads) VALUES (?1, ?2, ?3, ?4)",
+                    args![&d.village, feed_seq, &id, &heads],
+                )?;
+                projection::write(tx, &d.projection, now_ms, policy)?;
+            }
+            if let Some(request) = request {
+                tx.execute(
+                    "INSERT INTO requests (device, request_id, body_hash, acks, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    args![
+                        &request.device,
+                        &request.request_id[..],
+                        &request.body_hash[..],
+                        &request.acks,
+                        now_ms
+                    ],
+                )?;
+            }
+            crate::audit::append(tx, now_ms, audit)
+        })?;
         for d in docs {
             if let Some(l) = self.cache.get_mut(&d.id) {
                 l.chunk_count += 1;
@@ -304,16 +324,13 @@ impl ServerStore {
         village: &str,
         cursor: u64,
         limit: usize,
-    ) -> rusqlite::Result<Vec<(DocId, u64)>> {
-        let mut stmt = self.conn.prepare_cached(
+    ) -> Result<Vec<(DocId, u64)>, DbError> {
+        let rows = self.conn().query_map(
             "SELECT doc_id, max(seq) AS last FROM feed WHERE village = ?1 AND seq > ?2
              GROUP BY doc_id ORDER BY last LIMIT ?3",
+            args![village, cursor, limit],
+            |r| Ok((r.get::<String>(0)?, r.get::<i64>(1)?)),
         )?;
-        let rows = stmt
-            .query_map(params![village, cursor as i64, limit as i64], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows
             .into_iter()
             .filter_map(|(id, seq)| Some((id.parse().ok()?, u64::try_from(seq).ok()?)))
@@ -326,42 +343,34 @@ impl ServerStore {
         village: &str,
         doc: DocId,
         cursor: u64,
-    ) -> rusqlite::Result<Vec<ChangeHash>> {
-        let heads: Option<Vec<u8>> = self
-            .conn
-            .query_row(
-                "SELECT heads FROM feed WHERE village = ?1 AND doc_id = ?2 AND seq <= ?3
-                 ORDER BY seq DESC LIMIT 1",
-                params![village, doc.to_string(), cursor as i64],
-                |r| r.get(0),
-            )
-            .optional()?;
+    ) -> Result<Vec<ChangeHash>, DbError> {
+        let heads: Option<Vec<u8>> = self.conn().query_opt(
+            "SELECT heads FROM feed WHERE village = ?1 AND doc_id = ?2 AND seq <= ?3
+             ORDER BY seq DESC LIMIT 1",
+            args![village, doc.to_string(), cursor],
+            |r| r.get(0),
+        )?;
         Ok(heads.map(|h| decode_heads(&h)).unwrap_or_default())
     }
 
     /// The check of the feed entry at `seq` (see [`entry_tag`]), or `None` if there is none.
-    pub(crate) fn feed_tag(&self, village: &str, seq: u64) -> rusqlite::Result<Option<u32>> {
-        let row: Option<(String, Vec<u8>)> = self
-            .conn
-            .query_row(
-                "SELECT doc_id, heads FROM feed WHERE village = ?1 AND seq = ?2",
-                params![village, seq as i64],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
+    pub(crate) fn feed_tag(&self, village: &str, seq: u64) -> Result<Option<u32>, DbError> {
+        let row: Option<(String, Vec<u8>)> = self.conn().query_opt(
+            "SELECT doc_id, heads FROM feed WHERE village = ?1 AND seq = ?2",
+            args![village, seq],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
         Ok(row.map(|(doc, heads)| entry_tag(&doc, &heads)))
     }
 
     /// Compacts up to `limit` documents with at least `min_chunks` chunks: each one's full save
     /// replaces its snapshot and chunks in one transaction. Returns how many were compacted.
-    pub fn compact(&mut self, min_chunks: u64, limit: usize) -> rusqlite::Result<usize> {
-        let ids: Vec<String> = {
-            let mut stmt = self.conn.prepare(
-                "SELECT id FROM docs WHERE chunk_count >= ?1 ORDER BY chunk_count DESC LIMIT ?2",
-            )?;
-            stmt.query_map(params![min_chunks as i64, limit as i64], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?
-        };
+    pub fn compact(&mut self, min_chunks: u64, limit: usize) -> Result<usize, DbError> {
+        let ids: Vec<String> = self.conn().query_map(
+            "SELECT id FROM docs WHERE chunk_count >= ?1 ORDER BY chunk_count DESC LIMIT ?2",
+            args![min_chunks, limit],
+            |r| r.get(0),
+        )?;
         let mut n = 0;
         for id in ids {
             let Ok(doc_id) = id.parse::<DocId>() else {
@@ -371,15 +380,14 @@ impl ServerStore {
                 continue;
             };
             let snapshot = loaded.doc.save();
-            let tx = self
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            tx.execute(
-                "UPDATE docs SET snapshot = ?2, chunk_count = 0 WHERE id = ?1",
-                params![id, snapshot],
-            )?;
-            tx.execute("DELETE FROM chunks WHERE doc_id = ?1", [&id])?;
-            tx.commit()?;
+            self.db.transaction(|tx| -> Result<(), DbError> {
+                tx.execute(
+                    "UPDATE docs SET snapshot = ?2, chunk_count = 0 WHERE id = ?1",
+                    args![&id, snapshot],
+                )?;
+                tx.execute("DELETE FROM chunks WHERE doc_id = ?1", args![&id])?;
+                Ok(())
+            })?;
             if let Some(l) = self.cache.get_mut(&doc_id) {
                 l.chunk_count = 0;
             }
@@ -390,18 +398,18 @@ impl ServerStore {
 
     /// Forgets applied requests older than `max_age_ms`: a phone retries within minutes, and the
     /// merge is idempotent anyway, so old records only take room.
-    pub fn prune_requests(&mut self, now_ms: i64, max_age_ms: i64) -> rusqlite::Result<usize> {
-        self.conn.execute(
+    pub fn prune_requests(&mut self, now_ms: i64, max_age_ms: i64) -> Result<u64, DbError> {
+        self.db.execute(
             "DELETE FROM requests WHERE created_at < ?1",
-            [now_ms.saturating_sub(max_age_ms)],
+            args![now_ms.saturating_sub(max_age_ms)],
         )
     }
 
     /// Number of stored documents.
-    pub fn document_count(&self) -> rusqlite::Result<u64> {
+    pub fn document_count(&self) -> Result<u64, DbError> {
         let n: i64 = self
-            .conn
-            .query_row("SELECT count(*) FROM docs", [], |r| r.get(0))?;
+            .conn()
+            .query_row("SELECT count(*) FROM docs", &[], |r| r.get(0))?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 

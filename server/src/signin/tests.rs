@@ -5,7 +5,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{Days, NaiveDate, NaiveTime, TimeZone};
-use rusqlite::params;
 use sha2::{Digest, Sha256};
 use songpei_core::catalog::{ClassStatus, Level, TrainingType};
 use songpei_core::clock::china;
@@ -17,6 +16,8 @@ use songpei_core::ids::{AttendanceId, ClassId, DeviceId, DistrictCode, TraineeId
 use songpei_core::qr::{Card, CardScan, ClassCode, Response};
 
 use super::{check_class, checked, flags, rotate_card_key, sign_cards};
+use crate::args;
+use crate::db::{DbError, Transact};
 use crate::store::ServerStore;
 
 const DISTRICT: &str = "450802";
@@ -65,24 +66,24 @@ struct Fx {
 impl Fx {
     fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut store = ServerStore::open(dir.path(), 4).expect("store");
+        let store = ServerStore::open(dir.path(), 4).expect("store");
         let key = DeviceKey::generate();
         let device = DeviceId::random();
-        let conn = store.conn_mut();
+        let conn = store.conn();
         conn.execute(
             "INSERT INTO district (code, name, created_at) VALUES (?1, '港北区', 0)",
-            [DISTRICT],
+            args![DISTRICT],
         )
         .expect("district");
         conn.execute(
             "INSERT INTO accounts (id, username, role, created_at)
              VALUES ('acc-1', 'li.coordinator', 'coordinator', 0)",
-            [],
+            &[],
         )
         .expect("account");
         conn.execute(
             "INSERT INTO devices (id, account_id, public_key, created_at) VALUES (?1, 'acc-1', ?2, 0)",
-            params![device.to_string(), key.public_key()],
+            args![device.to_string(), key.public_key()],
         )
         .expect("device");
         Self {
@@ -149,9 +150,11 @@ impl Fx {
     /// Runs `check_class` in a transaction and commits; checks that what it returns is the set of
     /// the class's records that are not payable.
     fn check(&mut self, class: &Class) -> BTreeSet<String> {
-        let tx = self.store.conn_mut().transaction().expect("tx");
-        let held = check_class(&tx, class, ten() + HOUR).expect("check_class");
-        tx.commit().expect("commit");
+        let held = self
+            .store
+            .conn_mut()
+            .transaction(|tx| -> Result<_, DbError> { check_class(tx, class, ten() + HOUR) })
+            .expect("check_class");
         let unpaid: BTreeSet<String> = checked(self.store.conn(), &class.id.to_string())
             .expect("checked")
             .into_iter()
@@ -892,7 +895,7 @@ fn run(rows: &[Row]) {
 fn count(fx: &Fx, table: &str) -> i64 {
     fx.store
         .conn()
-        .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+        .query_row(&format!("SELECT COUNT(*) FROM {table}"), &[], |r| r.get(0))
         .expect("count")
 }
 
