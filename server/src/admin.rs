@@ -43,13 +43,35 @@ impl AdminError {
     }
 }
 
-fn open(data: &Path) -> Result<ServerStore, AdminError> {
-    ServerStore::open(data, 1).map_err(|e| AdminError::Io(format!("cannot open the database: {e}")))
+/// Where the server keeps its data: the data folder (keys, and the SQLite database) and, when it
+/// runs on PostgreSQL, the database's URL.
+#[derive(Clone, Debug, Default)]
+pub struct Storage {
+    /// The data folder.
+    pub data: std::path::PathBuf,
+    /// `postgres://…`, when the database is PostgreSQL.
+    pub database_url: Option<String>,
+}
+
+impl Storage {
+    /// Opens the store.
+    pub fn open(&self, cache_docs: usize) -> Result<ServerStore, String> {
+        match &self.database_url {
+            Some(url) => ServerStore::open_postgres(url, cache_docs)
+                .map_err(|e| format!("cannot open the PostgreSQL database: {e}")),
+            None => ServerStore::open(&self.data, cache_docs)
+                .map_err(|e| format!("cannot open the database: {e}")),
+        }
+    }
+}
+
+fn open(at: &Storage) -> Result<ServerStore, AdminError> {
+    at.open(1).map_err(AdminError::Io)
 }
 
 /// `admin init`: sets up the district and prints the admin's one-time password.
-pub fn init(data: &Path, district: &str, name: &str) -> Result<Outcome, AdminError> {
-    let mut store = open(data)?;
+pub fn init(at: &Storage, district: &str, name: &str) -> Result<Outcome, AdminError> {
+    let mut store = open(at)?;
     let password = accounts::init(store.conn_mut(), district, name)?;
     Ok(Outcome::ok(format!(
         "district {district} set up.\nadmin account: admin\nadmin password (shown once, write it down): {password}\n"
@@ -58,21 +80,21 @@ pub fn init(data: &Path, district: &str, name: &str) -> Result<Outcome, AdminErr
 
 /// `admin village add`.
 pub fn village_add(
-    data: &Path,
+    at: &Storage,
     code: &str,
     name: &str,
     township_name: Option<&str>,
 ) -> Result<Outcome, AdminError> {
-    let store = open(data)?;
+    let store = open(at)?;
     accounts::add_village(store.conn(), code, name, township_name)?;
     Ok(Outcome::ok(format!("village {} added\n", code.trim())))
 }
 
 /// `admin village import FILE.csv`: all rows or none.
-pub fn village_import(data: &Path, file: &Path) -> Result<Outcome, AdminError> {
+pub fn village_import(at: &Storage, file: &Path) -> Result<Outcome, AdminError> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| AdminError::Io(format!("cannot read {}: {e}", file.display())))?;
-    let mut store = open(data)?;
+    let mut store = open(at)?;
     match accounts::import_villages(store.conn_mut(), &text)? {
         Ok(n) => Ok(Outcome::ok(format!("{n} villages imported\n"))),
         Err(problems) => {
@@ -90,7 +112,7 @@ pub fn village_import(data: &Path, file: &Path) -> Result<Outcome, AdminError> {
 
 /// `admin account add`.
 pub fn account_add(
-    data: &Path,
+    at: &Storage,
     username: &str,
     role: &str,
     villages: &[String],
@@ -99,7 +121,7 @@ pub fn account_add(
         field: "role",
         problem: "must be district_admin, district_viewer, coordinator or instructor",
     })?;
-    let mut store = open(data)?;
+    let mut store = open(at)?;
     let (id, password) = accounts::add_account(store.conn_mut(), username, role, villages)?;
     let mut out = format!(
         "account {} ({}) added: {id}\n",
@@ -114,11 +136,11 @@ pub fn account_add(
 
 /// `admin account villages`: replaces a coordinator's or instructor's villages.
 pub fn account_villages(
-    data: &Path,
+    at: &Storage,
     username: &str,
     villages: &[String],
 ) -> Result<Outcome, AdminError> {
-    let mut store = open(data)?;
+    let mut store = open(at)?;
     accounts::set_villages(store.conn_mut(), username, villages)?;
     Ok(Outcome::ok(format!(
         "villages of {} are now {}\n",
@@ -130,12 +152,12 @@ pub fn account_villages(
 /// `admin enroll-code`: a one-time code for a coordinator's phone, and optionally its QR code as a
 /// PNG. The QR holds `songpei-enroll:<server>#<code>` (or just the code without `--server`).
 pub fn enroll_code(
-    data: &Path,
+    at: &Storage,
     username: &str,
     qr: Option<&Path>,
     server: Option<&str>,
 ) -> Result<Outcome, AdminError> {
-    let store = open(data)?;
+    let store = open(at)?;
     let code = accounts::issue_enrollment_code(store.conn(), username)?;
     let expires = chrono::DateTime::from_timestamp_millis(code.expires_at_ms)
         .map(|t| {
@@ -175,8 +197,8 @@ pub fn write_qr_png(text: &str, path: &Path) -> Result<(), AdminError> {
 }
 
 /// `admin device list`.
-pub fn device_list(data: &Path) -> Result<Outcome, AdminError> {
-    let store = open(data)?;
+pub fn device_list(at: &Storage) -> Result<Outcome, AdminError> {
+    let store = open(at)?;
     let rows = accounts::devices(store.conn()).map_err(AccountError::from)?;
     let mut out = String::new();
     for d in rows {
@@ -195,8 +217,8 @@ pub fn device_list(data: &Path) -> Result<Outcome, AdminError> {
 }
 
 /// `admin device revoke`.
-pub fn device_revoke(data: &Path, device: &str) -> Result<Outcome, AdminError> {
-    let mut store = open(data)?;
+pub fn device_revoke(at: &Storage, device: &str) -> Result<Outcome, AdminError> {
+    let mut store = open(at)?;
     accounts::revoke_device(store.conn_mut(), device)?;
     Ok(Outcome::ok(format!(
         "device {} revoked: its next request is refused\n",
@@ -205,8 +227,8 @@ pub fn device_revoke(data: &Path, device: &str) -> Result<Outcome, AdminError> {
 }
 
 /// `admin audit verify`: exit 0 when the chain is intact, 1 with the first broken entry.
-pub fn audit_verify(data: &Path) -> Result<Outcome, AdminError> {
-    let store = open(data)?;
+pub fn audit_verify(at: &Storage) -> Result<Outcome, AdminError> {
+    let store = open(at)?;
     match audit::verify(store.conn()).map_err(AccountError::from)? {
         Verdict::Intact { entries } => Ok(Outcome::ok(format!(
             "audit log intact: {entries} entries\n"
@@ -221,8 +243,8 @@ pub fn audit_verify(data: &Path) -> Result<Outcome, AdminError> {
 }
 
 /// `admin flags`: the attendance records flagged for review, of one class or all.
-pub fn flags(data: &Path, class: Option<&str>, json: bool) -> Result<Outcome, AdminError> {
-    let store = open(data)?;
+pub fn flags(at: &Storage, class: Option<&str>, json: bool) -> Result<Outcome, AdminError> {
+    let store = open(at)?;
     let rows =
         crate::signin::flags(store.conn(), class.map(str::trim)).map_err(AccountError::from)?;
     if json {
@@ -248,8 +270,8 @@ pub fn flags(data: &Path, class: Option<&str>, json: bool) -> Result<Outcome, Ad
 
 /// `admin card-key rotate`: withdraws the card key in use; cards it signed stop working once phones
 /// sync.
-pub fn card_key_rotate(data: &Path) -> Result<Outcome, AdminError> {
-    let mut store = open(data)?;
+pub fn card_key_rotate(at: &Storage) -> Result<Outcome, AdminError> {
+    let mut store = open(at)?;
     let id =
         crate::signin::rotate_card_key(store.conn_mut(), chrono::Utc::now().timestamp_millis())
             .map_err(AccountError::from)?;
@@ -260,12 +282,12 @@ pub fn card_key_rotate(data: &Path) -> Result<Outcome, AdminError> {
 
 /// `admin cards`: the trainee cards of a class on A4 sheets, names masked.
 pub fn cards(
-    data: &Path,
+    at: &Storage,
     class: &str,
     out: &Path,
     font: Option<&Path>,
 ) -> Result<Outcome, AdminError> {
-    let store = open(data)?;
+    let store = open(at)?;
     let conn = store.conn();
     let district = accounts::district(conn)
         .map_err(AccountError::from)?

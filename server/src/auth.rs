@@ -198,15 +198,19 @@ pub(crate) async fn challenge_handler(
 ) -> Result<Json<ChallengeResponse>, ApiError> {
     let Json(req) =
         body.map_err(|_| ApiError::BadRequest("the body is not a challenge request".into()))?;
-    let store = state.store.lock().map_err(|_| ApiError::Internal)?;
-    let device = req.device.to_string();
-    let grant =
-        accounts::device(store.conn(), &device)?.ok_or(ApiError::Unauthorized("unknown_device"))?;
-    refuse_if_revoked(store.conn(), &grant, "challenge")?;
-    let challenge = accounts::new_challenge(store.conn(), &device, now_ms())?;
-    Ok(Json(ChallengeResponse {
-        challenge: b64(&challenge),
-    }))
+    tokio::task::spawn_blocking(move || {
+        let store = state.store.lock().map_err(|_| ApiError::Internal)?;
+        let device = req.device.to_string();
+        let grant = accounts::device(store.conn(), &device)?
+            .ok_or(ApiError::Unauthorized("unknown_device"))?;
+        refuse_if_revoked(store.conn(), &grant, "challenge")?;
+        let challenge = accounts::new_challenge(store.conn(), &device, now_ms())?;
+        Ok(Json(ChallengeResponse {
+            challenge: b64(&challenge),
+        }))
+    })
+    .await
+    .map_err(|_| ApiError::Internal)?
 }
 
 /// `POST /v1/auth/token`: a token for a signature over the device's current challenge.
@@ -219,26 +223,38 @@ pub(crate) async fn token_handler(
     let challenge = unb64(&req.challenge).ok_or_else(|| bad_request("challenge"))?;
     let signature = unb64(&req.signature).ok_or_else(|| bad_request("signature"))?;
     let device = req.device.to_string();
+    tokio::task::spawn_blocking(move || token(&state, &req, &device, &challenge, &signature))
+        .await
+        .map_err(|_| ApiError::Internal)?
+}
+
+fn token(
+    state: &AppState,
+    req: &TokenRequest,
+    device: &str,
+    challenge: &[u8],
+    signature: &[u8],
+) -> Result<Json<TokenResponse>, ApiError> {
     let store = state.store.lock().map_err(|_| ApiError::Internal)?;
     let conn = store.conn();
-    let grant = accounts::device(conn, &device)?.ok_or(ApiError::Unauthorized("unknown_device"))?;
+    let grant = accounts::device(conn, device)?.ok_or(ApiError::Unauthorized("unknown_device"))?;
     let now = now_ms();
     refuse_if_revoked(conn, &grant, "token")?;
     if !verify(
         &grant.public_key,
         TOKEN_PURPOSE,
-        &[req.device.as_bytes(), &challenge],
-        &signature,
+        &[req.device.as_bytes(), challenge],
+        signature,
     ) {
         return Err(ApiError::Unauthorized("bad_signature"));
     }
-    if !accounts::take_challenge(conn, &device, &challenge, now)? {
+    if !accounts::take_challenge(conn, device, challenge, now)? {
         return Err(ApiError::Unauthorized("bad_challenge"));
     }
-    let next = accounts::new_challenge(conn, &device, now)?;
+    let next = accounts::new_challenge(conn, device, now)?;
     let token = mint(
         &state.token_key,
-        &device,
+        device,
         &grant.district,
         now / 1000 + TOKEN_LIFETIME_S,
     );

@@ -74,6 +74,9 @@ pub struct Config {
     /// The allowance rate and the yearly cap, by the date they take effect (`[[policy]]`);
     /// each training day is paid at the rate in force that day.
     pub policy: PolicyTable,
+    /// `postgres://user@host:port/db`: run on PostgreSQL instead of the data folder's SQLite. The
+    /// data folder still holds the keys, which every replica must share.
+    pub database_url: Option<String>,
 }
 
 impl Default for Config {
@@ -86,6 +89,7 @@ impl Default for Config {
             compact_every: Duration::from_secs(30),
             request_timeout: Duration::from_secs(120),
             policy: PolicyTable::default(),
+            database_url: None,
         }
     }
 }
@@ -109,6 +113,8 @@ pub struct FileConfig {
     /// `[[policy]]` entries: `effective_from = "YYYY-MM-DD"`, `allowance_fen_per_day`,
     /// `max_subsidised_per_year` (1–3).
     pub policy: Option<Vec<Policy>>,
+    /// `postgres://…`.
+    pub database_url: Option<String>,
 }
 
 impl FileConfig {
@@ -163,6 +169,7 @@ impl Config {
         listen: Option<SocketAddr>,
         data: Option<PathBuf>,
         cache_docs: Option<usize>,
+        database_url: Option<String>,
         file: FileConfig,
     ) -> Self {
         let d = Config::default();
@@ -178,6 +185,9 @@ impl Config {
                 .request_timeout_secs
                 .map_or(d.request_timeout, Duration::from_secs),
             policy: file.policy.map_or(d.policy, PolicyTable::new),
+            database_url: database_url
+                .or(file.database_url)
+                .filter(|u| !u.trim().is_empty()),
         }
     }
 }
@@ -196,6 +206,7 @@ mod tests {
             Some("127.0.0.1:7000".parse().expect("addr")),
             None,
             None,
+            None,
             file,
         );
         assert_eq!(c.listen.port(), 7000);
@@ -206,7 +217,7 @@ mod tests {
             c.limits.max_docs_per_request,
             Limits::default().max_docs_per_request
         );
-        let d = Config::resolve(None, None, None, FileConfig::default());
+        let d = Config::resolve(None, None, None, None, FileConfig::default());
         assert_eq!(d, Config::default());
     }
 
@@ -260,7 +271,13 @@ mod tests {
              [[policy]]\neffective_from = \"2026-03-04\"\nallowance_fen_per_day = 6000\nmax_subsidised_per_year = 3\n",
         )
         .expect("write");
-        let c = Config::resolve(None, None, None, FileConfig::read(&path).expect("valid"));
+        let c = Config::resolve(
+            None,
+            None,
+            None,
+            None,
+            FileConfig::read(&path).expect("valid"),
+        );
         let day = |d: &str| d.parse().expect("date");
         let rate = |d| c.policy.in_force(day(d)).map(|p| p.allowance_fen_per_day);
         assert_eq!(rate("2026-03-03"), Some(5_000));

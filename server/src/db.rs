@@ -697,15 +697,38 @@ impl<C: postgres::GenericClient> Sql for Pg<C> {
 pub enum Db {
     /// SQLite in the data folder.
     Sqlite(rusqlite::Connection),
-    /// A PostgreSQL database.
-    Postgres(Pg<postgres::Client>),
+    /// A PostgreSQL database, and its URL to connect again.
+    Postgres(Box<Pg<postgres::Client>>, String),
 }
 
 impl Db {
+    /// Connects to PostgreSQL and brings the schema up to date.
+    pub fn postgres(url: &str) -> Result<Self, DbError> {
+        let mut client = postgres::Client::connect(url, postgres::NoTls)?;
+        migrate_postgres(&mut client)?;
+        Ok(Db::Postgres(Box::new(Pg::new(client)), url.to_owned()))
+    }
+
     fn sql(&self) -> &dyn Sql {
         match self {
             Db::Sqlite(c) => c,
-            Db::Postgres(c) => c,
+            Db::Postgres(c, url) => {
+                c.reconnect_if_closed(url);
+                c.as_ref()
+            }
+        }
+    }
+}
+
+impl Pg<postgres::Client> {
+    /// After PostgreSQL restarted or a failover, the connection is closed: open a new one (the
+    /// statement that found it closed failed, and its request is retried by the phone).
+    fn reconnect_if_closed(&self, url: &str) {
+        let mut c = self.0.borrow_mut();
+        if c.is_closed()
+            && let Ok(fresh) = postgres::Client::connect(url, postgres::NoTls)
+        {
+            *c = fresh;
         }
     }
 }
@@ -735,7 +758,10 @@ impl Transact for Db {
     ) -> Result<T, E> {
         match self {
             Db::Sqlite(c) => Transact::transaction(c, f),
-            Db::Postgres(c) => c.transaction(f),
+            Db::Postgres(c, url) => {
+                c.reconnect_if_closed(url);
+                c.transaction(f)
+            }
         }
     }
 }

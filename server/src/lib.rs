@@ -91,8 +91,11 @@ impl AppState {
     pub fn open(config: Config) -> Result<Self, String> {
         std::fs::create_dir_all(&config.data)
             .map_err(|e| format!("cannot create {}: {e}", config.data.display()))?;
-        let mut store = ServerStore::open(&config.data, config.cache_docs)
-            .map_err(|e| format!("cannot open the database: {e}"))?;
+        let at = admin::Storage {
+            data: config.data.clone(),
+            database_url: config.database_url.clone(),
+        };
+        let mut store = at.open(config.cache_docs)?;
         store.set_policy(config.policy.clone());
         let blind_key = key_file(&config.data, "blind-index.key")
             .map(BlindIndexKey::from_bytes)
@@ -256,9 +259,20 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
     let compact_every = config.compact_every;
-    let state = AppState::open(config)?;
-    match state.store.lock().map(|s| accounts::district(s.conn())) {
-        Ok(Ok(Some(d))) => tracing::info!(district = %d.code, "serving the district"),
+    // Opening PostgreSQL blocks: off the async threads.
+    let (state, district) = tokio::task::spawn_blocking(move || {
+        let state = AppState::open(config)?;
+        let district = state
+            .store
+            .lock()
+            .ok()
+            .and_then(|s| accounts::district(s.conn()).ok().flatten());
+        Ok::<_, String>((state, district))
+    })
+    .await
+    .map_err(|e| format!("cannot open the store: {e}"))??;
+    match district {
+        Some(d) => tracing::info!(district = %d.code, "serving the district"),
         _ => tracing::warn!(
             "no district yet: phones cannot enroll until `songpei-server admin init --district CODE --name NAME`"
         ),
@@ -288,6 +302,7 @@ pub async fn run(
             }
         })
     };
+    let store = state.store.clone();
     let result = axum::serve(
         listener,
         app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
@@ -296,5 +311,9 @@ pub async fn run(
     .await
     .map_err(|e| format!("server error: {e}"));
     compactor.abort();
+    let _ = compactor.await;
+    // The last handle on the store closes it, off the async threads: closing a PostgreSQL
+    // connection blocks.
+    let _ = tokio::task::spawn_blocking(move || drop(store)).await;
     result
 }

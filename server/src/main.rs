@@ -18,7 +18,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve phones' syncs on the embedded SQLite store.
+    /// Serve phones' syncs (and the district office), on the embedded SQLite store or PostgreSQL.
     Serve {
         /// Address to listen on [default: 127.0.0.1:8080].
         #[arg(long, env = "SONGPEI_LISTEN")]
@@ -32,12 +32,19 @@ enum Command {
         /// A TOML file with any of these settings (and `[limits]`, `[[policy]]`).
         #[arg(long, env = "SONGPEI_CONFIG")]
         config: Option<PathBuf>,
+        /// Run on PostgreSQL (`postgres://user@host:port/db`) instead of SQLite in the data folder;
+        /// several servers may share one database (the data folder's keys must be the same).
+        #[arg(long, env = "SONGPEI_DATABASE_URL")]
+        database_url: Option<String>,
     },
     /// The district admin's commands, on this machine's data folder.
     Admin {
         /// Folder of the database and keys [default: ./songpei-data].
         #[arg(long, env = "SONGPEI_DATA", global = true)]
         data: Option<PathBuf>,
+        /// The server's PostgreSQL database, when it runs on one.
+        #[arg(long, env = "SONGPEI_DATABASE_URL", global = true)]
+        database_url: Option<String>,
         #[command(subcommand)]
         command: AdminCommand,
     },
@@ -70,6 +77,9 @@ enum ReportCommand {
         /// The server's TOML configuration, for its `[[policy]]` table.
         #[arg(long, env = "SONGPEI_CONFIG")]
         config: Option<PathBuf>,
+        /// The server's PostgreSQL database, when it runs on one.
+        #[arg(long, env = "SONGPEI_DATABASE_URL")]
+        database_url: Option<String>,
     },
 }
 
@@ -214,11 +224,10 @@ enum AuditCommand {
     Verify,
 }
 
-fn admin(data: Option<PathBuf>, command: AdminCommand) -> ExitCode {
+fn admin(data: &songpei_server::admin::Storage, command: AdminCommand) -> ExitCode {
     use songpei_server::admin as a;
-    let data = data.unwrap_or_else(|| songpei_server::Config::default().data);
     let result = match command {
-        AdminCommand::Init { district, name } => a::init(&data, &district, &name),
+        AdminCommand::Init { district, name } => a::init(data, &district, &name),
         AdminCommand::Village {
             command:
                 VillageCommand::Add {
@@ -226,10 +235,10 @@ fn admin(data: Option<PathBuf>, command: AdminCommand) -> ExitCode {
                     name,
                     township_name,
                 },
-        } => a::village_add(&data, &code, &name, township_name.as_deref()),
+        } => a::village_add(data, &code, &name, township_name.as_deref()),
         AdminCommand::Village {
             command: VillageCommand::Import { file },
-        } => a::village_import(&data, &file),
+        } => a::village_import(data, &file),
         AdminCommand::Account {
             command:
                 AccountCommand::Add {
@@ -237,29 +246,29 @@ fn admin(data: Option<PathBuf>, command: AdminCommand) -> ExitCode {
                     role,
                     villages,
                 },
-        } => a::account_add(&data, &username, &role, &villages),
+        } => a::account_add(data, &username, &role, &villages),
         AdminCommand::Account {
             command: AccountCommand::Villages { username, villages },
-        } => a::account_villages(&data, &username, &villages),
+        } => a::account_villages(data, &username, &villages),
         AdminCommand::EnrollCode {
             username,
             qr,
             server,
-        } => a::enroll_code(&data, &username, qr.as_deref(), server.as_deref()),
+        } => a::enroll_code(data, &username, qr.as_deref(), server.as_deref()),
         AdminCommand::Device {
             command: DeviceCommand::List,
-        } => a::device_list(&data),
+        } => a::device_list(data),
         AdminCommand::Device {
             command: DeviceCommand::Revoke { device },
-        } => a::device_revoke(&data, &device),
+        } => a::device_revoke(data, &device),
         AdminCommand::Audit {
             command: AuditCommand::Verify,
-        } => a::audit_verify(&data),
-        AdminCommand::Flags { class, json } => a::flags(&data, class.as_deref(), json),
+        } => a::audit_verify(data),
+        AdminCommand::Flags { class, json } => a::flags(data, class.as_deref(), json),
         AdminCommand::CardKey {
             command: CardKeyCommand::Rotate,
-        } => a::card_key_rotate(&data),
-        AdminCommand::Cards { class, out, font } => a::cards(&data, &class, &out, font.as_deref()),
+        } => a::card_key_rotate(data),
+        AdminCommand::Cards { class, out, font } => a::cards(data, &class, &out, font.as_deref()),
     };
     match result {
         Ok(o) => {
@@ -282,14 +291,25 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let (listen, data, cache_docs, config) = match cli.command {
+    let (listen, data, cache_docs, config, database_url) = match cli.command {
         Command::Serve {
             listen,
             data,
             cache_docs,
             config,
-        } => (listen, data, cache_docs, config),
-        Command::Admin { data, command } => return admin(data, command),
+            database_url,
+        } => (listen, data, cache_docs, config, database_url),
+        Command::Admin {
+            data,
+            database_url,
+            command,
+        } => {
+            let at = songpei_server::admin::Storage {
+                data: data.unwrap_or_else(|| songpei_server::Config::default().data),
+                database_url,
+            };
+            return admin(&at, command);
+        }
         Command::Report {
             command:
                 ReportCommand::Monthly {
@@ -299,6 +319,7 @@ fn main() -> ExitCode {
                     format,
                     out,
                     config,
+                    database_url,
                 },
         } => {
             let file = match config.as_deref().map(FileConfig::read).transpose() {
@@ -308,9 +329,13 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let config = Config::resolve(None, data, None, file);
+            let config = Config::resolve(None, data, None, database_url, file);
+            let at = songpei_server::admin::Storage {
+                data: config.data.clone(),
+                database_url: config.database_url.clone(),
+            };
             let report = songpei_server::report::write_file(
-                &config.data,
+                &at,
                 &district,
                 &month,
                 &format,
@@ -336,7 +361,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let config = Config::resolve(listen, data, cache_docs, file);
+    let config = Config::resolve(listen, data, cache_docs, database_url, file);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {

@@ -690,7 +690,7 @@ pub fn to_xlsx(r: &MonthlyReport) -> Result<Vec<u8>, ReportError> {
 
 /// `songpei-server report monthly`: writes the report of the data folder's district to `out`.
 pub fn write_file(
-    data: &std::path::Path,
+    at: &crate::admin::Storage,
     district: &str,
     month: &str,
     format: &str,
@@ -698,8 +698,7 @@ pub fn write_file(
     policy: &PolicyTable,
 ) -> Result<String, String> {
     let month = Month::parse(month).map_err(|e| e.to_string())?;
-    let store =
-        crate::ServerStore::open(data, 1).map_err(|e| format!("cannot open the database: {e}"))?;
+    let store = at.open(1)?;
     let r = monthly(store.conn(), district, month, policy).map_err(|e| e.to_string())?;
     let bytes = match format {
         "xlsx" => to_xlsx(&r).map_err(|e| e.to_string())?,

@@ -13,7 +13,7 @@ use songpei_core::doc::DocKind;
 use songpei_core::ids::DocId;
 
 use crate::args;
-use crate::db::{Db, DbError, Pg, Sql, Transact};
+use crate::db::{Db, DbError, Sql, Transact};
 use crate::projection::{self, Projection};
 
 /// The schema on SQLite, version by version (`db::POSTGRES_MIGRATIONS` is the same on PostgreSQL).
@@ -132,9 +132,7 @@ impl ServerStore {
     /// Opens the store in a PostgreSQL database (`postgres://user@host:port/db`), bringing its
     /// schema up to date.
     pub fn open_postgres(url: &str, cache_docs: usize) -> Result<Self, DbError> {
-        let mut client = postgres::Client::connect(url, postgres::NoTls)?;
-        crate::db::migrate_postgres(&mut client)?;
-        Ok(Self::with(Db::Postgres(Pg::new(client)), cache_docs))
+        Ok(Self::with(Db::postgres(url)?, cache_docs))
     }
 
     fn with(db: Db, cache_docs: usize) -> Self {

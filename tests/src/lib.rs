@@ -203,6 +203,7 @@ pub struct ServerProcess {
     /// Data folder (kept across restarts).
     pub data: PathBuf,
     config: Option<PathBuf>,
+    database_url: Option<String>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -214,6 +215,16 @@ impl ServerProcess {
 
     /// Starts a server with a fresh data folder and an optional TOML configuration.
     pub fn start_with_config(config_toml: Option<&str>) -> Self {
+        Self::start_on(None, config_toml)
+    }
+
+    /// Starts a server on a PostgreSQL database (`postgres://…`, empty), with a fresh data folder
+    /// for its keys.
+    pub fn start_on_postgres(database_url: &str) -> Self {
+        Self::start_on(Some(database_url), None)
+    }
+
+    fn start_on(database_url: Option<&str>, config_toml: Option<&str>) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let data = dir.path().join("server");
         let config = config_toml.map(|t| {
@@ -226,6 +237,7 @@ impl ServerProcess {
             url: String::new(),
             data,
             config,
+            database_url: database_url.map(str::to_owned),
             _dir: Some(dir),
         };
         s.admin_ok(&["init", "--district", DISTRICT, "--name", "港北区"]);
@@ -236,15 +248,38 @@ impl ServerProcess {
         s
     }
 
-    /// Runs `songpei-server admin …` on this server's data folder.
+    /// Another server on the same database and keys (a replica behind the same load balancer).
+    /// Only for a server on PostgreSQL.
+    pub fn replica(&self) -> Self {
+        assert!(
+            self.database_url.is_some(),
+            "replicas share a PostgreSQL database"
+        );
+        let mut s = Self {
+            child: None,
+            url: String::new(),
+            data: self.data.clone(),
+            config: self.config.clone(),
+            database_url: self.database_url.clone(),
+            _dir: None,
+        };
+        s.spawn();
+        s
+    }
+
+    fn database_env(&self, cmd: &mut Command) {
+        match &self.database_url {
+            Some(u) => cmd.env("SONGPEI_DATABASE_URL", u),
+            None => cmd.env_remove("SONGPEI_DATABASE_URL"),
+        };
+    }
+
+    /// Runs `songpei-server admin …` on this server's data folder (and database).
     pub fn admin(&self, args: &[&str]) -> Output {
-        Command::new(binary("songpei-server"))
-            .arg("admin")
-            .arg("--data")
-            .arg(&self.data)
-            .args(args)
-            .output()
-            .expect("run songpei-server admin")
+        let mut cmd = Command::new(binary("songpei-server"));
+        cmd.arg("admin").arg("--data").arg(&self.data).args(args);
+        self.database_env(&mut cmd);
+        cmd.output().expect("run songpei-server admin")
     }
 
     /// Runs an admin command that must succeed; returns its stdout.
@@ -299,6 +334,7 @@ impl ServerProcess {
         if let Some(c) = &self.config {
             cmd.arg("--config").arg(c);
         }
+        self.database_env(&mut cmd);
         let mut child = cmd.spawn().expect("start songpei-server");
         let stdout = child.stdout.take().expect("stdout");
         let mut line = String::new();
