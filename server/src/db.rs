@@ -63,6 +63,9 @@ pub enum DbError {
     /// What is stored cannot be read back (a document that does not load).
     #[error("stored data is corrupt: {0}")]
     Corrupt(&'static str),
+    /// Another server wrote the same document meanwhile; nothing was written, try again.
+    #[error("document {0} was changed by another server meanwhile")]
+    Stale(String),
 }
 
 impl DbError {
@@ -93,6 +96,7 @@ impl DbError {
     /// connection to PostgreSQL was lost (nothing of the transaction was committed).
     pub fn is_transient(&self) -> bool {
         match self {
+            DbError::Stale(_) => true,
             DbError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
                 e.code,
                 rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked

@@ -153,7 +153,12 @@ impl ApiError {
 
 impl From<crate::db::DbError> for ApiError {
     fn from(e: crate::db::DbError) -> Self {
-        tracing::error!(error = %e, "storage error");
+        if e.is_transient() {
+            // Two servers merging one document, or a database restarting: the phone retries.
+            tracing::warn!(error = %e, "storage busy; the request is answered 503");
+        } else {
+            tracing::error!(error = %e, "storage error");
+        }
         ApiError::Unavailable
     }
 }

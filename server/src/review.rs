@@ -97,6 +97,7 @@ pub fn decide(
             heads: loaded.doc.get_heads(),
             ops: loaded.ops + ops,
             projection,
+            version: loaded.version,
         }
     };
     let audit = Entry::new(

@@ -25,8 +25,8 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("migrations/005_district_office.sql")),
 ];
 
-/// `kind, district, village, snapshot, ops, chunk_count` of a stored document.
-type DocRow = (String, String, String, Option<Vec<u8>>, i64, i64);
+/// `kind, district, village, snapshot, ops, chunk_count, next_seq` of a stored document.
+type DocRow = (String, String, String, Option<Vec<u8>>, i64, i64, i64);
 
 /// A loaded document and what the server keeps beside it.
 #[derive(Debug)]
@@ -37,6 +37,9 @@ pub(crate) struct LoadedDoc {
     pub(crate) village: String,
     pub(crate) ops: u64,
     pub(crate) chunk_count: u64,
+    /// The stored version this copy holds (`docs.next_seq`: one more for every commit; 0 for a
+    /// document not stored yet).
+    pub(crate) version: u64,
 }
 
 /// One document's part of a commit.
@@ -53,6 +56,9 @@ pub(crate) struct DocCommit {
     pub(crate) heads: Vec<ChangeHash>,
     pub(crate) ops: u64,
     pub(crate) projection: Projection,
+    /// The stored version the merge started from: the commit fails as [`DbError::Stale`] if
+    /// another server committed the document meanwhile.
+    pub(crate) version: u64,
 }
 
 /// A request already applied: its body hash and encoded acknowledgements.
@@ -160,6 +166,21 @@ impl ServerStore {
 
     /// The document, loaded into the cache if stored.
     pub(crate) fn doc(&mut self, id: DocId) -> Result<Option<&mut LoadedDoc>, DbError> {
+        // Other servers on the same PostgreSQL database may have committed the document since it
+        // was cached: a copy of an older version is loaded again.
+        if self.db.backend() == crate::db::Backend::Postgres
+            && let Some(cached) = self.cache.peek(&id).map(|l| l.version)
+            && cached > 0
+        {
+            let stored: Option<i64> = self.conn().query_opt(
+                "SELECT next_seq FROM docs WHERE id = ?1",
+                args![id.to_string()],
+                |r| r.get(0),
+            )?;
+            if stored != Some(cached as i64) {
+                self.cache.pop(&id);
+            }
+        }
         if !self.cache.contains(&id) {
             let Some(loaded) = self.load(id)? else {
                 return Ok(None);
@@ -171,7 +192,8 @@ impl ServerStore {
 
     fn load(&self, id: DocId) -> Result<Option<LoadedDoc>, DbError> {
         let row: Option<DocRow> = self.conn().query_opt(
-            "SELECT kind, district, village, snapshot, ops, chunk_count FROM docs WHERE id = ?1",
+            "SELECT kind, district, village, snapshot, ops, chunk_count, next_seq FROM docs
+             WHERE id = ?1",
             args![id.to_string()],
             |r| {
                 Ok((
@@ -181,10 +203,11 @@ impl ServerStore {
                     r.get(3)?,
                     r.get(4)?,
                     r.get(5)?,
+                    r.get(6)?,
                 ))
             },
         )?;
-        let Some((kind, district, village, snapshot, ops, chunk_count)) = row else {
+        let Some((kind, district, village, snapshot, ops, chunk_count, next_seq)) = row else {
             return Ok(None);
         };
         let corrupt = || DbError::Corrupt("a stored document does not load");
@@ -207,6 +230,7 @@ impl ServerStore {
             village,
             ops: u64::try_from(ops).unwrap_or(0),
             chunk_count: u64::try_from(chunk_count).unwrap_or(0),
+            version: u64::try_from(next_seq).unwrap_or(0),
         }))
     }
 
@@ -266,12 +290,17 @@ impl ServerStore {
                      ON CONFLICT (id) DO UPDATE SET heads = excluded.heads, ops = excluded.ops",
                     args![&id, d.kind.code(), &d.district, &d.village, &heads, d.ops],
                 )?;
+                // The row stays locked to the commit: two servers merging one document take turns,
+                // and the second finds the version moved and writes nothing.
                 let seq: i64 = tx.query_row(
                     "UPDATE docs SET next_seq = next_seq + 1, chunk_count = chunk_count + 1
                      WHERE id = ?1 RETURNING next_seq - 1",
                     args![&id],
                     |r| r.get(0),
                 )?;
+                if seq != d.version as i64 {
+                    return Err(DbError::Stale(id));
+                }
                 tx.execute(
                     "INSERT INTO chunks (doc_id, seq, data) VALUES (?1, ?2, ?3)",
                     args![&id, seq, &d.chunk],
@@ -310,6 +339,7 @@ impl ServerStore {
             if let Some(l) = self.cache.get_mut(&d.id) {
                 l.chunk_count += 1;
                 l.ops = d.ops;
+                l.version = d.version + 1;
             }
         }
         Ok(())
@@ -378,14 +408,26 @@ impl ServerStore {
                 continue;
             };
             let snapshot = loaded.doc.save();
-            self.db.transaction(|tx| -> Result<(), DbError> {
-                tx.execute(
-                    "UPDATE docs SET snapshot = ?2, chunk_count = 0 WHERE id = ?1",
-                    args![&id, snapshot],
+            let version = loaded.version;
+            // Only if no other server committed the document since it was loaded: the snapshot
+            // holds exactly the chunks below `version`.
+            let done = self.db.transaction(|tx| -> Result<bool, DbError> {
+                let n = tx.execute(
+                    "UPDATE docs SET snapshot = ?2, chunk_count = 0 WHERE id = ?1 AND next_seq = ?3",
+                    args![&id, snapshot, version],
                 )?;
-                tx.execute("DELETE FROM chunks WHERE doc_id = ?1", args![&id])?;
-                Ok(())
+                if n == 1 {
+                    tx.execute(
+                        "DELETE FROM chunks WHERE doc_id = ?1 AND seq < ?2",
+                        args![&id, version],
+                    )?;
+                }
+                Ok(n == 1)
             })?;
+            if !done {
+                self.cache.pop(&doc_id);
+                continue;
+            }
             if let Some(l) = self.cache.get_mut(&doc_id) {
                 l.chunk_count = 0;
             }

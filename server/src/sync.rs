@@ -398,6 +398,7 @@ fn merge_in_memory(
                     village: String::new(),
                     ops: 0,
                     chunk_count: 0,
+                    version: 0,
                 },
             );
         }
@@ -458,6 +459,7 @@ fn merge_in_memory(
             heads: heads.clone(),
             ops,
             projection,
+            version: loaded.version,
         });
         acks.push(merged_ack(&tips, &heads));
         phone_heads.insert(id, tips);
