@@ -224,7 +224,9 @@ impl ServerProcess {
         Self::start_on(Some(database_url), None)
     }
 
-    fn start_on(database_url: Option<&str>, config_toml: Option<&str>) -> Self {
+    /// Starts a server on SQLite in its data folder, or on a PostgreSQL database, with an optional
+    /// TOML configuration.
+    pub fn start_on(database_url: Option<&str>, config_toml: Option<&str>) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let data = dir.path().join("server");
         let config = config_toml.map(|t| {
@@ -265,6 +267,27 @@ impl ServerProcess {
         };
         s.spawn();
         s
+    }
+
+    /// A connection to the server's database (SQLite or PostgreSQL), for checking what it stored.
+    pub fn database(&self) -> Box<dyn songpei_server::db::Sql> {
+        match &self.database_url {
+            Some(url) => Box::new(songpei_server::db::Pg::new(
+                postgres::Client::connect(url, postgres::NoTls).expect("connect to PostgreSQL"),
+            )),
+            None => Box::new(
+                rusqlite::Connection::open(self.data.join("songpei-server.db"))
+                    .expect("open the server's database"),
+            ),
+        }
+    }
+
+    /// `songpei-server` with this server's database in its environment (for `report` and the
+    /// like; add `--data` for the keys).
+    pub fn server_command(&self) -> Command {
+        let mut cmd = Command::new(binary("songpei-server"));
+        self.database_env(&mut cmd);
+        cmd
     }
 
     fn database_env(&self, cmd: &mut Command) {
@@ -379,6 +402,34 @@ impl ServerProcess {
         self.kill();
         self.spawn();
     }
+}
+
+/// Makes a test of each named case on every database the server runs on: `on_sqlite::case` with
+/// the data folder's SQLite, `on_postgres::case` with a throwaway PostgreSQL of its own. A case is
+/// a function taking how to start its server: `fn case(start: &dyn Fn(Option<&str>) ->
+/// ServerProcess)`, the argument being an optional TOML configuration.
+#[macro_export]
+macro_rules! on_every_database {
+    ($($case:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[test]
+                fn $case() {
+                    super::$case(&|config| $crate::ServerProcess::start_on(None, config));
+                }
+            )*
+        }
+        mod on_postgres {
+            $(
+                #[test]
+                fn $case() {
+                    let pg = $crate::pg::Postgres::start();
+                    let url = pg.create("songpei");
+                    super::$case(&|config| $crate::ServerProcess::start_on(Some(&url), config));
+                }
+            )*
+        }
+    };
 }
 
 impl Drop for ServerProcess {

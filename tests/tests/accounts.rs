@@ -11,18 +11,10 @@ use songpei_core::sync::protocol::{
 use songpei_tests::{CliPhone, RawDevice, ServerProcess, VILLAGE_A, VILLAGE_B, id_number, post};
 
 fn audit_actions(server: &ServerProcess) -> Vec<String> {
-    let conn = rusqlite::Connection::open_with_flags(
-        server.data.join("songpei-server.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .expect("open server db");
-    let mut stmt = conn
-        .prepare("SELECT action FROM audit ORDER BY seq")
-        .expect("prepare");
-    stmt.query_map([], |r| r.get(0))
-        .expect("query")
-        .collect::<Result<_, _>>()
-        .expect("rows")
+    server
+        .database()
+        .query_map("SELECT action FROM audit ORDER BY seq", &[], |r| r.get(0))
+        .expect("audit rows")
 }
 
 fn request(dev: &RawDevice, villages: &[&str], pushes: Vec<Push>) -> SyncRequest {
@@ -74,9 +66,8 @@ fn push(doc: uuid::Uuid, changes: Vec<u8>) -> Push {
     }
 }
 
-#[test]
-fn enroll_sync_keep_villages_apart_revoke_and_audit() {
-    let server = ServerProcess::start();
+fn enroll_sync_keep_villages_apart_revoke_and_audit(start: &dyn Fn(Option<&str>) -> ServerProcess) {
+    let server = start(None);
 
     // A coordinator of village A enrolls a phone; sync works.
     let a = CliPhone::new();
@@ -216,20 +207,24 @@ fn enroll_sync_keep_villages_apart_revoke_and_audit() {
         "{}",
         String::from_utf8_lossy(&ok.stdout)
     );
-    let conn = rusqlite::Connection::open(server.data.join("songpei-server.db")).expect("open");
-    conn.execute_batch(
-        "DROP TRIGGER audit_no_update; UPDATE audit SET subject = 'someone-else' WHERE seq = 3;",
-    )
-    .expect("tamper");
+    let conn = server.database();
+    let drop_trigger = match conn.backend() {
+        songpei_server::db::Backend::Sqlite => "DROP TRIGGER audit_no_update",
+        songpei_server::db::Backend::Postgres => "DROP TRIGGER audit_no_update ON audit",
+    };
+    conn.batch(drop_trigger).expect("drop the trigger");
+    conn.batch("UPDATE audit SET subject = 'someone-else' WHERE seq = 3")
+        .expect("tamper");
     drop(conn);
     let broken = server.admin(&["audit", "verify"]);
     assert_eq!(broken.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&broken.stdout).contains("BROKEN at entry 3"));
 }
 
-#[test]
-fn a_coordinator_moved_to_other_villages_loses_the_old_villages_data_at_the_next_sync() {
-    let server = ServerProcess::start();
+fn a_coordinator_moved_to_other_villages_loses_the_old_villages_data_at_the_next_sync(
+    start: &dyn Fn(Option<&str>) -> ServerProcess,
+) {
+    let server = start(None);
     let a = CliPhone::new();
     server.enroll(&a, &[VILLAGE_A]);
     let class = a.class(3, &[]);
@@ -324,9 +319,10 @@ fn requests_beyond_a_devices_rate_and_repeated_writes_outside_its_villages_get_4
     assert!(a.retry_after);
 }
 
-#[test]
-fn enrollment_codes_are_single_use_and_bad_ones_are_refused() {
-    let server = ServerProcess::start();
+fn enrollment_codes_are_single_use_and_bad_ones_are_refused(
+    start: &dyn Fn(Option<&str>) -> ServerProcess,
+) {
+    let server = start(None);
     let code = server.enrollment_code("wang", &[VILLAGE_A]);
     let a = CliPhone::new();
     a.ok(&[
@@ -435,3 +431,9 @@ fn requests_beyond_an_addresss_rate_get_429_on_every_route() {
     assert_eq!((a.status, a.code.as_str()), (429, "rate_limited"));
     assert!(a.retry_after);
 }
+
+songpei_tests::on_every_database!(
+    enroll_sync_keep_villages_apart_revoke_and_audit,
+    a_coordinator_moved_to_other_villages_loses_the_old_villages_data_at_the_next_sync,
+    enrollment_codes_are_single_use_and_bad_ones_are_refused,
+);

@@ -114,22 +114,20 @@ fn account(server: &ServerProcess, username: &str, role: &str) -> String {
 }
 
 fn audit_actions(server: &ServerProcess) -> Vec<(String, String, String)> {
-    let conn = rusqlite::Connection::open_with_flags(
-        server.data.join("songpei-server.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .expect("open db");
-    conn.prepare("SELECT actor, action, detail FROM audit ORDER BY seq")
-        .expect("prepare")
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .expect("query")
-        .collect::<Result<_, _>>()
-        .expect("rows")
+    server
+        .database()
+        .query_map(
+            "SELECT actor, action, detail FROM audit ORDER BY seq",
+            &[],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .expect("audit rows")
 }
 
-#[test]
-fn the_district_office_reviews_pays_and_reports_through_the_api() {
-    let server = ServerProcess::start();
+fn the_district_office_reviews_pays_and_reports_through_the_api(
+    start: &dyn Fn(Option<&str>) -> ServerProcess,
+) {
+    let server = start(None);
     let admin_pw = account(&server, "office", "district_admin");
     let viewer_pw = account(&server, "reader", "district_viewer");
     let phone = CliPhone::new();
@@ -470,7 +468,8 @@ fn the_district_office_reviews_pays_and_reports_through_the_api() {
     let out_dir = tempfile::tempdir().expect("tempdir");
     let file = out_dir.path().join("march.xlsx");
     let report = |args: &[&str]| {
-        std::process::Command::new(songpei_tests::binary("songpei-server"))
+        server
+            .server_command()
             .args(["report", "monthly", "--district", "450802"])
             .args(args)
             .arg("--data")
@@ -515,9 +514,10 @@ fn the_district_office_reviews_pays_and_reports_through_the_api() {
     }
 }
 
-#[test]
-fn a_conflict_between_two_phones_waits_for_review_and_leaves_the_queue_once_decided() {
-    let server = ServerProcess::start();
+fn a_conflict_between_two_phones_waits_for_review_and_leaves_the_queue_once_decided(
+    start: &dyn Fn(Option<&str>) -> ServerProcess,
+) {
+    let server = start(None);
     let admin_pw = account(&server, "office", "district_admin");
     let a = CliPhone::new();
     let b = CliPhone::new();
@@ -583,11 +583,12 @@ fn a_conflict_between_two_phones_waits_for_review_and_leaves_the_queue_once_deci
 /// day. A 脱贫户 trainee attends all five days, 2026-03-02 to 03-06:
 ///   03-02, 03-03 at 5,000 fen + 03-04, 03-05, 03-06 at 6,000 fen = 10,000 + 18,000 = 28,000 fen.
 /// The class page, the monthly report over HTTP and the report from the command line all say so.
-#[test]
-fn i5_a_rate_changed_mid_class_pays_each_day_at_the_rate_of_that_day() {
+fn i5_a_rate_changed_mid_class_pays_each_day_at_the_rate_of_that_day(
+    start: &dyn Fn(Option<&str>) -> ServerProcess,
+) {
     let policy = "[[policy]]\neffective_from = \"2019-01-01\"\nallowance_fen_per_day = 5000\nmax_subsidised_per_year = 3\n\
                   [[policy]]\neffective_from = \"2026-03-04\"\nallowance_fen_per_day = 6000\nmax_subsidised_per_year = 3\n";
-    let server = ServerProcess::start_with_config(Some(policy));
+    let server = start(Some(policy));
     let pw = account(&server, "office", "district_admin");
     let phone = CliPhone::new();
     server.enroll(&phone, &[VILLAGE_A]);
@@ -645,7 +646,8 @@ fn i5_a_rate_changed_mid_class_pays_each_day_at_the_rate_of_that_day() {
     let out = server.data.join("march.json");
     let config = server.data.join("policy.toml");
     std::fs::write(&config, policy).expect("config");
-    let done = std::process::Command::new(songpei_tests::binary("songpei-server"))
+    let done = server
+        .server_command()
         .args(["report", "monthly", "--district", songpei_tests::DISTRICT])
         .args(["--month", "2026-03", "--format", "json", "--out"])
         .arg(&out)
@@ -664,3 +666,9 @@ fn i5_a_rate_changed_mid_class_pays_each_day_at_the_rate_of_that_day() {
         serde_json::from_slice(&std::fs::read(&out).expect("read")).expect("json");
     assert_eq!(cli["allowance"]["total_fen"], 28_000, "{cli}");
 }
+
+songpei_tests::on_every_database!(
+    the_district_office_reviews_pays_and_reports_through_the_api,
+    a_conflict_between_two_phones_waits_for_review_and_leaves_the_queue_once_decided,
+    i5_a_rate_changed_mid_class_pays_each_day_at_the_rate_of_that_day,
+);

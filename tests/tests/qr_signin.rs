@@ -77,23 +77,15 @@ fn flags_of(all: &[serde_json::Value], attendance: &str) -> BTreeSet<String> {
 
 /// The class's records as the server checked them.
 fn checks(server: &ServerProcess, class: &str) -> Vec<(String, String, Option<i64>, i64)> {
-    let conn = rusqlite::Connection::open_with_flags(
-        server.data.join("songpei-server.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .expect("open server db");
-    let mut stmt = conn
-        .prepare(
+    server
+        .database()
+        .query_map(
             "SELECT attendance_id, method, proof_valid, payable FROM attendance_checks
              WHERE class_id = ?1 ORDER BY at_ms",
+            songpei_server::args![class],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
-        .expect("prepare");
-    stmt.query_map([class], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-    })
-    .expect("query")
-    .collect::<Result<_, _>>()
-    .expect("rows")
+        .expect("rows")
 }
 
 /// The checked row of one record.
@@ -144,9 +136,10 @@ fn class_today(phone: &CliPhone) -> (String, String) {
     (id, day)
 }
 
-#[test]
-fn flow_a_offline_cards_and_the_server_checks_every_proof() {
-    let server = ServerProcess::start();
+fn flow_a_offline_cards_and_the_server_checks_every_proof(
+    start: &dyn Fn(Option<&str>) -> ServerProcess,
+) {
+    let server = start(None);
     let coord = CliPhone::new();
     server.enroll(&coord, &[VILLAGE_A]);
     let (class, day) = class_today(&coord);
@@ -475,15 +468,11 @@ fn a_phone_clock_two_years_ahead_is_corrected() {
         BTreeSet::from(["clock_mismatch".to_owned()]),
         "only the informational flag: {all:?}"
     );
-    let conn = rusqlite::Connection::open_with_flags(
-        server.data.join("songpei-server.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .expect("db");
-    let (at_ms, corrected, payable): (i64, i64, i64) = conn
+    let (at_ms, corrected, payable): (i64, i64, i64) = server
+        .database()
         .query_row(
             "SELECT at_ms, corrected_ms, payable FROM attendance_checks WHERE attendance_id = ?1",
-            [&id],
+            songpei_server::args![&id],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .expect("row");
@@ -601,3 +590,5 @@ fn hex_to_key(hex: &str) -> [u8; 32] {
     }
     out
 }
+
+songpei_tests::on_every_database!(flow_a_offline_cards_and_the_server_checks_every_proof);

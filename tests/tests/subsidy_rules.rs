@@ -42,25 +42,21 @@ fn trainee(phone: &CliPhone, village: &str, id: &str) -> String {
 
 /// (class, decision, nth) of every place of the person, by first day.
 fn decisions(server: &ServerProcess) -> Vec<(String, String, Option<i64>)> {
-    let conn = rusqlite::Connection::open_with_flags(
-        server.data.join("songpei-server.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .expect("open db");
-    conn.prepare(
-        "SELECT s.class_id, s.decision, s.nth FROM p_subsidies s
-         JOIN p_classes c ON c.id = s.class_id ORDER BY c.first_day",
-    )
-    .expect("prepare")
-    .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-    .expect("query")
-    .collect::<Result<_, _>>()
-    .expect("rows")
+    server
+        .database()
+        .query_map(
+            "SELECT s.class_id, s.decision, s.nth FROM p_subsidies s
+             JOIN p_classes c ON c.id = s.class_id ORDER BY c.first_day",
+            &[],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .expect("decisions")
 }
 
-#[test]
-fn i1_i2_one_person_in_two_villages_gets_three_subsidised_classes_a_year_whatever_the_sync_order() {
-    let server = ServerProcess::start();
+fn i1_i2_one_person_in_two_villages_gets_three_subsidised_classes_a_year_whatever_the_sync_order(
+    start: &dyn Fn(Option<&str>) -> ServerProcess,
+) {
+    let server = start(None);
     let a = CliPhone::new();
     let b = CliPhone::new();
     server.enroll(&a, &[VILLAGE_A]);
@@ -107,11 +103,11 @@ fn i1_i2_one_person_in_two_villages_gets_three_subsidised_classes_a_year_whateve
 
     // The database refuses a fourth subsidised place for the person in 2026, and a second
     // subsidised 电工 初级工, whatever code tries.
-    let conn = rusqlite::Connection::open(server.data.join("songpei-server.db")).expect("open db");
+    let conn = server.database();
     let person_key: Vec<u8> = conn
         .query_row(
             "SELECT person FROM p_subsidies WHERE class_id = ?1",
-            [&care],
+            songpei_server::args![&care],
             |r| r.get(0),
         )
         .expect("person");
@@ -119,17 +115,21 @@ fn i1_i2_one_person_in_two_villages_gets_three_subsidised_classes_a_year_whateve
         let r = conn.execute(
             "UPDATE p_subsidies SET decision = 'subsidised', nth = ?1, occupation_key = ?2
              WHERE class_id = ?3 AND person = ?4",
-            rusqlite::params![nth, occupation, care, person_key],
+            songpei_server::args![nth, occupation, &care, &person_key],
         );
         assert!(r.is_err(), "a subsidised row with nth {nth} was stored");
     }
     let r = conn.execute(
         "UPDATE p_subsidies SET decision = 'subsidised', nth = 3, year = 2027, occupation_key = '电工'
          WHERE class_id = ?1",
-        [&care],
+        songpei_server::args![&care],
     );
     assert!(
         r.is_err(),
         "the same occupation and level subsidised twice was stored"
     );
 }
+
+songpei_tests::on_every_database!(
+    i1_i2_one_person_in_two_villages_gets_three_subsidised_classes_a_year_whatever_the_sync_order,
+);

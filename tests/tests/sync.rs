@@ -24,10 +24,11 @@ fn class_view(p: &CliPhone, class: &str) -> serde_json::Value {
     v
 }
 
-#[test]
-fn three_phones_record_offline_and_converge_through_the_server() {
+fn three_phones_record_offline_and_converge_through_the_server(
+    start: &dyn Fn(Option<&str>) -> ServerProcess,
+) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed());
-    let mut server = ServerProcess::start();
+    let mut server = start(None);
     let phones = [CliPhone::new(), CliPhone::new(), CliPhone::new()];
     for p in &phones {
         server.enroll(p, &[VILLAGE_A, VILLAGE_B]);
@@ -268,3 +269,5 @@ fn a_response_lost_after_commit_is_retried_with_the_same_acks_and_no_duplicate()
     // The proxy thread keeps a handle; stop the server here so no process outlives the test.
     server.lock().expect("lock").kill();
 }
+
+songpei_tests::on_every_database!(three_phones_record_offline_and_converge_through_the_server);
