@@ -41,6 +41,8 @@ struct Server {
     url: String,
     pid: u32,
     data: std::path::PathBuf,
+    /// `postgres://…` when the server runs on PostgreSQL.
+    database_url: Option<String>,
 }
 
 impl Drop for Server {
@@ -50,14 +52,13 @@ impl Drop for Server {
     }
 }
 
-fn admin(data: &Path, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_songpei-server"))
-        .arg("admin")
-        .arg("--data")
-        .arg(data)
-        .args(args)
-        .output()
-        .expect("admin");
+fn admin(data: &Path, database_url: Option<&str>, args: &[&str]) -> String {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_songpei-server"));
+    cmd.arg("admin").arg("--data").arg(data).args(args);
+    if let Some(u) = database_url {
+        cmd.env("SONGPEI_DATABASE_URL", u);
+    }
+    let out = cmd.output().expect("admin");
     assert!(
         out.status.success(),
         "admin {args:?}: {}",
@@ -67,22 +68,40 @@ fn admin(data: &Path, args: &[&str]) -> String {
 }
 
 fn start_server(data: &Path) -> Server {
-    admin(data, &["init", "--district", DISTRICT, "--name", "港北区"]);
-    for v in [VILLAGE_A, VILLAGE_B, VILLAGE_C] {
-        admin(data, &["village", "add", "--code", v, "--name", "村"]);
+    start_server_on(data, None, true)
+}
+
+/// A server on `data`'s keys and SQLite, or on a PostgreSQL database; `init` sets up the district
+/// (a further replica of a database set up already passes `false`).
+fn start_server_on(data: &Path, database_url: Option<&str>, init: bool) -> Server {
+    if init {
+        admin(
+            data,
+            database_url,
+            &["init", "--district", DISTRICT, "--name", "港北区"],
+        );
+        for v in [VILLAGE_A, VILLAGE_B, VILLAGE_C] {
+            admin(
+                data,
+                database_url,
+                &["village", "add", "--code", v, "--name", "村"],
+            );
+        }
     }
     // One bench phone pushes a thousand documents in a minute: above a field phone's rate.
     let config = data.join("bench.toml");
     std::fs::write(&config, "[limits]\ndevice_requests_per_minute = 100000\n").expect("config");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_songpei-server"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_songpei-server"));
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(data)
         .arg("--config")
         .arg(&config)
-        .env("SONGPEI_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start server");
+        .env("SONGPEI_LOG", "error")
+        .stdout(Stdio::piped());
+    if let Some(u) = database_url {
+        cmd.env("SONGPEI_DATABASE_URL", u);
+    }
+    let mut child = cmd.spawn().expect("start server");
     let mut line = String::new();
     BufReader::new(child.stdout.take().expect("stdout"))
         .read_line(&mut line)
@@ -94,6 +113,7 @@ fn start_server(data: &Path) -> Server {
         url,
         pid,
         data: data.to_path_buf(),
+        database_url: database_url.map(str::to_owned),
     }
 }
 
@@ -111,8 +131,9 @@ fn phone(server: &Server, villages: &[&str]) -> Phone<MemoryDocStore> {
     for v in villages {
         args.extend(["--village", v]);
     }
-    admin(&server.data, &args);
-    let out = admin(&server.data, &["enroll-code", "--username", &username]);
+    let db = server.database_url.as_deref();
+    admin(&server.data, db, &args);
+    let out = admin(&server.data, db, &["enroll-code", "--username", &username]);
     let code = out
         .lines()
         .find_map(|l| l.split(": ").nth(1).filter(|c| c.len() == 14))
@@ -349,9 +370,14 @@ fn push_all(
 }
 
 fn cpu_ms(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-    let f: Vec<&str> = stat[stat.rfind(')').expect(")") + 2..].split(' ').collect();
-    let ticks: f64 = f[11].parse::<f64>().expect("utime") + f[12].parse::<f64>().expect("stime");
+    cpu_ms_of(pid).expect("the process's CPU time")
+}
+
+/// CPU time of a process (user and system), ms; `None` when it is gone.
+fn cpu_ms_of(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let f: Vec<&str> = stat[stat.rfind(')')? + 2..].split(' ').collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
     let hz: f64 = Command::new("getconf")
         .arg("CLK_TCK")
         .output()
@@ -359,7 +385,7 @@ fn cpu_ms(pid: u32) -> f64 {
         .and_then(|o| String::from_utf8(o.stdout).ok())
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(100.0);
-    ticks * 1000.0 / hz
+    Some(ticks * 1000.0 / hz)
 }
 
 fn rss_kib(pid: u32) -> f64 {
@@ -386,6 +412,92 @@ fn settled(pid: u32) -> (f64, f64) {
 }
 
 struct Row(String, String, String);
+
+/// CPU time of every PostgreSQL process, ms.
+fn postgres_cpu_ms() -> f64 {
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+                .filter(|pid| {
+                    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                        .is_ok_and(|c| c.trim() == "postgres")
+                })
+                .filter_map(cpu_ms_of)
+                .sum()
+        })
+        .unwrap_or(0.0)
+}
+
+/// `PUSHERS` phones push `n` realistic class documents between them, all at once, through
+/// `replicas` servers on SQLite or on one PostgreSQL database: documents merged a second, and CPU
+/// per document of the servers and of PostgreSQL.
+fn throughput(
+    name: &str,
+    pg: &songpei_tests::pg::Postgres,
+    on_pg: bool,
+    replicas: usize,
+    n: usize,
+) -> Row {
+    const PUSHERS: usize = 4;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("server");
+    let url = on_pg.then(|| pg.create(&format!("bench_{}", rand::random::<u32>())));
+    let first = start_server_on(&data, url.as_deref(), true);
+    let mut servers = vec![first];
+    for _ in 1..replicas {
+        servers.push(start_server_on(&data, url.as_deref(), false));
+    }
+    // Phones of three villages: merges of one village take turns on its feed, as they must.
+    type Work = (
+        String,
+        &'static str,
+        uuid::Uuid,
+        String,
+        Vec<(uuid::Uuid, Vec<u8>)>,
+    );
+    let work: Vec<Work> = (0..PUSHERS)
+        .map(|i| {
+            let server = &servers[i % replicas];
+            let village = [VILLAGE_A, VILLAGE_B, VILLAGE_C][i % 3];
+            let mut p = phone(&servers[0], &[village]);
+            let device = p.profile().device.uuid();
+            let actor = p.profile().actor.clone();
+            let tok = token(&mut p, &server.url);
+            let docs = (0..n / PUSHERS)
+                .map(|_| realistic_class(village, &actor))
+                .collect();
+            (server.url.clone(), village, device, tok, docs)
+        })
+        .collect();
+    let cpu = |servers: &[Server]| servers.iter().map(|s| cpu_ms(s.pid)).sum::<f64>();
+    let (server0, pg0) = (cpu(&servers), postgres_cpu_ms());
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for (url, village, device, tok, docs) in &work {
+            s.spawn(move || push_all(url, docs, village, *device, tok));
+        }
+    });
+    let wall = t.elapsed().as_secs_f64();
+    let merged = (n / PUSHERS * PUSHERS) as f64;
+    let server_ms = (cpu(&servers) - server0) / merged;
+    let pg_ms = if on_pg {
+        format!(
+            ", PostgreSQL {:.2} ms CPU/doc",
+            (postgres_cpu_ms() - pg0) / merged
+        )
+    } else {
+        String::new()
+    };
+    Row(
+        format!("(f) {PUSHERS} phones pushing {merged} class documents at once: {name}"),
+        format!(
+            "{:.0} docs/s; servers {server_ms:.2} ms CPU/doc{pg_ms}",
+            merged / wall
+        ),
+        "sizing".into(),
+    )
+}
 
 fn main() {
     let with_reference = !std::env::args().any(|a| a == "--no-reference");
@@ -578,6 +690,17 @@ fn main() {
             )),
         }
     }
+
+    // (f) Merge throughput on each database: phones pushing at once, through one server or two.
+    let pg = songpei_tests::pg::Postgres::start();
+    for (name, on_pg, replicas) in [
+        ("SQLite, 1 server", false, 1),
+        ("PostgreSQL, 1 server", true, 1),
+        ("PostgreSQL, 2 servers", true, 2),
+    ] {
+        rows.push(throughput(name, &pg, on_pg, replicas, n_docs));
+    }
+    drop(pg);
 
     let w0 = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(10);
     let w1 = rows.iter().map(|r| r.1.chars().count()).max().unwrap_or(10);

@@ -781,6 +781,10 @@ pub const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
         5,
         include_str!("migrations/postgres/005_district_office.sql"),
     ),
+    (
+        6,
+        include_str!("migrations/postgres/006_subsidy_lookups.sql"),
+    ),
 ];
 
 /// Key of the advisory lock held while migrating, so replicas starting together migrate once.

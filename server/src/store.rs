@@ -23,6 +23,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("migrations/003_accounts.sql")),
     (4, include_str!("migrations/004_signin.sql")),
     (5, include_str!("migrations/005_district_office.sql")),
+    (6, include_str!("migrations/006_subsidy_lookups.sql")),
 ];
 
 /// `kind, district, village, snapshot, ops, chunk_count, next_seq` of a stored document.
