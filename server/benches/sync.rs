@@ -74,6 +74,7 @@ fn start_server(data: &Path) -> Server {
 /// A server on `data`'s keys and SQLite, or on a PostgreSQL database; `init` sets up the district
 /// (a further replica of a database set up already passes `false`).
 fn start_server_on(data: &Path, database_url: Option<&str>, init: bool) -> Server {
+    std::fs::create_dir_all(data).expect("data folder");
     if init {
         admin(
             data,

@@ -10,6 +10,7 @@
 //! PRECISION`, text `TEXT` and bytes `BYTEA`, so a row reads the same from either database.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 
 use bytes::BytesMut;
 use postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
@@ -628,23 +629,45 @@ pub fn to_postgres(sql: &str) -> String {
     out
 }
 
+/// Statements prepared on one connection, by their SQL: each is parsed and planned once per
+/// connection, not at every use (a class's merge runs hundreds of statements).
+type Prepared = std::sync::Arc<std::sync::Mutex<HashMap<String, postgres::Statement>>>;
+
 /// A PostgreSQL connection or transaction, behind the [`Sql`] interface.
-pub struct Pg<C>(RefCell<C>);
+pub struct Pg<C> {
+    client: RefCell<C>,
+    prepared: Prepared,
+}
 
 impl<C: postgres::GenericClient> Pg<C> {
     /// Wraps a client or a transaction.
     pub fn new(client: C) -> Self {
-        Self(RefCell::new(client))
+        Self {
+            client: RefCell::new(client),
+            prepared: Prepared::default(),
+        }
     }
 
     /// The client or transaction back.
     pub fn into_inner(self) -> C {
-        self.0.into_inner()
+        self.client.into_inner()
     }
 
     /// The client or transaction, for what only PostgreSQL has (a transaction, LISTEN).
     pub fn inner(&self) -> std::cell::RefMut<'_, C> {
-        self.0.borrow_mut()
+        self.client.borrow_mut()
+    }
+
+    /// The statement for `sql`, prepared on this connection the first time.
+    fn statement(&self, client: &mut C, sql: &str) -> Result<postgres::Statement, DbError> {
+        if let Some(s) = self.prepared.lock().ok().and_then(|p| p.get(sql).cloned()) {
+            return Ok(s);
+        }
+        let s = client.prepare(&to_postgres(sql))?;
+        if let Ok(mut p) = self.prepared.lock() {
+            p.insert(sql.to_owned(), s.clone());
+        }
+        Ok(s)
     }
 }
 
@@ -653,8 +676,12 @@ impl Transact for Pg<postgres::Client> {
         &mut self,
         f: impl FnOnce(&dyn Sql) -> Result<T, E>,
     ) -> Result<T, E> {
-        let client = self.0.get_mut();
-        let tx = Pg::new(client.transaction().map_err(DbError::from)?);
+        let client = self.client.get_mut();
+        // The transaction runs on the same connection: it shares the prepared statements.
+        let tx = Pg {
+            client: RefCell::new(client.transaction().map_err(DbError::from)?),
+            prepared: self.prepared.clone(),
+        };
         let out = f(&tx)?;
         tx.into_inner().commit().map_err(DbError::from)?;
         Ok(out)
@@ -671,17 +698,15 @@ impl<C: postgres::GenericClient> Sql for Pg<C> {
     }
 
     fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
-        Ok(self
-            .0
-            .borrow_mut()
-            .execute(to_postgres(sql).as_str(), &pg_params(params))?)
+        let mut client = self.client.borrow_mut();
+        let statement = self.statement(&mut client, sql)?;
+        Ok(client.execute(&statement, &pg_params(params))?)
     }
 
     fn query(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>, DbError> {
-        let rows = self
-            .0
-            .borrow_mut()
-            .query(to_postgres(sql).as_str(), &pg_params(params))?;
+        let mut client = self.client.borrow_mut();
+        let statement = self.statement(&mut client, sql)?;
+        let rows = client.query(&statement, &pg_params(params))?;
         rows.iter()
             .map(|r| {
                 (0..r.len())
@@ -693,7 +718,7 @@ impl<C: postgres::GenericClient> Sql for Pg<C> {
     }
 
     fn batch(&self, sql: &str) -> Result<(), DbError> {
-        Ok(self.0.borrow_mut().batch_execute(sql)?)
+        Ok(self.client.borrow_mut().batch_execute(sql)?)
     }
 }
 
@@ -728,11 +753,15 @@ impl Pg<postgres::Client> {
     /// After PostgreSQL restarted or a failover, the connection is closed: open a new one (the
     /// statement that found it closed failed, and its request is retried by the phone).
     fn reconnect_if_closed(&self, url: &str) {
-        let mut c = self.0.borrow_mut();
+        let mut c = self.client.borrow_mut();
         if c.is_closed()
             && let Ok(fresh) = postgres::Client::connect(url, postgres::NoTls)
         {
             *c = fresh;
+            // Statements belong to the connection that prepared them.
+            if let Ok(mut p) = self.prepared.lock() {
+                p.clear();
+            }
         }
     }
 }
