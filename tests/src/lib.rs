@@ -1,6 +1,7 @@
 //! Helpers for the end-to-end tests: run the real `songpei` binary against a store in a temporary
 //! folder, and build valid test data.
 
+pub mod faults;
 pub mod pg;
 
 use std::path::{Path, PathBuf};
