@@ -69,7 +69,14 @@ fn key_file(dir: &Path, name: &str) -> std::io::Result<[u8; 32]> {
             .and_then(|b| b.try_into().ok())
             .ok_or_else(|| std::io::Error::other(format!("{name} is not 64 hex characters"))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // Written whole under a private name, then linked into place: two servers starting
+            // on one data folder at once end up with the same key, never a half-written one.
             let key: [u8; 32] = rand::random();
+            let tmp = dir.join(format!(
+                ".{name}.{}.{}",
+                std::process::id(),
+                rand::random::<u32>()
+            ));
             let mut opts = std::fs::OpenOptions::new();
             opts.write(true).create_new(true);
             #[cfg(unix)]
@@ -77,10 +84,17 @@ fn key_file(dir: &Path, name: &str) -> std::io::Result<[u8; 32]> {
                 use std::os::unix::fs::OpenOptionsExt;
                 opts.mode(0o600);
             }
-            let mut f = opts.open(&path)?;
+            let mut f = opts.open(&tmp)?;
             writeln!(f, "{}", hex::encode(key))?;
             f.sync_all()?;
-            Ok(key)
+            drop(f);
+            let linked = std::fs::hard_link(&tmp, &path);
+            std::fs::remove_file(&tmp).ok();
+            match linked {
+                Ok(()) => Ok(key),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => key_file(dir, name),
+                Err(e) => Err(e),
+            }
         }
         Err(e) => Err(e),
     }
@@ -316,4 +330,25 @@ pub async fn run(
     // connection blocks.
     let _ = tokio::task::spawn_blocking(move || drop(store)).await;
     result
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn servers_starting_together_on_one_data_folder_get_the_same_whole_key() {
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().expect("dir");
+            let keys: Vec<[u8; 32]> = std::thread::scope(|s| {
+                let runs: Vec<_> = (0..8)
+                    .map(|_| s.spawn(|| super::key_file(dir.path(), "token.key")))
+                    .collect();
+                runs.into_iter()
+                    .map(|r| r.join().expect("thread").expect("a key"))
+                    .collect()
+            });
+            assert!(keys.iter().all(|k| *k == keys[0]));
+            let files = std::fs::read_dir(dir.path()).expect("dir").count();
+            assert_eq!(files, 1, "no temporary file is left behind");
+        }
+    }
 }
