@@ -54,6 +54,14 @@ pub struct Storage {
 }
 
 impl Storage {
+    /// Where a resolved configuration keeps the data.
+    pub fn of(config: &crate::Config) -> Self {
+        Self {
+            data: config.data.clone(),
+            database_url: config.database_url.clone(),
+        }
+    }
+
     /// Opens the store.
     pub fn open(&self, cache_docs: usize) -> Result<ServerStore, String> {
         match &self.database_url {

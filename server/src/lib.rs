@@ -105,11 +105,7 @@ impl AppState {
     pub fn open(config: Config) -> Result<Self, String> {
         std::fs::create_dir_all(&config.data)
             .map_err(|e| format!("cannot create {}: {e}", config.data.display()))?;
-        let at = admin::Storage {
-            data: config.data.clone(),
-            database_url: config.database_url.clone(),
-        };
-        let mut store = at.open(config.cache_docs)?;
+        let mut store = admin::Storage::of(&config).open(config.cache_docs)?;
         store.set_policy(config.policy.clone());
         let blind_key = key_file(&config.data, "blind-index.key")
             .map(BlindIndexKey::from_bytes)

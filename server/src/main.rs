@@ -224,6 +224,18 @@ enum AuditCommand {
     Verify,
 }
 
+/// The TOML configuration file, if one is named; a file that cannot be read or is not valid ends
+/// the command with exit code 2 and the reason.
+fn file_config(path: Option<&std::path::Path>) -> Result<FileConfig, ExitCode> {
+    path.map(FileConfig::read)
+        .transpose()
+        .map(Option::unwrap_or_default)
+        .map_err(|e| {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        })
+}
+
 fn admin(data: &songpei_server::admin::Storage, command: AdminCommand) -> ExitCode {
     use songpei_server::admin as a;
     let result = match command {
@@ -322,20 +334,13 @@ fn main() -> ExitCode {
                     database_url,
                 },
         } => {
-            let file = match config.as_deref().map(FileConfig::read).transpose() {
-                Ok(f) => f.unwrap_or_default(),
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(2);
-                }
+            let file = match file_config(config.as_deref()) {
+                Ok(f) => f,
+                Err(code) => return code,
             };
             let config = Config::resolve(None, data, None, database_url, file);
-            let at = songpei_server::admin::Storage {
-                data: config.data.clone(),
-                database_url: config.database_url.clone(),
-            };
             let report = songpei_server::report::write_file(
-                &at,
+                &songpei_server::admin::Storage::of(&config),
                 &district,
                 &month,
                 &format,
@@ -354,12 +359,9 @@ fn main() -> ExitCode {
             };
         }
     };
-    let file = match config.as_deref().map(FileConfig::read).transpose() {
-        Ok(f) => f.unwrap_or_default(),
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
+    let file = match file_config(config.as_deref()) {
+        Ok(f) => f,
+        Err(code) => return code,
     };
     let config = Config::resolve(listen, data, cache_docs, database_url, file);
     let runtime = match tokio::runtime::Runtime::new() {

@@ -235,6 +235,12 @@ impl ServerStore {
         }))
     }
 
+    /// The cached document, without checking it against the database: for a document [`Self::doc`]
+    /// loaded or checked earlier in the same request.
+    pub(crate) fn cached(&mut self, id: DocId) -> Option<&mut LoadedDoc> {
+        self.cache.get_mut(&id)
+    }
+
     /// The cached document, without loading or reordering.
     pub(crate) fn cache_peek(&self, id: DocId) -> Option<&LoadedDoc> {
         self.cache.peek(&id)

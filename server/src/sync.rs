@@ -345,24 +345,23 @@ fn merge_in_memory(
             }
         }
 
-        // The document as the server has it (or a new, empty one).
-        let existing = store.doc(id)?.is_some();
-        if existing {
-            let loaded = store.doc(id)?.ok_or(ApiError::Internal)?;
-            if loaded.district != req.district || !villages.contains(&loaded.village) {
-                let village = loaded.village.clone();
-                out_of_scope(state, store, grant, asked, &village, id)?;
-                acks.push(Ack {
-                    outcome: AckOutcome::OutOfScope,
-                    server_heads: Vec::new(),
-                });
-                continue;
-            }
+        // The document as the server has it (or a new, empty one), loaded once per request: a copy
+        // another server changed meanwhile is reloaded here, not at every use below.
+        let stored = store
+            .doc(id)?
+            .map(|l| (l.district.clone(), l.village.clone(), l.doc.get_heads()));
+        let existing = stored.is_some();
+        if let Some((district, village, _)) = &stored
+            && (*district != req.district || !villages.contains(village))
+        {
+            out_of_scope(state, store, grant, asked, village, id)?;
+            acks.push(Ack {
+                outcome: AckOutcome::OutOfScope,
+                server_heads: Vec::new(),
+            });
+            continue;
         }
-        let server_heads = match store.doc(id)? {
-            Some(l) => l.doc.get_heads(),
-            None => Vec::new(),
-        };
+        let server_heads = stored.map(|(_, _, heads)| heads).unwrap_or_default();
         // Every dependency must be on the server or in this push: otherwise the server lacks the
         // base (it was restored from an older backup) and applies nothing of this document.
         let batch: HashSet<ChangeHash> = parsed.hashes().into_iter().collect();
@@ -403,7 +402,7 @@ fn merge_in_memory(
             );
         }
         touched.push(id);
-        let loaded = store.doc(id)?.ok_or(ApiError::Internal)?;
+        let loaded = store.cached(id).ok_or(ApiError::Internal)?;
         let before = loaded.doc.get_heads();
         loaded
             .doc

@@ -15,7 +15,7 @@ const WORDS = {
     notAllowed: '此账号不能登录区县后台', overview: '概览', classes: '培训班', trainees: '学员查询',
     review: '待审核', targets: '目标任务', report: '月报', date: '日期', show: '查看',
     todayClasses: '今日开班', personTimesMonth: '本月培训人次', personTimesYear: '本年培训人次',
-    target: '年度目标', progress: '完成进度', pendingReview: '待审核事项', noTarget: '未导入目标',
+    target: '年度目标', pendingReview: '待审核事项', noTarget: '未导入目标',
     township: '乡镇', village: '村', thisMonth: '本月', thisYear: '本年', title: '班级名称',
     status: '状态', enrolled: '报名', signedInToday: '今日签到', days: '培训日期', none: '无',
     progressChart: '年度进度（累计人次对比目标）', attendanceChart: '近30天每日签到',
@@ -37,15 +37,13 @@ const WORDS = {
     importTargets: '导入目标任务表（CSV）', importHint:
       '表头为“区域,三年计划总目标,2019年,2020年,2021年”的表格，另存为 CSV（UTF-8）后上传；有错误时整表不导入。',
     upload: '导入', imported: '已导入 {n} 条目标', row: '行', problem: '问题', month: '月份',
-    district: '区县', download: '下载', downloadXlsx: '下载 Excel', downloadCsv: '下载 CSV',
+    downloadXlsx: '下载 Excel', downloadCsv: '下载 CSV',
     byTrainingType: '按培训类型', byKeyGroup: '按重点群体', byOccupation: '按职业（工种）',
     byTownship: '按乡镇', povertyHouseholds: '其中脱贫（监测）户学员', allowanceTotal: '生活费补贴合计',
     allowanceTrainees: '享受补贴人数', places: '名额', subsidyDecisions: '补贴判定',
-    total: '合计', yuan: '元', decided: '已审核', accepted: '通过', rejected: '驳回',
-    saved: '已保存', reviewer: '审核人', counted: '计入人次', rule: '依据', classPage: '班级详情',
-    backToClasses: '返回培训班列表', loading: '加载中…', error: '出错了', sessionEnded:
+    yuan: '元',     saved: '已保存', counted: '计入人次',     backToClasses: '返回培训班列表', loading: '加载中…', error: '出错了', sessionEnded:
       '登录已过期，请重新登录', notFound: '没有这个页面', firstDay: '开班', lastDay: '结业',
-    valid: '有效', invalid: '无效', unchecked: '未核验', yuanEach: '元/天', openApi: '接口说明',
+    valid: '有效', invalid: '无效', unchecked: '未核验', openApi: '接口说明',
     legendIn: '签到', legendOut: '签到并签退', legendPayable: '计补', legendHeld: '未计补',
   },
   en: {
@@ -55,7 +53,7 @@ const WORDS = {
     overview: 'Overview', classes: 'Classes', trainees: 'Trainees', review: 'Review',
     targets: 'Targets', report: 'Monthly report', date: 'Date', show: 'Show',
     todayClasses: 'Classes today', personTimesMonth: 'Person-times this month', personTimesYear:
-      'Person-times this year', target: 'Target', progress: 'Progress', pendingReview:
+      'Person-times this year', target: 'Target', pendingReview:
       'Waiting for review', noTarget: 'no target imported', township: 'Township', village: 'Village',
     thisMonth: 'Month', thisYear: 'Year', title: 'Class', status: 'Status', enrolled: 'Enrolled',
     signedInToday: 'Signed in today', days: 'Days', none: 'None', progressChart:
@@ -82,17 +80,15 @@ const WORDS = {
       'Import the target table (CSV)', importHint:
       'A table headed "区域,三年计划总目标,2019年,2020年,2021年", saved as CSV (UTF-8). If any row is wrong, nothing is imported.',
     upload: 'Import', imported: '{n} targets imported', row: 'Row', problem: 'Problem',
-    month: 'Month', district: 'District', download: 'Download', downloadXlsx: 'Download Excel',
+    month: 'Month', downloadXlsx: 'Download Excel',
     downloadCsv: 'Download CSV', byTrainingType: 'By training type', byKeyGroup: 'By key group',
     byOccupation: 'By occupation', byTownship: 'By township', povertyHouseholds:
       'of them from poverty households', allowanceTotal: 'Living allowance', allowanceTrainees:
-      'Trainees paid', places: 'Places', subsidyDecisions: 'Subsidy decisions', total: 'Total',
-    yuan: 'yuan', decided: 'Decided', accepted: 'accepted', rejected: 'rejected', saved: 'Saved',
-    reviewer: 'Reviewer', counted: 'Counted', rule: 'Rule', classPage: 'Class',
-    backToClasses: 'Back to classes', loading: 'Loading…', error: 'Something went wrong',
+      'Trainees paid', places: 'Places', subsidyDecisions: 'Subsidy decisions',     yuan: 'yuan', saved: 'Saved',
+    counted: 'Counted',     backToClasses: 'Back to classes', loading: 'Loading…', error: 'Something went wrong',
     sessionEnded: 'Your session has ended; sign in again', notFound: 'No such page',
     firstDay: 'First day', lastDay: 'Last day', valid: 'valid', invalid: 'invalid', unchecked:
-      'not checked', yuanEach: 'yuan a day', openApi: 'API description', legendIn: 'signed in',
+      'not checked', openApi: 'API description', legendIn: 'signed in',
     legendOut: 'signed in and out', legendPayable: 'payable', legendHeld: 'not payable',
   },
 };

@@ -283,12 +283,27 @@ impl ServerProcess {
         }
     }
 
-    /// `songpei-server` with this server's database in its environment (for `report` and the
-    /// like; add `--data` for the keys).
-    pub fn server_command(&self) -> Command {
+    /// `songpei-server report monthly --district 450802 ARGS` on this server's data folder and
+    /// database.
+    pub fn report(&self, args: &[&str]) -> Output {
         let mut cmd = Command::new(binary("songpei-server"));
+        cmd.args(["report", "monthly", "--district", DISTRICT])
+            .args(args)
+            .arg("--data")
+            .arg(&self.data);
         self.database_env(&mut cmd);
-        cmd
+        cmd.output().expect("run songpei-server report")
+    }
+
+    /// How many attendance records of `class` the server has checked.
+    pub fn checked_records(&self, class: &str) -> i64 {
+        self.database()
+            .query_row(
+                "SELECT COUNT(*) FROM attendance_checks WHERE class_id = ?1",
+                songpei_server::args![class],
+                |r| r.get(0),
+            )
+            .expect("count the checked records")
     }
 
     fn database_env(&self, cmd: &mut Command) {
@@ -439,7 +454,26 @@ impl Drop for ServerProcess {
     }
 }
 
+/// The seed of a randomised test: from the environment variable `var` when set (to rerun a
+/// failure), else random; printed either way.
+pub fn seed(var: &str) -> u64 {
+    let seed = std::env::var(var)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    eprintln!("seed {seed} (rerun with {var}={seed})");
+    seed
+}
+
 impl CliPhone {
+    /// A class as the phone shows it, without its conflicts (their order differs between phones):
+    /// attendance ids and times are the same on every replica, so views compare whole.
+    pub fn class_view(&self, class: &str) -> serde_json::Value {
+        let mut v = self.json(&["class", "show", class]);
+        v.as_object_mut().map(|o| o.remove("conflicts"));
+        v
+    }
+
     /// Syncs with the server; returns the `--json` report.
     pub fn sync(&self, server: &str) -> serde_json::Value {
         self.json(&["sync", "--server", server])

@@ -15,11 +15,7 @@ const KILLS: usize = 100;
 
 #[test]
 fn sigkill_during_attendance_writes_loses_no_acknowledged_record() {
-    let seed: u64 = std::env::var("SONGPEI_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random);
-    eprintln!("crash test seed: {seed} (rerun with SONGPEI_CRASH_SEED={seed})");
+    let seed = songpei_tests::seed("SONGPEI_CRASH_SEED");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
 
     let phone = CliPhone::new();
@@ -145,11 +141,7 @@ fn sigkill_during_attendance_writes_loses_no_acknowledged_record() {
 /// server holds every record exactly once, and a second phone sees what the first one has.
 #[test]
 fn sigkill_during_sync_loses_nothing_and_doubles_nothing() {
-    let seed: u64 = std::env::var("SONGPEI_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random);
-    eprintln!("crash test seed: {seed} (rerun with SONGPEI_CRASH_SEED={seed})");
+    let seed = songpei_tests::seed("SONGPEI_CRASH_SEED");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let server = songpei_tests::ServerProcess::start();
     let phone = CliPhone::new();
@@ -195,21 +187,12 @@ fn sigkill_during_sync_loses_nothing_and_doubles_nothing() {
     let other = CliPhone::new();
     server.enroll(&other, &[songpei_tests::VILLAGE_A]);
     other.sync(&server.url);
-    let view = |p: &CliPhone| {
-        let mut v = p.json(&["class", "show", &class]);
-        v.as_object_mut().map(|o| o.remove("conflicts"));
-        v
-    };
-    let mine = view(&phone);
+    let mine = phone.class_view(&class);
     assert_eq!(mine["attendance"].as_array().map(Vec::len), Some(ROUNDS));
-    assert_eq!(view(&other), mine);
-    let checked: i64 = server
-        .database()
-        .query_row(
-            "SELECT COUNT(*) FROM attendance_checks WHERE class_id = ?1",
-            songpei_server::args![&class],
-            |r| r.get(0),
-        )
-        .expect("count");
-    assert_eq!(checked, ROUNDS as i64, "each record checked once");
+    assert_eq!(other.class_view(&class), mine);
+    assert_eq!(
+        server.checked_records(&class),
+        ROUNDS as i64,
+        "each record checked once"
+    );
 }

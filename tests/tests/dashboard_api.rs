@@ -467,17 +467,7 @@ fn the_district_office_reviews_pays_and_reports_through_the_api(
     // And from the command line, on the server's data folder.
     let out_dir = tempfile::tempdir().expect("tempdir");
     let file = out_dir.path().join("march.xlsx");
-    let report = |args: &[&str]| {
-        server
-            .server_command()
-            .args(["report", "monthly", "--district", "450802"])
-            .args(args)
-            .arg("--data")
-            .arg(&server.data)
-            .output()
-            .expect("run report")
-    };
-    let cli = report(&[
+    let cli = server.report(&[
         "--month",
         "2026-03",
         "--format",
@@ -491,7 +481,7 @@ fn the_district_office_reviews_pays_and_reports_through_the_api(
         String::from_utf8_lossy(&cli.stderr)
     );
     assert!(std::fs::read(&file).expect("file").starts_with(b"PK"));
-    let cli = report(&["--month", "March", "--out", "x.xlsx"]);
+    let cli = server.report(&["--month", "March", "--out", "x.xlsx"]);
     assert_eq!(cli.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&cli.stderr).contains("month"));
 
@@ -646,17 +636,16 @@ fn i5_a_rate_changed_mid_class_pays_each_day_at_the_rate_of_that_day(
     let out = server.data.join("march.json");
     let config = server.data.join("policy.toml");
     std::fs::write(&config, policy).expect("config");
-    let done = server
-        .server_command()
-        .args(["report", "monthly", "--district", songpei_tests::DISTRICT])
-        .args(["--month", "2026-03", "--format", "json", "--out"])
-        .arg(&out)
-        .arg("--data")
-        .arg(&server.data)
-        .arg("--config")
-        .arg(&config)
-        .output()
-        .expect("report");
+    let done = server.report(&[
+        "--month",
+        "2026-03",
+        "--format",
+        "json",
+        "--out",
+        &out.to_string_lossy(),
+        "--config",
+        &config.to_string_lossy(),
+    ]);
     assert!(
         done.status.success(),
         "{}",

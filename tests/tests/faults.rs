@@ -8,12 +8,7 @@ use songpei_tests::faults::{Fault, FaultProxy, Link};
 use songpei_tests::{CliPhone, ServerProcess, VILLAGE_A, id_number};
 
 fn seed() -> u64 {
-    let seed = std::env::var("SONGPEI_FAULT_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random);
-    eprintln!("fault seed: {seed} (rerun with SONGPEI_FAULT_SEED={seed})");
-    seed
+    songpei_tests::seed("SONGPEI_FAULT_SEED")
 }
 
 /// G1, G2, G3: three phones record offline and sync through a proxy that drops, duplicates, cuts
@@ -116,14 +111,7 @@ fn phones_converge_with_nothing_lost_or_doubled_whatever_the_network_does() {
             p.sync(&server.url);
         }
     }
-    let views: Vec<serde_json::Value> = phones
-        .iter()
-        .map(|p| {
-            let mut v = p.json(&["class", "show", &class]);
-            v.as_object_mut().map(|o| o.remove("conflicts"));
-            v
-        })
-        .collect();
+    let views: Vec<serde_json::Value> = phones.iter().map(|p| p.class_view(&class)).collect();
     assert_eq!(
         views[0]["attendance"].as_array().map(Vec::len),
         Some(9),
@@ -132,15 +120,7 @@ fn phones_converge_with_nothing_lost_or_doubled_whatever_the_network_does() {
     );
     assert!(views.iter().all(|v| *v == views[0]), "the phones differ");
     // The server kept one record per sign-in, and one chunk per change set it acknowledged.
-    let checked: i64 = server
-        .database()
-        .query_row(
-            "SELECT COUNT(*) FROM attendance_checks WHERE class_id = ?1",
-            songpei_server::args![&class],
-            |r| r.get(0),
-        )
-        .expect("count");
-    assert_eq!(checked, 9);
+    assert_eq!(server.checked_records(&class), 9);
     assert!(server.admin_ok(&["audit", "verify"]).contains("intact"));
 }
 

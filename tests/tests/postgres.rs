@@ -5,12 +5,6 @@
 use songpei_tests::pg::Postgres;
 use songpei_tests::{CliPhone, DISTRICT, ServerProcess, VILLAGE_A, VILLAGE_B, id_number};
 
-fn class_view(p: &CliPhone, class: &str) -> serde_json::Value {
-    let mut v = p.json(&["class", "show", class]);
-    v.as_object_mut().map(|o| o.remove("conflicts"));
-    v
-}
-
 /// Three phones record offline, sync through the server on PostgreSQL in turns (with a server
 /// restart, then a PostgreSQL crash under the running server, between rounds), and converge; the server's projections, flags,
 /// subsidy decisions, audit chain and monthly report come from PostgreSQL.
@@ -64,9 +58,9 @@ fn phones_converge_through_a_server_on_postgresql_and_survive_its_restarts() {
             _ => {}
         }
     }
-    let first = class_view(&phones[0], &class);
+    let first = phones[0].class_view(&class);
     for p in &phones[1..] {
-        assert_eq!(class_view(p, &class), first);
+        assert_eq!(p.class_view(&class), first);
     }
     assert_eq!(first["roster"].as_array().map(Vec::len), Some(3), "{first}");
     // The conflict is the same everywhere.
@@ -100,22 +94,14 @@ fn phones_converge_through_a_server_on_postgresql_and_survive_its_restarts() {
 
     // The monthly report from the command line, on the same database.
     let out = server.data.join("report.json");
-    let done = std::process::Command::new(songpei_tests::binary("songpei-server"))
-        .args([
-            "report",
-            "monthly",
-            "--district",
-            DISTRICT,
-            "--month",
-            "2026-03",
-        ])
-        .args(["--format", "json", "--out"])
-        .arg(&out)
-        .arg("--data")
-        .arg(&server.data)
-        .env("SONGPEI_DATABASE_URL", &url)
-        .output()
-        .expect("report");
+    let done = server.report(&[
+        "--month",
+        "2026-03",
+        "--format",
+        "json",
+        "--out",
+        &out.to_string_lossy(),
+    ]);
     assert!(
         done.status.success(),
         "{}",
@@ -140,11 +126,7 @@ fn phones_converge_through_a_server_on_postgresql_and_survive_its_restarts() {
 #[test]
 fn twenty_phones_through_two_replicas_on_one_database_lose_nothing() {
     use rand::{Rng, SeedableRng};
-    let seed: u64 = std::env::var("SONGPEI_SYNC_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random);
-    eprintln!("seed {seed} (rerun with SONGPEI_SYNC_SEED={seed})");
+    let seed = songpei_tests::seed("SONGPEI_SYNC_SEED");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let pg = Postgres::start();
     let url = pg.create("songpei");
@@ -199,14 +181,14 @@ fn twenty_phones_through_two_replicas_on_one_database_lose_nothing() {
             p.sync(server);
         }
     }
-    let first = class_view(&phones[0], &class);
+    let first = phones[0].class_view(&class);
     assert_eq!(
         first["attendance"].as_array().map(Vec::len),
         Some(20),
         "{first}"
     );
     for p in &phones[1..] {
-        assert_eq!(class_view(p, &class), first);
+        assert_eq!(p.class_view(&class), first);
     }
     let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
     let checked: i64 = client

@@ -1,33 +1,18 @@
 //! Sync end to end: the real server on a loopback port, phones driven through the CLI.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
+use songpei_tests::faults::read_http;
 use songpei_tests::{CliPhone, ServerProcess, VILLAGE_A, VILLAGE_B, id_number};
-
-fn seed() -> u64 {
-    let seed = std::env::var("SONGPEI_SYNC_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random);
-    eprintln!("sync test seed: {seed} (rerun with SONGPEI_SYNC_SEED={seed})");
-    seed
-}
-
-fn class_view(p: &CliPhone, class: &str) -> serde_json::Value {
-    let mut v = p.json(&["class", "show", class]);
-    // Attendance ids and times are the same on every replica; the view is compared whole.
-    v.as_object_mut().map(|o| o.remove("conflicts"));
-    v
-}
 
 fn three_phones_record_offline_and_converge_through_the_server(
     start: &dyn Fn(Option<&str>) -> ServerProcess,
 ) {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed());
+    let mut rng = rand::rngs::StdRng::seed_from_u64(songpei_tests::seed("SONGPEI_SYNC_SEED"));
     let mut server = start(None);
     let phones = [CliPhone::new(), CliPhone::new(), CliPhone::new()];
     for p in &phones {
@@ -83,7 +68,7 @@ fn three_phones_record_offline_and_converge_through_the_server(
     let docs0 = phones[0].documents();
     for p in &phones[1..] {
         assert_eq!(p.documents(), docs0, "replicas differ");
-        assert_eq!(class_view(p, &class), class_view(&phones[0], &class));
+        assert_eq!(p.class_view(&class), phones[0].class_view(&class));
     }
     let view = phones[0].json(&["class", "show", &class]);
     assert_eq!(view["attendance"].as_array().map(Vec::len), Some(3 * 4 * 2));
@@ -145,28 +130,6 @@ fn three_phones_record_offline_and_converge_through_the_server(
 struct LossyProxy {
     addr: String,
     responses: Arc<Mutex<Vec<Vec<u8>>>>,
-}
-
-fn read_http(stream: &mut BufReader<TcpStream>) -> Option<Vec<u8>> {
-    let mut head = Vec::new();
-    let mut len = 0usize;
-    loop {
-        let mut line = String::new();
-        if stream.read_line(&mut line).ok()? == 0 {
-            return None;
-        }
-        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-            len = v.trim().parse().ok()?;
-        }
-        head.extend_from_slice(line.as_bytes());
-        if line == "\r\n" {
-            break;
-        }
-    }
-    let mut body = vec![0; len];
-    stream.read_exact(&mut body).ok()?;
-    head.extend(body);
-    Some(head)
 }
 
 fn body_of(message: &[u8]) -> &[u8] {
