@@ -53,6 +53,9 @@ pub enum Error {
     /// Bytes that should hold an automerge document or change could not be used.
     #[error("document data could not be decoded: {0}")]
     Automerge(#[from] automerge::AutomergeError),
+    /// Automerge failed on bytes from elsewhere (see [`crate::contain`]).
+    #[error("document data could not be decoded: {0}")]
+    Unreadable(#[from] crate::contain::Panicked),
     /// SQLite failed.
     #[error("storage error: {0}")]
     Sqlite(rusqlite::Error),
@@ -74,9 +77,10 @@ impl Error {
             Error::WrongKey => ErrorKind::WrongKey,
             Error::StorageFull => ErrorKind::StorageFull,
             Error::NotInitialised => ErrorKind::NotInitialised,
-            Error::Schema { .. } | Error::Automerge(_) | Error::NewerSchema { .. } => {
-                ErrorKind::Corrupt
-            }
+            Error::Schema { .. }
+            | Error::Automerge(_)
+            | Error::Unreadable(_)
+            | Error::NewerSchema { .. } => ErrorKind::Corrupt,
             Error::Sqlite(_) => ErrorKind::Internal,
         }
     }

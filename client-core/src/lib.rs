@@ -12,6 +12,7 @@
 pub mod blind_index;
 pub mod catalog;
 pub mod clock;
+pub mod contain;
 pub mod device;
 pub mod doc;
 pub mod domain;

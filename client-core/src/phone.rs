@@ -18,6 +18,7 @@ use automerge::{ActorId, Automerge, ChangeHash};
 
 use crate::blind_index::BlindIndexKey;
 use crate::clock::{Clock, SystemClock};
+use crate::contain::contained;
 use crate::doc::{self, Conflict, DocKind};
 use crate::error::{Error, Result};
 use crate::ids::{DeviceId, DistrictCode, DocId, VillageCode};
@@ -240,13 +241,16 @@ impl<S: DocStore> Phone<S> {
             let Some(stored) = self.store.load(id)? else {
                 return Ok(None);
             };
-            let mut d = match &stored.snapshot {
-                Some(s) => Automerge::load(s)?,
-                None => Automerge::new(),
-            };
-            for chunk in &stored.chunks {
-                d.load_incremental(chunk)?;
-            }
+            let mut d = contained(|| -> Result<Automerge> {
+                let mut d = match &stored.snapshot {
+                    Some(s) => Automerge::load(s)?,
+                    None => Automerge::new(),
+                };
+                for chunk in &stored.chunks {
+                    d.load_incremental(chunk)?;
+                }
+                Ok(d)
+            })??;
             d.set_actor(self.profile.actor.clone());
             self.cache.insert(id, d, stored.chunks.len());
         }
@@ -468,7 +472,10 @@ impl<S: DocStore> Phone<S> {
         id: DocId,
         incoming: Incoming<'_>,
     ) -> Result<(DocKind, Option<Vec<u8>>)> {
-        let result = self.merge_into_cache_inner(id, incoming);
+        // automerge can panic on crafted input, in loading it or later in saving what it loaded:
+        // the whole merge is contained, and on a panic the half-merged copy goes with the cache.
+        let result = contained(|| self.merge_into_cache_inner(id, incoming))
+            .unwrap_or_else(|p| Err(p.into()));
         if result.is_err() {
             self.cache.remove(id);
         }
@@ -484,13 +491,26 @@ impl<S: DocStore> Phone<S> {
             doc: id,
             path: String::new(),
         };
+        // Change chunks (any chunk but a whole document's) are parsed and screened like pushed
+        // changes before automerge applies them.
+        let incoming = match incoming {
+            Incoming::Document(b) if b.get(8).is_some_and(|t| *t != 0) => Incoming::Changes(
+                crate::sync::changes::parse_changes(b, crate::sync::changes::ChangeCaps::NONE)
+                    .map_err(|_| Error::Schema {
+                        doc: id,
+                        path: String::new(),
+                    })?
+                    .changes,
+            ),
+            other => other,
+        };
         let chunk = match (incoming, self.doc(id)?) {
             (Incoming::Document([]), _) => return Err(empty),
             (Incoming::Document(b), Some(d)) => {
-                let mut other = Automerge::load(b)?;
                 let before = d.get_heads();
                 // `merge` returns the heads after the merge, not the changes it added: compare
                 // heads to learn whether anything arrived.
+                let mut other = Automerge::load(b)?;
                 d.merge(&mut other)?;
                 (d.get_heads() != before).then(|| d.save_after(&before))
             }

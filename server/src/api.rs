@@ -43,7 +43,7 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/api/v1/overview", get(overview))
         .route("/api/v1/classes", get(classes))
         .route("/api/v1/classes/{id}", get(class_page))
-        .route("/api/v1/trainees", get(trainees))
+        .route("/api/v1/trainees/search", post(trainees))
         .route("/api/v1/trainees/{id}/unmask", post(unmask))
         .route("/api/v1/review", get(review_queue).post(review_decide))
         .route("/api/v1/targets", get(targets).post(import_targets))
@@ -1121,8 +1121,9 @@ async fn class_page(
 // ---------------------------------------------------------------------------------------------
 // Trainees
 
-/// Lookup by ID number.
-#[derive(Deserialize, IntoParams)]
+/// Lookup by ID number. It travels in the body of a POST, never in a URL, where proxies' access
+/// logs and the browser's history would keep it.
+#[derive(Deserialize, ToSchema)]
 pub struct TraineeQuery {
     /// The 18-digit ID number; matched through the blind index, never stored in the clear.
     pub id_number: String,
@@ -1149,13 +1150,17 @@ pub struct TraineeHit {
 }
 
 /// Finds a person's trainee records, in every village, by ID number.
-#[utoipa::path(get, path = "/api/v1/trainees", params(TraineeQuery),
+#[utoipa::path(post, path = "/api/v1/trainees/search", request_body = TraineeQuery,
     responses((status = 200, body = [TraineeHit]), (status = 400), (status = 401)))]
 async fn trainees(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(q): Query<TraineeQuery>,
+    body: Result<Json<TraineeQuery>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Vec<TraineeHit>>, ApiError> {
+    let Json(q) = body.map_err(|_| ApiError::Invalid {
+        field: "id_number".into(),
+        message: "the body must be JSON: {\"id_number\": \"…\"}".into(),
+    })?;
     with_conn(&state, move |s, conn| {
         let session = session(s, conn, &headers)?;
         let id = IdNumber::parse(&q.id_number, songpei_core::clock::local_date(now_ms()))?;

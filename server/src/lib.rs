@@ -13,6 +13,7 @@ mod auth;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod loopback;
 mod projection;
 pub mod ratelimit;
 pub mod report;

@@ -156,12 +156,12 @@ impl ServerStore {
     }
 
     /// The database connection, for the account and audit tables.
-    pub(crate) fn conn(&self) -> &dyn Sql {
+    pub fn conn(&self) -> &dyn Sql {
         &self.db
     }
 
     /// The database connection, for transactions over the account tables.
-    pub(crate) fn conn_mut(&mut self) -> &mut Db {
+    pub fn conn_mut(&mut self) -> &mut Db {
         &mut self.db
     }
 
@@ -212,18 +212,24 @@ impl ServerStore {
             return Ok(None);
         };
         let corrupt = || DbError::Corrupt("a stored document does not load");
-        let mut doc = match snapshot {
-            Some(s) => Automerge::load(&s).map_err(|_| corrupt())?,
-            None => Automerge::new(),
-        };
         let chunks = self.conn().query_map(
             "SELECT data FROM chunks WHERE doc_id = ?1 ORDER BY seq",
             args![id.to_string()],
             |r| r.get::<Vec<u8>>(0),
         )?;
-        for c in chunks {
-            doc.load_incremental(&c).map_err(|_| corrupt())?;
-        }
+        let doc = songpei_core::contain::contained(|| {
+            let mut doc = match snapshot {
+                Some(s) => Automerge::load(&s)?,
+                None => Automerge::new(),
+            };
+            for c in chunks {
+                doc.load_incremental(&c)?;
+            }
+            Ok::<_, automerge::AutomergeError>(doc)
+        })
+        .ok()
+        .and_then(Result::ok)
+        .ok_or_else(corrupt)?;
         Ok(Some(LoadedDoc {
             doc,
             kind: kind.parse().map_err(|()| corrupt())?,

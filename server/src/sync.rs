@@ -237,7 +237,17 @@ fn merge_pushes(
     body_hash: [u8; 32],
 ) -> Result<Merge, ApiError> {
     let mut touched = Vec::new();
-    let result = merge_in_memory(state, store, grant, req, asked, &mut touched);
+    // automerge can panic on crafted changes, in applying them or later in reading or saving the
+    // document: contained, the request is refused and every document it touched is evicted.
+    let result = songpei_core::contain::contained(|| {
+        merge_in_memory(state, store, grant, req, asked, &mut touched)
+    })
+    .unwrap_or_else(|_| {
+        Err(ApiError::Changes {
+            doc: touched.last().map(ToString::to_string).unwrap_or_default(),
+            err: songpei_core::sync::changes::ChangesError::Malformed,
+        })
+    });
     let (commits, acks, phone_heads) = match result {
         Ok(r) => r,
         Err(e) => {
@@ -580,70 +590,13 @@ mod tests {
     };
     use songpei_core::ids::{ClassId, TraineeId};
     use songpei_core::store::MemoryDocStore;
-    use songpei_core::sync::engine::{SyncLimits, Transport, TransportError, sync_with};
+    use songpei_core::sync::engine::{SyncLimits, sync_with};
 
     use crate::accounts::{self, Role};
+    use crate::loopback::Loopback;
     use crate::{AppState, Config};
 
     const VILLAGE: &str = "450802101201";
-
-    /// Drives the real router in memory: the loopback transport of the design.
-    struct Loopback<'a>(&'a AppState);
-
-    impl Loopback<'_> {
-        fn post(
-            &self,
-            path: &str,
-            body: &[u8],
-            token: Option<&str>,
-        ) -> Result<Vec<u8>, TransportError> {
-            use tower::ServiceExt;
-            let mut req = axum::http::Request::post(path);
-            if let Some(t) = token {
-                req = req.header("Authorization", format!("Bearer {t}"));
-            }
-            if path != "/v1/sync" {
-                req = req.header("Content-Type", "application/json");
-            }
-            let req = req
-                .body(axum::body::Body::from(body.to_vec()))
-                .expect("request");
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            let (status, bytes) = rt.block_on(async {
-                let resp = crate::app(self.0.clone())
-                    .oneshot(req)
-                    .await
-                    .expect("infallible");
-                let status = resp.status().as_u16();
-                let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
-                    .await
-                    .expect("body");
-                (status, bytes.to_vec())
-            });
-            if status == 200 {
-                return Ok(bytes);
-            }
-            let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-            Err(TransportError::Refused {
-                status,
-                code: v["code"].as_str().unwrap_or_default().to_owned(),
-                message: v["message"].as_str().unwrap_or_default().to_owned(),
-            })
-        }
-    }
-
-    impl Transport for Loopback<'_> {
-        fn round_trip(&mut self, body: &[u8], token: &str) -> Result<Vec<u8>, TransportError> {
-            self.post("/v1/sync", body, Some(token))
-        }
-
-        fn call(&mut self, path: &str, body: &[u8]) -> Result<Vec<u8>, TransportError> {
-            self.post(path, body, None)
-        }
-    }
 
     /// The server state in `dir`, with its district and village set up on first open.
     fn state(dir: &std::path::Path) -> AppState {

@@ -653,7 +653,7 @@ async function pageTrainees() {
       e.preventDefault();
       out.replaceChildren(el('p', { class: 'muted' }, t('loading')));
       try {
-        const hits = await api('/api/v1/trainees?id_number=' + encodeURIComponent(input.value.trim()));
+        const hits = await api('/api/v1/trainees/search', { method: 'POST', json: { id_number: input.value.trim() } });
         out.replaceChildren(hits.length ? el('div', { class: 'card' }, hits.map(traineeCard)) : el('p', { class: 'muted' }, t('noHits')));
       } catch (err) {
         out.replaceChildren(el('p', { class: 'error' }, explain(err)));

@@ -32,6 +32,34 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// Keeps what a binary printed on stderr, or an error a server answered, for the scan of
+/// reliability row J1 (`scripts/scan-logs`): appended to `<SONGPEI_TEST_LOGS>/<kind>-<pid>.log`
+/// when that variable is set (as `scripts/test` sets it), otherwise dropped.
+pub fn keep_log(kind: &str, bytes: &[u8]) {
+    use std::io::Write;
+    let Some(dir) = std::env::var_os("SONGPEI_TEST_LOGS") else {
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    std::fs::create_dir_all(&dir).ok();
+    let path = dir.join(format!("{kind}-{}.log", std::process::id()));
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        f.write_all(bytes).ok();
+        if !bytes.ends_with(b"\n") {
+            f.write_all(b"\n").ok();
+        }
+    }
+}
+
+/// Whether the tests keep logs for the scan (`SONGPEI_TEST_LOGS` set).
+fn keeping_logs() -> bool {
+    std::env::var_os("SONGPEI_TEST_LOGS").is_some()
+}
+
 /// Makes an 18-digit ID number that passes GB 11643 from its first 17 digits.
 pub fn id_number(first17: &str) -> String {
     const W: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
@@ -97,7 +125,9 @@ impl CliPhone {
 
     /// Runs a command and returns its output, whatever the exit code.
     pub fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().expect("run songpei")
+        let out = self.command(args).output().expect("run songpei");
+        keep_log("cli", &out.stderr);
+        out
     }
 
     /// Runs a command that must succeed; returns its stdout, trimmed.
@@ -292,7 +322,9 @@ impl ServerProcess {
             .arg("--data")
             .arg(&self.data);
         self.database_env(&mut cmd);
-        cmd.output().expect("run songpei-server report")
+        let out = cmd.output().expect("run songpei-server report");
+        keep_log("report", &out.stderr);
+        out
     }
 
     /// How many attendance records of `class` the server has checked.
@@ -318,7 +350,9 @@ impl ServerProcess {
         let mut cmd = Command::new(binary("songpei-server"));
         cmd.arg("admin").arg("--data").arg(&self.data).args(args);
         self.database_env(&mut cmd);
-        cmd.output().expect("run songpei-server admin")
+        let out = cmd.output().expect("run songpei-server admin");
+        keep_log("admin", &out.stderr);
+        out
     }
 
     /// Runs an admin command that must succeed; returns its stdout.
@@ -367,14 +401,38 @@ impl ServerProcess {
         let mut cmd = Command::new(binary("songpei-server"));
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(&self.data)
-            .env("SONGPEI_LOG", "warn")
+            // Kept for the scan: the level a deployment runs at, and every request's trace.
+            .env(
+                "SONGPEI_LOG",
+                if keeping_logs() {
+                    "info,tower_http=debug"
+                } else {
+                    "warn"
+                },
+            )
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit());
+            .stderr(std::process::Stdio::piped());
         if let Some(c) = &self.config {
             cmd.arg("--config").arg(c);
         }
         self.database_env(&mut cmd);
         let mut child = cmd.spawn().expect("start songpei-server");
+        if let Some(stderr) = child.stderr.take() {
+            // The server's log goes to the test's own stderr (shown when a test fails) and to the
+            // kept logs.
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stderr)
+                    .lines()
+                    .map_while(Result::ok)
+                {
+                    if keeping_logs() {
+                        keep_log("server", line.as_bytes());
+                    } else {
+                        eprintln!("{line}");
+                    }
+                }
+            });
+        }
         let stdout = child.stdout.take().expect("stdout");
         let mut line = String::new();
         std::io::BufReader::new(stdout)
@@ -534,6 +592,9 @@ pub fn post(url: &str, body: &[u8], token: Option<&str>) -> Answer {
     let status = resp.status().as_u16();
     let retry_after = resp.headers().contains_key("retry-after");
     let body = resp.body_mut().read_to_vec().unwrap_or_default();
+    if status >= 400 {
+        keep_log("http", &body);
+    }
     let code = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
         .and_then(|v| v["code"].as_str().map(str::to_owned))

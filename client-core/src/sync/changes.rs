@@ -55,6 +55,9 @@ pub enum ChangesError {
         /// The cap in bytes.
         cap: usize,
     },
+    /// Operations songpei's documents never hold (rich-text marks).
+    #[error("the changes hold rich-text marks, which songpei's documents never use")]
+    UnsupportedOperation,
 }
 
 impl ChangesError {
@@ -66,6 +69,7 @@ impl ChangesError {
             ChangesError::TooManyChanges { .. } => "too_many_changes",
             ChangesError::TooManyOps { .. } => "too_many_ops",
             ChangesError::TooLarge { .. } => "document_too_large",
+            ChangesError::UnsupportedOperation => "unsupported_operation",
         }
     }
 }
@@ -149,6 +153,24 @@ fn read_uleb(bytes: &[u8]) -> Option<(u64, usize)> {
     None
 }
 
+/// Refuses a change that holds rich-text marks. songpei's documents never use them, and automerge
+/// 0.12 can abort the whole process (a panic while unwinding, which nothing can catch) applying
+/// crafted mark operations (`fuzz/regressions/changes/automerge-nounwind`): they must never reach
+/// it.
+fn screen(change: &Change) -> Result<(), ChangesError> {
+    use automerge::legacy::OpType;
+    let expanded =
+        crate::contain::contained(|| change.decode()).map_err(|_| ChangesError::Malformed)?;
+    if expanded
+        .operations
+        .iter()
+        .any(|op| matches!(op.action, OpType::MarkBegin(_) | OpType::MarkEnd(_)))
+    {
+        return Err(ChangesError::UnsupportedOperation);
+    }
+    Ok(())
+}
+
 /// Splits concatenated change chunks and parses each, enforcing `caps` as it goes.
 pub fn parse_changes(bytes: &[u8], caps: ChangeCaps) -> Result<ParsedChanges, ChangesError> {
     let mut out = ParsedChanges::default();
@@ -172,8 +194,10 @@ pub fn parse_changes(bytes: &[u8], caps: ChangeCaps) -> Result<ParsedChanges, Ch
                 cap: caps.max_changes,
             });
         }
-        let change =
-            Change::from_bytes(rest[..total].to_vec()).map_err(|_| ChangesError::Malformed)?;
+        let change = crate::contain::contained(|| Change::from_bytes(rest[..total].to_vec()))
+            .ok()
+            .and_then(Result::ok)
+            .ok_or(ChangesError::Malformed)?;
         // The checksum is the first four bytes of the change's hash; automerge does not check it
         // when parsing, so a flipped bit would otherwise pass as another change.
         if change.hash().0[..4] != rest[4..8] {
@@ -183,6 +207,7 @@ pub fn parse_changes(bytes: &[u8], caps: ChangeCaps) -> Result<ParsedChanges, Ch
         if out.ops > caps.max_ops {
             return Err(ChangesError::TooManyOps { cap: caps.max_ops });
         }
+        screen(&change)?;
         out.changes.push(change);
         rest = &rest[total..];
     }
@@ -296,7 +321,10 @@ pub fn unpack(
         chunk.extend_from_slice(&MAGIC);
         chunk.extend_from_slice(&hash[..4]);
         chunk.extend_from_slice(&framed);
-        let change = Change::from_bytes(chunk).map_err(|_| ChangesError::Malformed)?;
+        let change = crate::contain::contained(|| Change::from_bytes(chunk))
+            .ok()
+            .and_then(Result::ok)
+            .ok_or(ChangesError::Malformed)?;
         if change.hash().0 != hash {
             return Err(ChangesError::Malformed);
         }
@@ -304,6 +332,7 @@ pub fn unpack(
         if out.ops > caps.max_ops {
             return Err(ChangesError::TooManyOps { cap: caps.max_ops });
         }
+        screen(&change)?;
         refs.push(change.hash());
         out.changes.push(change);
     }
@@ -544,5 +573,62 @@ mod tests {
             parse_changes(&long, CAPS).err(),
             Some(ChangesError::Malformed)
         );
+    }
+}
+
+#[cfg(test)]
+mod screening {
+    use automerge::marks::{ExpandMark, Mark};
+    use automerge::transaction::Transactable;
+    use automerge::{Automerge, ObjType, ROOT};
+
+    use super::*;
+
+    #[test]
+    fn rich_text_marks_are_refused_before_automerge_sees_them() {
+        let mut d = Automerge::new();
+        let mut tx = d.transaction();
+        let text = tx.put_object(ROOT, "note", ObjType::Text).expect("text");
+        tx.splice_text(&text, 0, 0, "培训").expect("splice");
+        tx.commit();
+        let plain = d.save_after(&[]);
+        let mut tx = d.transaction();
+        tx.mark(
+            &text,
+            Mark::new("bold".into(), true, 0, 1),
+            ExpandMark::None,
+        )
+        .expect("mark");
+        tx.commit();
+        let all = d.save_after(&[]);
+        assert!(parse_changes(&plain, ChangeCaps::NONE).is_ok());
+        assert_eq!(
+            parse_changes(&all, ChangeCaps::NONE).err(),
+            Some(ChangesError::UnsupportedOperation)
+        );
+        let packed = pack(&plain, &[]).expect("pack");
+        assert!(unpack(&packed, &[], ChangeCaps::NONE).is_ok());
+        let mark = &all[plain.len()..];
+        let packed = pack_changes(
+            &Change::from_bytes(mark.to_vec())
+                .into_iter()
+                .collect::<Vec<_>>(),
+            &d.get_changes(&[])
+                .iter()
+                .take(1)
+                .map(|c| c.hash())
+                .collect::<Vec<_>>(),
+        )
+        .expect("pack");
+        assert_eq!(
+            unpack(&packed, &hashes(&plain), ChangeCaps::NONE).err(),
+            Some(ChangesError::UnsupportedOperation)
+        );
+    }
+
+    fn hashes(chunks: &[u8]) -> Vec<ChangeHash> {
+        parse_changes(chunks, ChangeCaps::NONE)
+            .expect("valid")
+            .hashes()
     }
 }

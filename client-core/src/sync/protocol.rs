@@ -257,7 +257,7 @@ pub fn decode<T: DeserializeOwned + Versioned>(bytes: &[u8], cap: usize) -> Resu
     let decoder = zstd::stream::read::Decoder::new(bytes).map_err(|_| WireError::NotCompressed)?;
     let mut raw = Vec::new();
     decoder
-        .take(cap as u64 + 1)
+        .take((cap as u64).saturating_add(1))
         .read_to_end(&mut raw)
         .map_err(|_| WireError::Malformed)?;
     if raw.len() > cap {
