@@ -447,6 +447,11 @@ impl ServerProcess {
         self.child = Some(child);
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, std::process::Child::id)
+    }
+
     /// Kills the server with SIGKILL (no graceful shutdown).
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {

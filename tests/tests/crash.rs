@@ -1,6 +1,7 @@
-//! Crash safety (F1): SIGKILL the CLI again and again in the middle of a stream of durable
-//! attendance writes. After every kill the store opens, passes its integrity checks, and holds every
-//! record whose acknowledgement reached stdout.
+//! Crash safety at scale, seeded (`SONGPEI_CRASH_SEED` replays a run): hundreds of SIGKILLs of the
+//! phone during durable attendance writes (F1) and during syncs (F3), and of the server while phones
+//! sync (F1 and G3 on the server). After every kill the store opens and passes its checks; in the
+//! end nothing acknowledged is lost and nothing is doubled.
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
@@ -11,7 +12,7 @@ use rand::{Rng, SeedableRng};
 use songpei_tests::{CliPhone, id_number};
 
 /// Kills per run; each costs a process start and a few dozen fsyncs.
-const KILLS: usize = 100;
+const KILLS: usize = 300;
 
 #[test]
 fn sigkill_during_attendance_writes_loses_no_acknowledged_record() {
@@ -155,7 +156,7 @@ fn sigkill_during_sync_loses_nothing_and_doubles_nothing() {
         })
         .collect();
     phone.sync(&server.url);
-    const ROUNDS: usize = 40;
+    const ROUNDS: usize = 150;
     let mut killed_mid_sync = 0;
     for round in 0..ROUNDS {
         let day = format!("2026-03-0{}", 2 + round % 5);
@@ -194,5 +195,145 @@ fn sigkill_during_sync_loses_nothing_and_doubles_nothing() {
         server.checked_records(&class),
         ROUNDS as i64,
         "each record checked once"
+    );
+}
+
+/// The server SIGKILLed again and again while two phones sync, at a random moment of each round:
+/// before a request arrives, while it merges, after it committed but before the answer left. Each
+/// round both phones record a sign-in first. In the end, with the server left running, both phones
+/// finish syncing, and the server and a new phone hold every record exactly once.
+#[test]
+fn sigkill_of_the_server_while_phones_sync_loses_nothing_and_doubles_nothing() {
+    let seed = songpei_tests::seed("SONGPEI_CRASH_SEED");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    // Compaction every second (a class document has 16 chunks after 16 rounds), so kills also land
+    // while the server compacts (F7 on the server).
+    let mut server =
+        songpei_tests::ServerProcess::start_with_config(Some("compact_every_secs = 1"));
+    const KILLS: usize = 100;
+    let phones: Vec<(CliPhone, String, Vec<String>)> = (0..2)
+        .map(|p| {
+            let phone = CliPhone::new();
+            server.enroll(&phone, &[songpei_tests::VILLAGE_A]);
+            let class = phone.class(5, &[]);
+            let trainees: Vec<String> = (0..2)
+                .map(|i| {
+                    let t =
+                        phone.trainee("陆燕", &id_number(&format!("450802199404040{p}{i}")), &[]);
+                    phone.ok(&["enrol", &class, &t]);
+                    t
+                })
+                .collect();
+            phone.sync(&server.url);
+            (phone, class, trainees)
+        })
+        .collect();
+    let mut answered = 0;
+    let mut cut = 0;
+    for round in 0..KILLS {
+        let day = format!("2026-03-0{}", 2 + round % 5);
+        let syncs: Vec<_> = phones
+            .iter()
+            .map(|(phone, class, trainees)| {
+                phone.ok(&["attend", class, &trainees[round % 2], "--day", &day, "--in"]);
+                phone
+                    .command(&["sync", "--server", &server.url, "--timeout", "5"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("spawn sync")
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(rng.random_range(0..120)));
+        server.kill();
+        for mut child in syncs {
+            if child.wait().expect("wait").success() {
+                answered += 1;
+            } else {
+                cut += 1;
+            }
+        }
+        server.crash_and_restart();
+    }
+    eprintln!(
+        "{KILLS} server kills; {answered} syncs answered before the kill, {cut} cut off (seed {seed})"
+    );
+    assert!(cut > 0, "no sync was cut off by a kill (seed {seed})");
+    for (phone, _, _) in &phones {
+        phone.sync(&server.url);
+        let again = phone.sync(&server.url);
+        assert_eq!(again["docs_pushed"], 0, "nothing left to push: {again}");
+        phone.ok(&["check"]);
+    }
+    let other = CliPhone::new();
+    server.enroll(&other, &[songpei_tests::VILLAGE_A]);
+    other.sync(&server.url);
+    for (phone, class, _) in &phones {
+        let mine = phone.class_view(class);
+        assert_eq!(
+            mine["attendance"].as_array().map(Vec::len),
+            Some(KILLS),
+            "every record on its phone (seed {seed})"
+        );
+        assert_eq!(other.class_view(class), mine, "seed {seed}");
+        assert_eq!(
+            server.checked_records(class),
+            KILLS as i64,
+            "each record checked once (seed {seed})"
+        );
+    }
+}
+
+/// F7: SIGKILL the phone while it compacts its documents (each into one snapshot, then the old
+/// chunks go, then the file is vacuumed), round after round with new records in between. After
+/// every kill the store passes its check and holds exactly what it held before.
+#[test]
+fn sigkill_during_compaction_keeps_the_store_whole() {
+    let seed = songpei_tests::seed("SONGPEI_CRASH_SEED");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let phone = CliPhone::new();
+    let class = phone.class(5, &[]);
+    let trainees: Vec<String> = (0..3)
+        .map(|i| {
+            let t = phone.trainee("韦丽", &id_number(&format!("4508021995050500{i}")), &[]);
+            phone.ok(&["enrol", &class, &t]);
+            t
+        })
+        .collect();
+    const ROUNDS: usize = 60;
+    let mut killed = 0;
+    for round in 0..ROUNDS {
+        for i in 0..3 {
+            let day = format!("2026-03-0{}", 2 + (round + i) % 5);
+            phone.ok(&["attend", &class, &trainees[i], "--day", &day, "--in"]);
+        }
+        let before = phone.documents();
+        let mut child = phone
+            .command(&["compact"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn compact");
+        std::thread::sleep(Duration::from_micros(rng.random_range(0..60_000)));
+        if child.try_wait().expect("wait").is_none() {
+            killed += 1;
+        }
+        child.kill().ok();
+        child.wait().ok();
+        let check = phone.json(&["check"]);
+        assert_eq!(check["ok"], true, "round {round}: integrity (seed {seed})");
+        assert_eq!(
+            phone.documents(),
+            before,
+            "round {round}: the documents changed (seed {seed})"
+        );
+    }
+    eprintln!("{killed} of {ROUNDS} compactions were killed before they finished (seed {seed})");
+    assert!(killed > 0, "no compaction was interrupted (seed {seed})");
+    assert_eq!(
+        phone.class_view(&class)["attendance"]
+            .as_array()
+            .map(Vec::len),
+        Some(ROUNDS * 3)
     );
 }
