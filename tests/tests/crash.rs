@@ -303,9 +303,9 @@ fn sigkill_during_compaction_keeps_the_store_whole() {
     const ROUNDS: usize = 60;
     let mut killed = 0;
     for round in 0..ROUNDS {
-        for i in 0..3 {
+        for (i, trainee) in trainees.iter().enumerate() {
             let day = format!("2026-03-0{}", 2 + (round + i) % 5);
-            phone.ok(&["attend", &class, &trainees[i], "--day", &day, "--in"]);
+            phone.ok(&["attend", &class, trainee, "--day", &day, "--in"]);
         }
         let before = phone.documents();
         let mut child = phone
