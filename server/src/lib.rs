@@ -314,19 +314,83 @@ pub async fn run(
         })
     };
     let store = state.store.clone();
-    let result = axum::serve(
-        listener,
-        app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
-    .map_err(|e| format!("server error: {e}"));
+    let drain = state.config.request_timeout + std::time::Duration::from_secs(5);
+    serve(listener, app(state), shutdown, drain).await;
     compactor.abort();
     let _ = compactor.await;
     // The last handle on the store closes it, off the async threads: closing a PostgreSQL
     // connection blocks.
     let _ = tokio::task::spawn_blocking(move || drop(store)).await;
-    result
+    Ok(())
+}
+
+/// How long a client may take to send a request's headers, including the wait for the next
+/// request on a connection kept alive: an idle or trickling connection is closed after it. (The
+/// body is bounded by the request timeout.)
+pub const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Accepts connections until `shutdown`, then lets those open finish their requests (for at most
+/// `drain`). Each request carries its peer address for the per-address rate limits.
+async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()>,
+    drain: std::time::Duration,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(HEADER_TIMEOUT));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors, or the peer gave up before the accept: wait a
+                    // little rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let app = app.clone();
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            // hyper's header timer starts with the first byte: a connection that never sends one
+            // is closed here.
+            let mut first = [0u8; 1];
+            if !matches!(
+                tokio::time::timeout(HEADER_TIMEOUT, stream.peek(&mut first)).await,
+                Ok(Ok(1..))
+            ) {
+                return;
+            }
+            let service = hyper::service::service_fn(
+                move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                    req.extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
+                    tower::ServiceExt::oneshot(app.clone(), req)
+                },
+            );
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            // A connection that ends in an error (reset, header timeout) is the client's affair.
+            let _ = watcher.watch(conn).await;
+        });
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(drain, graceful.shutdown()).await;
 }
 
 #[cfg(test)]
