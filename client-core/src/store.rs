@@ -213,6 +213,9 @@ pub trait DocStore: Send {
     ) -> Result<()>;
     /// Documents with local changes not yet acknowledged.
     fn dirty_documents(&self) -> Result<Vec<DocId>>;
+    /// Removes these documents whatever their state (a person's erasure, which wins over any local
+    /// change), in one transaction. Their bytes are overwritten, not just unlinked.
+    fn erase_documents(&mut self, ids: &[DocId]) -> Result<()>;
     /// Removes every document of these villages — except those with local changes not yet
     /// acknowledged, which stay for recovery — and sets `meta`, in one transaction. Returns the
     /// documents removed. Their bytes are overwritten, not just unlinked.

@@ -234,6 +234,17 @@ pub fn device_revoke(at: &Storage, device: &str) -> Result<Outcome, AdminError> 
     )))
 }
 
+/// `admin erase-trainee`.
+pub fn erase_trainee(at: &Storage, trainee: &str, reason: &str) -> Result<Outcome, AdminError> {
+    let mut store = open(at)?;
+    let ids = crate::erasure::erase_trainee(&mut store, trainee, "admin-cli", reason)?;
+    Ok(Outcome::ok(format!(
+        "erased {} document(s) of trainee {}: gone from the server, and from each phone at its next sync\n",
+        ids.len(),
+        trainee.trim()
+    )))
+}
+
 /// `admin audit verify`: exit 0 when the chain is intact, 1 with the first broken entry.
 pub fn audit_verify(at: &Storage) -> Result<Outcome, AdminError> {
     let store = open(at)?;

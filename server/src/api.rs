@@ -22,7 +22,7 @@ use songpei_core::validate::IdNumber;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::AppState;
-use crate::accounts::{self, Role};
+use crate::accounts::{self, AccountError, Role};
 use crate::args;
 use crate::audit::{self, Entry};
 use crate::db::{Sql, Transact};
@@ -45,6 +45,7 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/api/v1/classes/{id}", get(class_page))
         .route("/api/v1/trainees/search", post(trainees))
         .route("/api/v1/trainees/{id}/unmask", post(unmask))
+        .route("/api/v1/trainees/{id}/erase", post(erase))
         .route("/api/v1/review", get(review_queue).post(review_decide))
         .route("/api/v1/targets", get(targets).post(import_targets))
         .route("/api/v1/reports/monthly", get(report_json))
@@ -68,6 +69,7 @@ pub fn routes() -> axum::Router<AppState> {
         class_page,
         trainees,
         unmask,
+        erase,
         review_queue,
         review_decide,
         targets,
@@ -1168,7 +1170,9 @@ async fn trainees(
         let places = Places::load(conn)?;
         let hits: Vec<(String, String, String, String)> = conn
             .query_map(
-                "SELECT id, name_masked, id_masked, village FROM p_trainees WHERE blind_index = ?1",
+                "SELECT p.id, p.name_masked, p.id_masked, p.village FROM p_trainees p
+                 JOIN docs d ON d.id = p.id
+                 WHERE p.blind_index = ?1 AND d.erased_at IS NULL",
                 args![&index],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )?
@@ -1278,6 +1282,51 @@ async fn unmask(
             name: t.name.expose().to_owned(),
             id_number: t.id_number.expose().to_owned(),
             phone: t.phone.map(|p| p.expose().to_owned()),
+        }))
+    })
+    .await
+    .map_err(|_| ApiError::Internal)?
+}
+
+/// What an erasure removed.
+#[derive(Serialize, ToSchema)]
+pub struct ErasedDocs {
+    /// The documents erased: the trainee's, and their household's when no one else was in it.
+    docs: Vec<String>,
+}
+
+/// Erases a trainee's personal data on request (district admins only): gone from the server now,
+/// from every phone at its next sync. The reason is kept in the audit log.
+#[utoipa::path(post, path = "/api/v1/trainees/{id}/erase", request_body = UnmaskRequest,
+    responses((status = 200, body = ErasedDocs), (status = 400), (status = 403), (status = 404)))]
+async fn erase(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Json<UnmaskRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<ErasedDocs>, ApiError> {
+    let Json(req) = body.map_err(|_| ApiError::BadRequest("the body is not a reason".into()))?;
+    let s = state.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut store = s.store.lock().map_err(|_| ApiError::Internal)?;
+        let session = session(&s, store.conn(), &headers)?;
+        admin_only(&session)?;
+        let ids = crate::erasure::erase_trainee(
+            &mut store,
+            &id,
+            &format!("account:{}", session.username),
+            &req.reason,
+        )
+        .map_err(|e| match e {
+            AccountError::Invalid { field, problem } => ApiError::Invalid {
+                field: field.into(),
+                message: problem.into(),
+            },
+            AccountError::NotFound(what) => ApiError::NotFound(format!("no such {what}")),
+            other => other.into(),
+        })?;
+        Ok(Json(ErasedDocs {
+            docs: ids.iter().map(ToString::to_string).collect(),
         }))
     })
     .await

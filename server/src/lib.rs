@@ -12,6 +12,7 @@ pub mod audit;
 mod auth;
 pub mod config;
 pub mod db;
+pub mod erasure;
 pub mod error;
 pub mod loopback;
 mod projection;

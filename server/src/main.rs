@@ -121,6 +121,16 @@ enum AdminCommand {
         #[command(subcommand)]
         command: DeviceCommand,
     },
+    /// Erases a trainee's personal data on request: from the server now, from every phone at its
+    /// next sync. Attendance and payments stay under the trainee's id; the audit keeps the event.
+    EraseTrainee {
+        /// The trainee's id.
+        #[arg(long)]
+        trainee: String,
+        /// Why (kept in the audit log; no personal data here).
+        #[arg(long)]
+        reason: String,
+    },
     /// The audit log.
     Audit {
         #[command(subcommand)]
@@ -273,6 +283,7 @@ fn admin(data: &songpei_server::admin::Storage, command: AdminCommand) -> ExitCo
         AdminCommand::Device {
             command: DeviceCommand::Revoke { device },
         } => a::device_revoke(data, &device),
+        AdminCommand::EraseTrainee { trainee, reason } => a::erase_trainee(data, &trainee, &reason),
         AdminCommand::Audit {
             command: AuditCommand::Verify,
         } => a::audit_verify(data),

@@ -24,6 +24,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("migrations/004_signin.sql")),
     (5, include_str!("migrations/005_district_office.sql")),
     (6, include_str!("migrations/006_subsidy_lookups.sql")),
+    (7, include_str!("migrations/007_erasure.sql")),
 ];
 
 /// `kind, district, village, snapshot, ops, chunk_count, next_seq` of a stored document.
@@ -130,7 +131,8 @@ impl ServerStore {
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = FULL;
              PRAGMA foreign_keys = ON;
-             PRAGMA busy_timeout = 5000;",
+             PRAGMA busy_timeout = 5000;
+             PRAGMA secure_delete = ON;",
         )?;
         songpei_core::store::apply_migrations(&mut conn, MIGRATIONS, i64::MAX)?;
         Ok(Self::with(Db::Sqlite(conn), cache_docs))
@@ -194,7 +196,7 @@ impl ServerStore {
     fn load(&self, id: DocId) -> Result<Option<LoadedDoc>, DbError> {
         let row: Option<DocRow> = self.conn().query_opt(
             "SELECT kind, district, village, snapshot, ops, chunk_count, next_seq FROM docs
-             WHERE id = ?1",
+             WHERE id = ?1 AND erased_at IS NULL",
             args![id.to_string()],
             |r| {
                 Ok((
@@ -280,6 +282,76 @@ impl ServerStore {
             }
             (hash, a)
         }))
+    }
+
+    /// Whether the document was erased (see [`Self::erase`]).
+    pub(crate) fn is_erased(&self, id: DocId) -> Result<bool, DbError> {
+        Ok(self
+            .conn()
+            .query_opt(
+                "SELECT 1 FROM docs WHERE id = ?1 AND erased_at IS NOT NULL",
+                args![id.to_string()],
+                |r| r.get::<i64>(0),
+            )?
+            .is_some())
+    }
+
+    /// Erases documents: their content, chunks and conflicts go, and a trainee's projected row
+    /// keeps nothing that identifies the person. The document's row stays (emptied, with the time)
+    /// so that pushes of it are refused and phones learn of it from a new feed entry. What the
+    /// subsidy accounting needs stays under the random id: the household's poverty status (the
+    /// allowance of days already recorded) and the blind index (the yearly cap on subsidised
+    /// places, which counts a person across villages). The audit entries go in the same
+    /// transaction. On SQLite the freed pages are zeroed and the WAL emptied after, so the data
+    /// does not linger in the files.
+    pub(crate) fn erase(
+        &mut self,
+        ids: &[DocId],
+        audit: &[crate::audit::Entry],
+        now_ms: i64,
+    ) -> Result<(), DbError> {
+        let empty = encode_heads(&[]);
+        self.db.transaction(|tx| -> Result<(), DbError> {
+            for id in ids {
+                let id = id.to_string();
+                let village: String = tx.query_row(
+                    "UPDATE docs SET snapshot = NULL, heads = ?2, ops = 0, chunk_count = 0,
+                     next_seq = next_seq + 1, erased_at = ?3
+                     WHERE id = ?1 RETURNING village",
+                    args![&id, &empty, now_ms],
+                    |r| r.get(0),
+                )?;
+                for sql in [
+                    "DELETE FROM chunks WHERE doc_id = ?1",
+                    "DELETE FROM p_conflicts WHERE doc_id = ?1",
+                    "UPDATE p_trainees SET name_masked = '（已删除）', id_masked = '（已删除）',
+                     phone_masked = NULL, sex = NULL, birth_year = NULL, key_groups = '[]'
+                     WHERE id = ?1",
+                ] {
+                    tx.execute(sql, args![&id])?;
+                }
+                let feed_seq: i64 = tx.query_row(
+                    "INSERT INTO villages (code, last_seq) VALUES (?1, 1)
+                     ON CONFLICT (code) DO UPDATE SET last_seq = villages.last_seq + 1
+                     RETURNING last_seq",
+                    args![&village],
+                    |r| r.get(0),
+                )?;
+                tx.execute(
+                    "INSERT INTO feed (village, seq, doc_id, heads) VALUES (?1, ?2, ?3, ?4)",
+                    args![&village, feed_seq, &id, &empty],
+                )?;
+            }
+            crate::audit::append(tx, now_ms, audit)
+        })?;
+        for id in ids {
+            self.evict(*id);
+        }
+        if let Db::Sqlite(conn) = &self.db {
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                .map_err(DbError::from)?;
+        }
+        Ok(())
     }
 
     /// Writes every merged document, its feed entry and projection, and the request record (none

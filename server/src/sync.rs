@@ -361,6 +361,14 @@ fn merge_in_memory(
             .doc(id)?
             .map(|l| (l.district.clone(), l.village.clone(), l.doc.get_heads()));
         let existing = stored.is_some();
+        if !existing && store.is_erased(id)? {
+            // Erased on the server: nothing of it comes back; the phone removes its copy.
+            acks.push(Ack {
+                outcome: AckOutcome::Erased,
+                server_heads: Vec::new(),
+            });
+            continue;
+        }
         if let Some((district, village, _)) = &stored
             && (*district != req.district || !villages.contains(village))
         {
@@ -527,6 +535,13 @@ fn pull(
                 None => store.heads_at(&c.village, *id, from)?,
             };
             let Some(loaded) = store.doc(*id)? else {
+                if store.is_erased(*id)? {
+                    docs.push(DocUpdate {
+                        doc: id.uuid(),
+                        payload: Payload::Erased,
+                        heads: Vec::new(),
+                    });
+                }
                 seq = *last;
                 continue;
             };
@@ -545,6 +560,7 @@ fn pull(
                 };
                 used += match &payload {
                     Payload::Snapshot(b) | Payload::Changes(b) => b.len(),
+                    Payload::Erased => 0,
                 };
                 if matches!(loaded.kind, DocKind::Trainee | DocKind::Household) {
                     personal.push(id.to_string());

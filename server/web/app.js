@@ -31,6 +31,9 @@ const WORDS = {
     path: '字段', winner: '当前值', values: '各方的值', lookup: '按身份证号查询', find: '查询',
     unmask: '查看完整信息', unmaskTitle: '查看完整个人信息', unmaskHint:
       '查看身份证号、姓名、电话需说明用途（至少4个字），此次查看将记入审计日志。',
+    erase: '删除个人信息', eraseTitle: '删除该学员的个人信息', eraseHint:
+      '姓名、身份证号、电话等将立即从服务器删除，各村手机下次同步时删除，无法恢复。考勤和补贴记录以匿名编号保留。请填写依据（至少4个字），将记入审计日志。',
+    erased: '已删除该学员的个人信息。',
     phone: '电话', close: '关闭', noHits: '没有找到该身份证号的学员', reviewEmpty: '没有待审核事项',
     flag: '预警', conflict: '冲突', class: '班级', day: '日期', trainee: '学员', item: '事项',
     viewerOnly: '只有区县管理员可以审核', region: '区域', year: '年份', personTimes: '人次',
@@ -73,6 +76,9 @@ const WORDS = {
     lookup: 'Find by ID number', find: 'Find', unmask: 'Show in full', unmaskTitle:
       'Show personal data in full', unmaskHint:
       'Say why you need the ID number, name and phone (at least 4 characters). This is kept in the audit log.',
+    erase: 'Erase personal data', eraseTitle: 'Erase this trainee\'s personal data', eraseHint:
+      'Name, ID number and phone go from the server now and from the village phones at their next sync; this cannot be undone. Attendance and subsidy records stay under an anonymous id. Give the grounds (at least 4 characters); they are kept in the audit log.',
+    erased: 'The trainee\'s personal data was erased.',
     phone: 'Phone', close: 'Close', noHits: 'No trainee has this ID number', reviewEmpty:
       'Nothing waits for review', flag: 'Flag', conflict: 'Conflict', class: 'Class', day: 'Day',
     trainee: 'Trainee', item: 'Item', viewerOnly: 'Only a district admin may decide',
@@ -668,7 +674,12 @@ function traineeCard(h) {
   return el('div', { class: 'hit' },
     el('dl', { class: 'facts' }, fact(t('name'), h.name_masked), fact(t('idNumber'), el('span', { class: 'mono' }, h.id_masked)),
       fact(t('village'), h.village_name)),
-    el('button', { type: 'button', class: 'unmask', onclick: () => unmaskDialog(h) }, t('unmask')),
+    el('div', { class: 'actions' },
+      el('button', { type: 'button', class: 'unmask', onclick: () => unmaskDialog(h) }, t('unmask')),
+      el('button', {
+        type: 'button', class: 'erase no', disabled: !(me && me.role === 'district_admin'),
+        title: me && me.role === 'district_admin' ? null : t('viewerOnly'), onclick: (e) => eraseDialog(h, e.target.closest('.hit')),
+      }, t('erase'))),
     table([t('class'), t('firstDay'), t('subsidyRule')], h.classes.map((c) => el('tr', {},
       el('td', {}, el('a', { href: '#/class/' + encodeURIComponent(c.class_id) }, c.title)),
       el('td', {}, c.first_day), el('td', {}, code('decision', c.decision))))));
@@ -696,6 +707,30 @@ function unmaskDialog(h) {
   el('label', { for: 'unmask-reason' }, t('reason')), reason, msg, shown,
   el('div', { class: 'buttons' }, el('button', { type: 'button', onclick: closeDialog }, t('close')),
     el('button', { type: 'submit', class: 'primary' }, t('confirm'))));
+  openDialog(form);
+  reason.focus();
+}
+
+function eraseDialog(h, card) {
+  const reason = el('input', { id: 'erase-reason', required: true, maxlength: 200, size: 40 });
+  const msg = el('p', { class: 'error', role: 'alert' });
+  const form = el('form', {
+    onsubmit: async (e) => {
+      e.preventDefault();
+      msg.textContent = '';
+      try {
+        await api('/api/v1/trainees/' + encodeURIComponent(h.trainee_id) + '/erase', { method: 'POST', json: { reason: reason.value } });
+        closeDialog();
+        card.replaceChildren(el('p', { class: 'erased' }, t('erased')));
+      } catch (err) {
+        msg.textContent = explain(err);
+      }
+    },
+  },
+  el('h2', {}, t('eraseTitle')), el('p', { class: 'muted' }, t('eraseHint')),
+  el('label', { for: 'erase-reason' }, t('reason')), reason, msg,
+  el('div', { class: 'buttons' }, el('button', { type: 'button', onclick: closeDialog }, t('cancel')),
+    el('button', { type: 'submit', class: 'no' }, t('erase'))));
   openDialog(form);
   reason.focus();
 }

@@ -447,6 +447,11 @@ impl ServerProcess {
         self.child = Some(child);
     }
 
+    /// The PostgreSQL database's URL, when the server runs on one.
+    pub fn database_url(&self) -> Option<&str> {
+        self.database_url.as_deref()
+    }
+
     /// The server's process id.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map_or(0, std::process::Child::id)

@@ -667,7 +667,75 @@ fn i5_a_rate_changed_mid_class_pays_each_day_at_the_rate_of_that_day(
     assert_eq!(cli["allowance"]["total_fen"], 28_000, "{cli}");
 }
 
+/// Row J3 over the office API: only a district admin erases, with a reason; afterwards the ID
+/// number finds no one, and a second erasure finds nothing to erase. (`tests/tests/erasure.rs`
+/// follows an erasure through the phones.)
+fn the_office_erases_a_trainee_over_the_api(start: &dyn Fn(Option<&str>) -> ServerProcess) {
+    let server = start(None);
+    let admin_pw = account(&server, "office", "district_admin");
+    let viewer_pw = account(&server, "reader", "district_viewer");
+    let phone = CliPhone::new();
+    server.enroll(&phone, &[VILLAGE_A]);
+    let id = id_number("45080219870707001");
+    let t = phone.trainee("蒙桂兰", &id, &["--poverty", "脱贫户"]);
+    phone.ok(&["sync"]);
+    let path = format!("/api/v1/trainees/{t}/erase");
+    let mut viewer = Browser::new(&server.url);
+    assert_eq!(viewer.login("reader", &viewer_pw).status, 200);
+    let r = viewer.json(&path, serde_json::json!({"reason": "本人申请删除"}));
+    assert_eq!(r.status, 403, "{}", r.json);
+    let mut b = Browser::new(&server.url);
+    assert_eq!(b.login("office", &admin_pw).status, 200);
+    let r = b.json(&path, serde_json::json!({"reason": "删"}));
+    assert_eq!(
+        (r.status, r.json["field"].as_str()),
+        (400, Some("reason")),
+        "{}",
+        r.json
+    );
+    let r = b.json(
+        "/api/v1/trainees/search",
+        serde_json::json!({"id_number": id}),
+    );
+    assert_eq!(r.json.as_array().map(Vec::len), Some(1), "found before");
+    let r = b.json(
+        &path,
+        serde_json::json!({"reason": "本人书面申请删除个人信息"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.json);
+    assert_eq!(
+        r.json["docs"].as_array().map(Vec::len),
+        Some(2),
+        "{}",
+        r.json
+    );
+    let r = b.json(
+        "/api/v1/trainees/search",
+        serde_json::json!({"id_number": id}),
+    );
+    assert_eq!(r.json, serde_json::json!([]), "the ID number finds no one");
+    let r = b.json(
+        &path,
+        serde_json::json!({"reason": "本人书面申请删除个人信息"}),
+    );
+    assert_eq!(r.status, 404, "{}", r.json);
+    let r = b.json(
+        &format!("/api/v1/trainees/{t}/unmask"),
+        serde_json::json!({"reason": "核对生活费补贴发放名单"}),
+    );
+    assert_eq!(r.status, 404, "nothing to unmask: {}", r.json);
+    assert!(
+        audit_actions(&server)
+            .iter()
+            .any(|(actor, action, detail)| actor == "account:office"
+                && action == "erase_personal"
+                && detail.contains(&t)),
+        "audited"
+    );
+}
+
 songpei_tests::on_every_database!(
+    the_office_erases_a_trainee_over_the_api,
     the_district_office_reviews_pays_and_reports_through_the_api,
     a_conflict_between_two_phones_waits_for_review_and_leaves_the_queue_once_decided,
     i5_a_rate_changed_mid_class_pays_each_day_at_the_rate_of_that_day,

@@ -184,6 +184,23 @@ test('the English switch', async () => {
   await page.locator('#nav a:text("概览")').waitFor();
 });
 
+test('a trainee\'s personal data is erased on request; the ID number then finds no one', async () => {
+  await page.click('#nav a[data-page=trainees]');
+  await page.fill('#id-number', demo.TRAINEE_ID_NUMBER);
+  await page.click('#page-trainees button[type=submit]');
+  const hit = page.locator('#trainee-hits .hit');
+  await hit.waitFor();
+  await hit.locator('button.erase').click();
+  await page.fill('#erase-reason', '删');
+  await page.click('#dialog button[type=submit]');
+  await page.locator('#dialog [role=alert]', { hasText: 'reason' }).waitFor();
+  await page.fill('#erase-reason', '本人书面申请删除个人信息');
+  await page.click('#dialog button[type=submit]');
+  await page.locator('#trainee-hits .erased').waitFor();
+  await page.click('#page-trainees button[type=submit]');
+  await page.getByText('没有找到该身份证号的学员').waitFor();
+});
+
 test('no script error and no refused load on any page', () => {
   assert.deepEqual(problems, []);
 });

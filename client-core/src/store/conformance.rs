@@ -946,6 +946,46 @@ pub(super) fn drop_villages_keeps_unacknowledged_documents<S: DocStore>(s: &mut 
     );
 }
 
+pub(super) fn erase_documents_removes_them_even_with_local_changes<S: DocStore>(s: &mut S) {
+    let t = TraineeId::random();
+    let h = HouseholdId::random();
+    let c = ClassId::random();
+    s.write(&[
+        class_write(
+            class_row(c, V1, ClassStatus::Planned, "2026-03-02", &[t]),
+            some(&[1]),
+        ),
+        write(
+            t,
+            some(&[3]),
+            IndexRow::Trainee(trainee_row(t, 7, Some(h))),
+            true,
+        ),
+        write(
+            h,
+            some(&[4]),
+            IndexRow::Household(household_row(h, PovertyStatus::Lifted)),
+            false,
+        ),
+    ])
+    .expect("write");
+    s.erase_documents(&[t.into(), h.into()]).expect("erase");
+    for id in [DocId::from(t), h.into()] {
+        assert_eq!(s.load(id).expect("load"), None);
+        assert_eq!(s.sync_mark(id).expect("mark"), SyncMark::default());
+    }
+    assert!(s.trainee_rows(&[t]).expect("rows").is_empty());
+    assert_eq!(s.trainee_by_blind_index(&[7; 16]).expect("blind"), None);
+    assert_eq!(s.household_row(h).expect("row"), None);
+    assert!(
+        s.dirty_documents().expect("dirty").is_empty(),
+        "the local change went too"
+    );
+    assert!(s.class_row(c).expect("row").is_some(), "the class stays");
+    // Erasing what is not there is nothing.
+    s.erase_documents(&[t.into()]).expect("again");
+}
+
 /// Instantiates every check for one backend. `$new` returns `(guard, store)`; the guard keeps
 /// whatever the store needs (a temporary directory) alive for the test.
 macro_rules! backend_suite {
@@ -969,6 +1009,7 @@ macro_rules! backend_suite {
                 acking_an_unknown_document_stores_nothing,
                 documents_lists_every_document_once,
                 drop_villages_keeps_unacknowledged_documents,
+                erase_documents_removes_them_even_with_local_changes,
             );
         }
     };

@@ -247,6 +247,13 @@ impl DocStore for MemoryDocStore {
         Ok(ids)
     }
 
+    fn erase_documents(&mut self, ids: &[DocId]) -> Result<()> {
+        for id in ids {
+            self.docs.remove(id);
+        }
+        Ok(())
+    }
+
     fn drop_villages(
         &mut self,
         villages: &[VillageCode],

@@ -601,6 +601,25 @@ impl DocStore for SqliteDocStore {
         Ok(rows)
     }
 
+    fn erase_documents(&mut self, ids: &[DocId]) -> Result<()> {
+        self.conn.pragma_update(None, "secure_delete", "ON")?;
+        let result = (|| {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            delete_documents(&tx, ids)?;
+            tx.commit()?;
+            Ok::<_, Error>(())
+        })();
+        self.conn.pragma_update(None, "secure_delete", "OFF")?;
+        result?;
+        if !ids.is_empty() {
+            self.conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        }
+        Ok(())
+    }
+
     fn drop_villages(
         &mut self,
         villages: &[VillageCode],
@@ -626,21 +645,7 @@ impl DocStore for SqliteDocStore {
                     ids.extend(rows);
                 }
             }
-            for id in &ids {
-                let id = id.to_string();
-                for sql in [
-                    "DELETE FROM conflicts WHERE doc_id = ?1",
-                    "DELETE FROM enrolments WHERE class_id = ?1",
-                    "DELETE FROM classes WHERE id = ?1",
-                    "DELETE FROM trainees WHERE id = ?1",
-                    "DELETE FROM households WHERE id = ?1",
-                    "DELETE FROM chunks WHERE doc_id = ?1",
-                    "DELETE FROM sync_marks WHERE doc_id = ?1",
-                    "DELETE FROM docs WHERE id = ?1",
-                ] {
-                    tx.execute(sql, [&id])?;
-                }
-            }
+            delete_documents(&tx, &ids)?;
             for (k, v) in meta {
                 set_meta_value(&tx, k, v)?;
             }
@@ -655,4 +660,24 @@ impl DocStore for SqliteDocStore {
         }
         Ok(ids)
     }
+}
+
+/// Deletes documents with their index rows, conflicts, chunks and sync marks.
+fn delete_documents(tx: &rusqlite::Transaction<'_>, ids: &[DocId]) -> Result<()> {
+    for id in ids {
+        let id = id.to_string();
+        for sql in [
+            "DELETE FROM conflicts WHERE doc_id = ?1",
+            "DELETE FROM enrolments WHERE class_id = ?1",
+            "DELETE FROM classes WHERE id = ?1",
+            "DELETE FROM trainees WHERE id = ?1",
+            "DELETE FROM households WHERE id = ?1",
+            "DELETE FROM chunks WHERE doc_id = ?1",
+            "DELETE FROM sync_marks WHERE doc_id = ?1",
+            "DELETE FROM docs WHERE id = ?1",
+        ] {
+            tx.execute(sql, [&id])?;
+        }
+    }
+    Ok(())
 }

@@ -347,6 +347,29 @@ impl<S: DocStore> Phone<S> {
             ..SyncRound::default()
         };
 
+        // 0. Documents erased on the server (a person's erasure) leave the phone, with whatever
+        //    this phone changed in them since: the erasure wins over any edit.
+        let erased: Vec<DocId> = resp
+            .docs
+            .iter()
+            .filter(|u| u.payload == Payload::Erased)
+            .map(|u| DocId::from(crate::ids::ClassId::from(u.doc)))
+            .chain(
+                resp.acks
+                    .iter()
+                    .zip(&pending.pushed)
+                    .filter(|(a, _)| a.outcome == AckOutcome::Erased)
+                    .map(|(_, (id, _))| *id),
+            )
+            .collect();
+        if !erased.is_empty() {
+            self.store.erase_documents(&erased)?;
+            for id in &erased {
+                self.cache.remove(*id);
+            }
+            round.left_phone += erased.len();
+        }
+
         // 1. Merge what arrived, in memory, projecting each document while it is at hand (a
         //    response may hold more documents than the cache keeps).
         let mut merged: Vec<DocId> = Vec::new();
@@ -357,6 +380,7 @@ impl<S: DocStore> Phone<S> {
         for update in resp.docs {
             let id = DocId::from(crate::ids::ClassId::from(update.doc));
             let incoming = match &update.payload {
+                Payload::Erased => continue,
                 Payload::Snapshot(b) => Ok(Incoming::Document(b)),
                 Payload::Changes(b) => unpack(b, &[], PULL_CAPS)
                     .map(|p| Incoming::Changes(p.changes))
@@ -434,6 +458,7 @@ impl<S: DocStore> Phone<S> {
                     round.held += 1;
                     continue;
                 }
+                AckOutcome::Erased => continue,
                 AckOutcome::MissingBase => {
                     round.missing_base += 1;
                     round.more |= !pending.waiting.contains(&id);

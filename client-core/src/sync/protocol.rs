@@ -122,6 +122,9 @@ pub enum AckOutcome {
     /// Not merged: the document's village is no longer one of the device's. The phone keeps the
     /// document, unsynced, for recovery.
     OutOfScope,
+    /// The document was erased on the server: nothing was applied, and the phone removes its copy
+    /// (with what it changed since).
+    Erased,
 }
 
 /// The server's answer for one pushed document. Acks come in the order of the pushes, so they do
@@ -142,6 +145,8 @@ pub enum Payload {
     Snapshot(Vec<u8>),
     /// Raw change chunks the phone lacks.
     Changes(Vec<u8>),
+    /// The document was erased on the server (a person's erasure): the phone removes its copy.
+    Erased,
 }
 
 /// A document new or changed in the phone's villages.
