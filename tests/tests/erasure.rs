@@ -35,7 +35,7 @@ fn report(server: &ServerProcess) -> serde_json::Value {
         "{}",
         String::from_utf8_lossy(&done.stderr)
     );
-    let mut r: serde_json::Value =
+    let r: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&out).expect("read")).expect("json");
     std::fs::remove_file(&out).ok();
     let mut places: Vec<serde_json::Value> = r["places"].as_array().cloned().unwrap_or_default();
