@@ -236,6 +236,9 @@ pub struct ServerProcess {
     config: Option<PathBuf>,
     database_url: Option<String>,
     _dir: Option<tempfile::TempDir>,
+    /// When set, the server runs with this cap on the size of any file it writes (KiB), and
+    /// writes past it fail (EFBIG) as on a full disk.
+    file_size_limit_kb: Option<u64>,
 }
 
 impl ServerProcess {
@@ -272,6 +275,7 @@ impl ServerProcess {
             config,
             database_url: database_url.map(str::to_owned),
             _dir: Some(dir),
+            file_size_limit_kb: None,
         };
         s.admin_ok(&["init", "--district", DISTRICT, "--name", "港北区"]);
         for v in [VILLAGE_A, VILLAGE_B] {
@@ -295,6 +299,7 @@ impl ServerProcess {
             config: self.config.clone(),
             database_url: self.database_url.clone(),
             _dir: None,
+            file_size_limit_kb: None,
         };
         s.spawn();
         s
@@ -396,9 +401,28 @@ impl ServerProcess {
         v["device_id"].as_str().expect("device id").to_owned()
     }
 
+    /// Stops the server and starts it again with every file it writes capped at `kb` KiB (a disk
+    /// that fills up), or without a cap (`None`).
+    pub fn restart_with_file_size_limit(&mut self, kb: Option<u64>) {
+        self.stop();
+        self.file_size_limit_kb = kb;
+        self.spawn();
+    }
+
     fn spawn(&mut self) {
         use std::io::BufRead;
-        let mut cmd = Command::new(binary("songpei-server"));
+        let mut cmd = match self.file_size_limit_kb {
+            // RLIMIT_FSIZE, with SIGXFSZ ignored (an ignored signal stays ignored across exec), so
+            // a write past the cap fails with EFBIG instead of killing the process.
+            Some(kb) => {
+                let mut c = Command::new("bash");
+                c.args(["-c", "trap '' XFSZ; ulimit -f \"$0\"; exec \"$@\""])
+                    .arg(kb.to_string())
+                    .arg(binary("songpei-server"));
+                c
+            }
+            None => Command::new(binary("songpei-server")),
+        };
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(&self.data)
             // Kept for the scan: the level a deployment runs at, and every request's trace.

@@ -198,3 +198,60 @@ fn a_slow_link_pulls_in_pages_and_a_break_resumes_from_the_last_page() {
         Some(40)
     );
 }
+
+/// G2, reordering: the phone's first sync request is held in the network past the phone's
+/// timeout, so the phone gives up on it and sends it again, then records more and syncs once more,
+/// and only then does the held request reach the server: the oldest request arrives last. It changes nothing: each record
+/// is on the server once, the phone has nothing left to push, and another phone sees the same.
+#[test]
+fn a_request_that_arrives_after_later_ones_changes_nothing() {
+    let server = ServerProcess::start();
+    let mut syncs = 0;
+    let proxy = FaultProxy::start(
+        &server.url,
+        move |_, request| {
+            if !request.starts_with(b"POST /v1/sync ") {
+                return Fault::Pass;
+            }
+            syncs += 1;
+            if syncs == 1 {
+                Fault::Delay(2_500)
+            } else {
+                Fault::Pass
+            }
+        },
+        None,
+        seed(),
+    );
+    let phone = CliPhone::new();
+    server.enroll(&phone, &[VILLAGE_A]);
+    let class = phone.class(5, &[]);
+    let t = phone.trainee("农海燕", &id_number("45080219970707001"), &[]);
+    phone.ok(&["enrol", &class, &t]);
+    phone.ok(&["attend", &class, &t, "--day", "2026-03-02", "--in"]);
+    // The phone gives up on the held request after a second and tries again at once.
+    let sent = std::time::Instant::now();
+    phone.ok(&["sync", "--server", &proxy.url, "--timeout", "1"]);
+    phone.ok(&["attend", &class, &t, "--day", "2026-03-03", "--in"]);
+    phone.ok(&["sync", "--server", &proxy.url]);
+    assert!(
+        sent.elapsed() < std::time::Duration::from_millis(2_400),
+        "the later syncs were done before the held request arrived"
+    );
+    // The held request reaches the server now, after the later ones.
+    std::thread::sleep(std::time::Duration::from_millis(3_000));
+    assert_eq!(
+        proxy.counts().get(&Fault::Delay(2_500)),
+        Some(&1),
+        "one request was held"
+    );
+    assert_eq!(server.checked_records(&class), 2, "each record once");
+    assert_eq!(phone.sync(&server.url)["docs_pushed"], 0);
+    let other = CliPhone::new();
+    server.enroll(&other, &[VILLAGE_A]);
+    other.sync(&server.url);
+    let mine = phone.class_view(&class);
+    assert_eq!(mine["attendance"].as_array().map(Vec::len), Some(2));
+    assert_eq!(other.class_view(&class), mine);
+    assert!(server.admin_ok(&["audit", "verify"]).contains("intact"));
+}
