@@ -91,3 +91,74 @@ fn idle_and_trickling_connections_are_cut_off_and_phones_still_sync() {
     assert_eq!(again["docs_pushed"], 0, "{again}");
     assert!(!class.is_empty());
 }
+
+/// Row B1 with a chunked body: one that never ends is cut off by the request timeout (408), and one
+/// that runs past the body cap (64 KiB here) is refused with 413 while it is still being sent, and
+/// the server stops reading it.
+#[test]
+fn chunked_bodies_without_end_or_past_the_cap_are_refused() {
+    let server = ServerProcess::start_with_config(Some(
+        "request_timeout_secs = 2\n[limits]\nmax_body_bytes = 65536\n",
+    ));
+    let dev = server.raw_device(&[VILLAGE_A]);
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    let head = format!(
+        "POST /v1/sync HTTP/1.1\r\nHost: songpei\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/vnd.songpei.sync.v1+postcard\r\n\
+         Transfer-Encoding: chunked\r\n\r\n",
+        dev.token
+    );
+    let status_of = |s: &mut TcpStream| -> String {
+        let mut buf = [0u8; 512];
+        let n = s.read(&mut buf).unwrap_or(0);
+        String::from_utf8_lossy(&buf[..n])
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    };
+
+    // Never ends: one chunk, then silence.
+    let mut s = TcpStream::connect(&addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    s.write_all(head.as_bytes()).expect("head");
+    s.write_all(b"400\r\n").expect("chunk size");
+    s.write_all(&[0u8; 0x400]).expect("chunk");
+    s.write_all(b"\r\n").expect("chunk end");
+    let t = Instant::now();
+    let status = status_of(&mut s);
+    assert!(status.contains(" 408 "), "{status}");
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "cut off by the timeout"
+    );
+
+    // Past the cap: chunks keep coming; the answer comes while they do.
+    let mut s = TcpStream::connect(&addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    s.set_write_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    s.write_all(head.as_bytes()).expect("head");
+    let mut sent = 0usize;
+    let chunk = [7u8; 0x1000];
+    // The kernel's buffers take a few MiB whatever the server does; past them, writes fail once
+    // the server has answered and closed.
+    while sent < 64 << 20 {
+        let ok = s.write_all(b"1000\r\n").is_ok()
+            && s.write_all(&chunk).is_ok()
+            && s.write_all(b"\r\n").is_ok();
+        if !ok {
+            break;
+        }
+        sent += chunk.len();
+    }
+    let status = status_of(&mut s);
+    eprintln!("B1: a chunked body was refused with '{status}' after {sent} bytes were sent");
+    assert!(status.contains(" 413 "), "{status}");
+    assert!(
+        sent < 4 << 20,
+        "the server stopped reading long before 4 MiB"
+    );
+}

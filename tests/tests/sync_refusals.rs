@@ -390,3 +390,77 @@ fn postcard_bytes(r: &SyncRequest) -> Vec<u8> {
 fn zstd_decompress(b: &[u8]) -> Vec<u8> {
     zstd::bulk::decompress(b, 1 << 20).expect("decompress")
 }
+
+/// POSTs JSON over a plain socket, not minding a server that answers (and closes) before it has
+/// read the whole body; returns the status and the response body.
+fn raw_post(url: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(url.trim_start_matches("http://")).expect("connect");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .expect("timeout");
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: songpei\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = s
+        .write_all(head.as_bytes())
+        .and_then(|()| s.write_all(body));
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.as_bytes().to_vec())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Row A11: JSON bodies nested 100,000 deep, with numbers of 10,000 digits, or sent under another
+/// content type, get a 4xx with a code on every JSON route that takes a body; the server stays up.
+#[test]
+fn deeply_nested_and_huge_json_is_refused_and_the_server_stays_up() {
+    let server = ServerProcess::start();
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let deep_object = format!(
+        "{{\"reason\":{}1{}}}",
+        "{\"a\":".repeat(50_000),
+        "}".repeat(50_000)
+    );
+    let huge = format!("{{\"code\":{}}}", "9".repeat(10_000));
+    for path in [
+        "/v1/enroll",
+        "/v1/auth/token",
+        "/v1/cards",
+        "/api/v1/login",
+        "/api/v1/trainees/search",
+        "/api/v1/review",
+    ] {
+        for body in [
+            deep.as_str(),
+            deep_object.as_str(),
+            huge.as_str(),
+            "\u{0}not json",
+        ] {
+            let (status, answer) = raw_post(&server.url, path, body.as_bytes());
+            let code = serde_json::from_slice::<serde_json::Value>(&answer)
+                .ok()
+                .and_then(|v| v["code"].as_str().map(str::to_owned))
+                .unwrap_or_default();
+            assert!(
+                (400..500).contains(&status) && !code.is_empty(),
+                "{path}: {status} {}",
+                String::from_utf8_lossy(&answer)
+            );
+        }
+    }
+    let health = ureq::get(format!("{}/healthz", server.url))
+        .call()
+        .expect("healthz");
+    assert_eq!(health.status().as_u16(), 200, "the server is still up");
+}
