@@ -464,3 +464,74 @@ fn deeply_nested_and_huge_json_is_refused_and_the_server_stays_up() {
         .expect("healthz");
     assert_eq!(health.status().as_u16(), 200, "the server is still up");
 }
+
+/// Row D6: a coordinator's phone writes a role and a scope into a document it may write. Whatever
+/// becomes of that document, the device gains nothing: its writes to another village are still
+/// refused, the office API does not take its token, and its account is as it was.
+#[test]
+fn a_role_or_scope_written_in_a_document_gives_no_authority() {
+    use automerge::transaction::Transactable;
+    let server = ServerProcess::start();
+    let mut dev = server.raw_device(&[VILLAGE_A]);
+    let actor = dev.phone.profile().actor.clone();
+    let (id, _) = class_changes(&mut dev, VILLAGE_A);
+    let bytes = dev
+        .phone
+        .document_bytes(songpei_core::ids::DocId::from(
+            songpei_core::ids::ClassId::from(id),
+        ))
+        .expect("read")
+        .expect("stored");
+    let mut doc = Automerge::load(&bytes)
+        .expect("load")
+        .with_actor(actor.clone());
+    let mut tx = doc.transaction();
+    tx.put(ROOT, "role", "district_admin").ok();
+    tx.put(ROOT, "villages", VILLAGE_B).ok();
+    tx.put(ROOT, "scope", "450802").ok();
+    tx.commit();
+    let claimed = dev.sync(&encode(&request(&dev, vec![push(id, doc.save_after(&[]))])));
+    eprintln!(
+        "D6: the document with a role and a scope was answered {} {}",
+        claimed.status, claimed.code
+    );
+    assert_ne!(claimed.status, 500);
+
+    let other = uuid::Uuid::new_v4();
+    let other_changes = raw_doc(&actor, |tx| {
+        tx.put(ROOT, "kind", "class").ok();
+        tx.put(ROOT, "schema", 1u64).ok();
+        tx.put(ROOT, "id", other.to_string()).ok();
+        tx.put(ROOT, "district", "450802").ok();
+        tx.put(ROOT, "village", VILLAGE_B).ok();
+    });
+    let refused = dev.sync(&encode(&request(&dev, vec![push(other, other_changes)])));
+    assert_eq!(
+        (refused.status, refused.code.as_str()),
+        (403, "out_of_scope"),
+        "still no writes to another village"
+    );
+    let office = ureq::Agent::from(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build(),
+    )
+    .get(format!("{}/api/v1/overview", server.url))
+    .header("Authorization", format!("Bearer {}", dev.token))
+    .call()
+    .expect("answer");
+    assert_eq!(
+        office.status().as_u16(),
+        401,
+        "the office API does not take a device token"
+    );
+    let role: String = server
+        .database()
+        .query_row(
+            "SELECT a.role FROM accounts a JOIN devices d ON d.account_id = a.id WHERE d.id = ?1",
+            songpei_server::args![dev.device().to_string()],
+            |r| r.get(0),
+        )
+        .expect("role");
+    assert_eq!(role, "coordinator");
+}
