@@ -60,6 +60,32 @@ fn keeping_logs() -> bool {
     std::env::var_os("SONGPEI_TEST_LOGS").is_some()
 }
 
+/// A subsidised junior electricians' class in `village` from `first_day` to `last_day`, for tests
+/// that drive the core directly.
+pub fn electricians_class(
+    village: &str,
+    first_day: chrono::NaiveDate,
+    last_day: chrono::NaiveDate,
+) -> songpei_core::domain::NewClass {
+    songpei_core::domain::NewClass {
+        title: "电工培训班".into(),
+        village: village.into(),
+        occupation: "电工".into(),
+        level: songpei_core::catalog::Level::Junior,
+        training_type: songpei_core::catalog::TrainingType::EmploymentSkills,
+        subsidised: true,
+        institution: None,
+        instructors: vec![],
+        venue: None,
+        first_day,
+        last_day,
+        daily_hours: None,
+        starts_at: None,
+        sign_out_required: false,
+        planned_size: None,
+    }
+}
+
 /// Makes an 18-digit ID number that passes GB 11643 from its first 17 digits.
 pub fn id_number(first17: &str) -> String {
     const W: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
@@ -330,6 +356,25 @@ impl ServerProcess {
         let out = cmd.output().expect("run songpei-server report");
         keep_log("report", &out.stderr);
         out
+    }
+
+    /// The monthly report of `month` (YYYY-MM) as JSON, from the command line, with `extra`
+    /// arguments (such as `--config FILE`).
+    pub fn report_json(&self, month: &str, extra: &[&str]) -> serde_json::Value {
+        let out = self.data.join(format!("report-{month}.json"));
+        let out_arg = out.to_string_lossy().into_owned();
+        let mut args = vec!["--month", month, "--format", "json", "--out", &out_arg];
+        args.extend_from_slice(extra);
+        let done = self.report(&args);
+        assert!(
+            done.status.success(),
+            "{}",
+            String::from_utf8_lossy(&done.stderr)
+        );
+        let report = serde_json::from_slice(&std::fs::read(&out).expect("read the report"))
+            .expect("the report is JSON");
+        std::fs::remove_file(&out).ok();
+        report
     }
 
     /// How many attendance records of `class` the server has checked.

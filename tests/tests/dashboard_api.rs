@@ -644,26 +644,9 @@ fn i5_a_rate_changed_mid_class_pays_each_day_at_the_rate_of_that_day(
     assert_eq!(r["allowance"]["payable_days"], 5, "{r}");
 
     // The report from the command line reads the same table from the configuration.
-    let out = server.data.join("march.json");
     let config = server.data.join("policy.toml");
     std::fs::write(&config, policy).expect("config");
-    let done = server.report(&[
-        "--month",
-        "2026-03",
-        "--format",
-        "json",
-        "--out",
-        &out.to_string_lossy(),
-        "--config",
-        &config.to_string_lossy(),
-    ]);
-    assert!(
-        done.status.success(),
-        "{}",
-        String::from_utf8_lossy(&done.stderr)
-    );
-    let cli: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&out).expect("read")).expect("json");
+    let cli = server.report_json("2026-03", &["--config", &config.to_string_lossy()]);
     assert_eq!(cli["allowance"]["total_fen"], 28_000, "{cli}");
 }
 

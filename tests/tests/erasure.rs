@@ -21,23 +21,7 @@ fn count(server: &ServerProcess, sql: &str, id: &str) -> i64 {
 /// The accounting of the monthly report of March 2026: totals, and each place (class, trainee id,
 /// decision, household status, payable days, allowance) without the masked identity.
 fn report(server: &ServerProcess) -> serde_json::Value {
-    let out = server.data.join("march.json");
-    let done = server.report(&[
-        "--month",
-        "2026-03",
-        "--format",
-        "json",
-        "--out",
-        &out.to_string_lossy(),
-    ]);
-    assert!(
-        done.status.success(),
-        "{}",
-        String::from_utf8_lossy(&done.stderr)
-    );
-    let r: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&out).expect("read")).expect("json");
-    std::fs::remove_file(&out).ok();
+    let r = server.report_json("2026-03", &[]);
     let mut places: Vec<serde_json::Value> = r["places"].as_array().cloned().unwrap_or_default();
     for p in &mut places {
         if let Some(p) = p.as_object_mut() {

@@ -14,17 +14,17 @@ use std::time::{Duration, Instant};
 use chrono::NaiveDate;
 use songpei_core::Phone;
 use songpei_core::blind_index::BlindIndexKey;
-use songpei_core::catalog::{Level, PovertyStatus, TrainingType};
+use songpei_core::catalog::PovertyStatus;
 use songpei_core::clock::FixedClock;
 use songpei_core::domain::{
-    AttendanceKind, AttendanceMethod, HouseholdChoice, NewAttendance, NewClass, NewTrainee,
+    AttendanceKind, AttendanceMethod, HouseholdChoice, NewAttendance, NewTrainee,
 };
 use songpei_core::ids::{ClassId, TraineeId};
 use songpei_core::store::MemoryDocStore;
 use songpei_core::sync::engine::{SyncLimits, SyncReport, sync_with};
 use songpei_core::sync::http::HttpTransport;
 use songpei_server::accounts::{self, Role};
-use songpei_tests::{ServerProcess, id_number};
+use songpei_tests::{ServerProcess, electricians_class, id_number};
 
 type MemPhone = Phone<MemoryDocStore>;
 
@@ -75,23 +75,7 @@ fn in_parallel<T: Send, R: Send>(
 /// The village's class with two trainees, made on its first phone.
 fn a_class(p: &mut MemPhone, v: usize) -> (ClassId, [TraineeId; 2]) {
     let class = p
-        .create_class(NewClass {
-            title: "电工培训班".into(),
-            village: village(v),
-            occupation: "电工".into(),
-            level: Level::Junior,
-            training_type: TrainingType::EmploymentSkills,
-            subsidised: true,
-            institution: None,
-            instructors: vec![],
-            venue: None,
-            first_day: day(0),
-            last_day: day(4),
-            daily_hours: None,
-            starts_at: None,
-            sign_out_required: false,
-            planned_size: None,
-        })
+        .create_class(electricians_class(&village(v), day(0), day(4)))
         .expect("class");
     let trainees = [0, 1].map(|i| {
         let t = p

@@ -93,22 +93,7 @@ fn phones_converge_through_a_server_on_postgresql_and_survive_its_restarts() {
     assert_eq!((checked, paid), (9, 0));
 
     // The monthly report from the command line, on the same database.
-    let out = server.data.join("report.json");
-    let done = server.report(&[
-        "--month",
-        "2026-03",
-        "--format",
-        "json",
-        "--out",
-        &out.to_string_lossy(),
-    ]);
-    assert!(
-        done.status.success(),
-        "{}",
-        String::from_utf8_lossy(&done.stderr)
-    );
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&out).expect("read")).expect("json");
+    let report = server.report_json("2026-03", &[]);
     assert_eq!(report["district"], DISTRICT);
     assert_eq!(
         report["places"].as_array().map(Vec::len),

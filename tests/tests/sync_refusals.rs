@@ -3,8 +3,6 @@
 
 use automerge::transaction::Transactable;
 use automerge::{Automerge, ROOT};
-use songpei_core::catalog::{Level, TrainingType};
-use songpei_core::domain::NewClass;
 use songpei_core::sync::changes::pack;
 use songpei_core::sync::protocol::{
     Cursor, PROTOCOL_VERSION, Push, SyncRequest, SyncResponse, compress, decode, encode,
@@ -45,23 +43,7 @@ fn class_changes(dev: &mut RawDevice, village: &str) -> (uuid::Uuid, Vec<u8>) {
     let day = chrono::NaiveDate::from_ymd_opt(2026, 3, 2).expect("date");
     let id = dev
         .phone
-        .create_class(NewClass {
-            title: "电工培训班".into(),
-            village: village.into(),
-            occupation: "电工".into(),
-            level: Level::Junior,
-            training_type: TrainingType::EmploymentSkills,
-            subsidised: true,
-            institution: None,
-            instructors: vec![],
-            venue: None,
-            first_day: day,
-            last_day: day,
-            daily_hours: None,
-            starts_at: None,
-            sign_out_required: false,
-            planned_size: None,
-        })
+        .create_class(songpei_tests::electricians_class(village, day, day))
         .expect("class");
     let bytes = dev
         .phone
