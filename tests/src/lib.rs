@@ -145,6 +145,8 @@ impl CliPhone {
             .arg(&self.data)
             .args(args)
             .env("SONGPEI_KEY", &self.key)
+            // Row E4: the phone's own time zone is not China's; training days still are.
+            .env("TZ", "America/New_York")
             .env_remove("SONGPEI_NOW");
         c
     }
@@ -349,6 +351,8 @@ impl ServerProcess {
     pub fn report(&self, args: &[&str]) -> Output {
         let mut cmd = Command::new(binary("songpei-server"));
         cmd.args(["report", "monthly", "--district", DISTRICT])
+            // Row E4: months are China's, whatever the machine's zone (here a day ahead of it).
+            .env("TZ", "Pacific/Kiritimati")
             .args(args)
             .arg("--data")
             .arg(&self.data);
@@ -470,6 +474,8 @@ impl ServerProcess {
         };
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(&self.data)
+            // Row E4: the server machine's time zone is not China's either.
+            .env("TZ", "Europe/London")
             // Kept for the scan: the level a deployment runs at, and every request's trace.
             .env(
                 "SONGPEI_LOG",

@@ -22,7 +22,10 @@ const problems = [];
 before(async () => {
   assert.ok(existsSync(CHROMIUM), `Debian's chromium is not at ${CHROMIUM}`);
   browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'] });
-  const context = await browser.newContext({ viewport: { width: 1366, height: 768 }, acceptDownloads: true, locale: 'zh-CN' });
+  // Row E4: the browser runs in another time zone; the dashboard still shows China's dates and times.
+  const context = await browser.newContext({
+    viewport: { width: 1366, height: 768 }, acceptDownloads: true, locale: 'zh-CN', timezoneId: 'America/Los_Angeles',
+  });
   page = await context.newPage();
   // Any script error or refused load (a CSP violation shows as a console error) fails the run.
   page.on('pageerror', (e) => problems.push('page error: ' + e.message));
