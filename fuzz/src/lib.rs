@@ -131,8 +131,20 @@ fn make_world() -> Result<World, String> {
 impl World {
     /// POSTs a sync body with the enrolled phone's token; a 500 is a crash.
     fn sync(&self, body: &[u8]) -> Option<(u16, Vec<u8>)> {
-        let token = self.token.lock().map(|t| t.clone()).unwrap_or_default();
-        let answer = Loopback(&self.state).post("/v1/sync", body, Some(&token));
+        let post = || {
+            let token = self.token.lock().map(|t| t.clone()).unwrap_or_default();
+            Loopback(&self.state).post("/v1/sync", body, Some(&token))
+        };
+        let mut answer = post();
+        // Tokens live 15 minutes, and a long fuzz run outlives them: a new one, and again.
+        if matches!(answer, Some((401, _)))
+            && let Some(fresh) = self.fresh_token()
+            && let Ok(mut token) = self.token.lock()
+        {
+            *token = fresh;
+            drop(token);
+            answer = post();
+        }
         if let Some((status, body)) = &answer {
             assert_ne!(
                 *status,
@@ -142,6 +154,20 @@ impl World {
             );
         }
         answer
+    }
+
+    /// A new access token for the enrolled phone.
+    fn fresh_token(&self) -> Option<String> {
+        let mut phone = self.phone.lock().ok()?;
+        phone.forget_token().ok()?;
+        sync_with(
+            &mut phone,
+            &mut Loopback(&self.state),
+            &SyncLimits::default(),
+            &mut |_| {},
+        )
+        .ok()?;
+        phone.access_token().ok()?
     }
 }
 
@@ -510,4 +536,29 @@ pub fn seeds() -> Result<Vec<Seed>, String> {
             .to_vec(),
     ));
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_expired_token_is_replaced_and_the_request_sent_again() {
+        let w = world();
+        *w.token.lock().expect("token") = "expired".into();
+        let req = SyncRequest {
+            version: songpei_core::sync::protocol::PROTOCOL_VERSION,
+            request_id: [5; 16],
+            device: w.device,
+            district: DISTRICT.to_owned(),
+            cursors: vec![],
+            pushes: vec![],
+            max_response_bytes: 1 << 16,
+            card_keys: 0,
+        };
+        let body = compress(&postcard::to_stdvec(&req).expect("encode"));
+        let (status, _) = w.sync(&body).expect("an answer");
+        assert_eq!(status, 200);
+        assert_ne!(*w.token.lock().expect("token"), "expired");
+    }
 }

@@ -315,6 +315,7 @@ impl ServerStore {
             for id in ids {
                 let id = id.to_string();
                 let village: String = tx.query_row(
+                    // The version moves on, so another server's cached copy is found stale.
                     "UPDATE docs SET snapshot = NULL, heads = ?2, ops = 0, chunk_count = 0,
                      next_seq = next_seq + 1, erased_at = ?3
                      WHERE id = ?1 RETURNING village",

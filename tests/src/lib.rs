@@ -502,9 +502,8 @@ impl ServerProcess {
                 {
                     if keeping_logs() {
                         keep_log("server", line.as_bytes());
-                    } else {
-                        eprintln!("{line}");
                     }
+                    eprintln!("{line}");
                 }
             });
         }
