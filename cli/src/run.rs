@@ -405,7 +405,13 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
             );
             let limits = songpei_core::sync::engine::SyncLimits::default();
             let mut progress = |r: &songpei_core::sync::engine::SyncReport| {
-                if r.round_trips > 1 {
+                if let Some(secs) = r.waiting_secs {
+                    eprintln!(
+                        "… the server is busy: waiting {secs} s before trying again ({} of {})",
+                        r.waits,
+                        songpei_core::sync::engine::MAX_WAITS
+                    );
+                } else if r.round_trips > 1 {
                     eprintln!(
                         "… {} round trips, {} documents received so far",
                         r.round_trips, r.docs_pulled

@@ -119,6 +119,7 @@ impl From<SyncError> for SongpeiError {
                 status,
                 code,
                 message,
+                ..
             }) if !(status == 429 || status >= 500) => SongpeiError::Refused {
                 status,
                 code,
@@ -357,6 +358,8 @@ pub struct SyncSummary {
     pub docs_pushed: u32,
     /// Documents pulled.
     pub docs_pulled: u32,
+    /// Times the sync waited because the server asked it to (`Retry-After`).
+    pub waits: u32,
     /// More to do: call again.
     pub more: bool,
 }
@@ -844,6 +847,7 @@ impl SongpeiPhone {
                     bytes_received: r.bytes_received as u64,
                     docs_pushed: r.docs_pushed as u32,
                     docs_pulled: r.docs_pulled as u32,
+                    waits: r.waits as u32,
                     more: false,
                 })
             })
@@ -879,6 +883,7 @@ impl SongpeiPhone {
                 bytes_received: body.len() as u64,
                 docs_pushed: r.docs_pushed as u32,
                 docs_pulled: r.docs_pulled as u32,
+                waits: 0,
                 more: r.more,
             })
         })

@@ -15,6 +15,17 @@ impl Loopback<'_> {
     /// POSTs `body` to `path` (a sync body when the path is `/v1/sync`, JSON otherwise) and returns
     /// the status and the response body. `None`: the request could not be built or run.
     pub fn post(&self, path: &str, body: &[u8], token: Option<&str>) -> Option<(u16, Vec<u8>)> {
+        self.exchange(path, body, token)
+            .map(|(status, _, bytes)| (status, bytes))
+    }
+
+    /// [`Loopback::post`], with the seconds of the response's `Retry-After`, if any.
+    fn exchange(
+        &self,
+        path: &str,
+        body: &[u8],
+        token: Option<&str>,
+    ) -> Option<(u16, Option<u64>, Vec<u8>)> {
         let mut req = Request::post(path);
         if let Some(t) = token {
             req = req.header("Authorization", format!("Bearer {t}"));
@@ -30,10 +41,15 @@ impl Loopback<'_> {
         rt.block_on(async {
             let resp = crate::app(self.0.clone()).oneshot(req).await.ok()?;
             let status = resp.status().as_u16();
+            let retry_after = resp
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
             let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
                 .await
                 .ok()?;
-            Some((status, bytes.to_vec()))
+            Some((status, retry_after, bytes.to_vec()))
         })
     }
 
@@ -43,8 +59,8 @@ impl Loopback<'_> {
         body: &[u8],
         token: Option<&str>,
     ) -> Result<Vec<u8>, TransportError> {
-        let (status, bytes) = self
-            .post(path, body, token)
+        let (status, retry_after_secs, bytes) = self
+            .exchange(path, body, token)
             .ok_or_else(|| TransportError::Unreachable("the in-memory request failed".into()))?;
         if status == 200 {
             return Ok(bytes);
@@ -54,6 +70,7 @@ impl Loopback<'_> {
             status,
             code: v["code"].as_str().unwrap_or_default().to_owned(),
             message: v["message"].as_str().unwrap_or_default().to_owned(),
+            retry_after_secs,
         })
     }
 }

@@ -319,6 +319,38 @@ fn requests_beyond_a_devices_rate_and_repeated_writes_outside_its_villages_get_4
     assert!(a.retry_after);
 }
 
+/// A phone told `429` with `Retry-After` waits as asked and finishes the same sync, instead of
+/// failing: the coordinator's sync goes through a busy moment.
+#[test]
+fn a_phone_over_its_rate_waits_as_the_server_asks_and_finishes_the_sync() {
+    // A burst of 3, then one request every 5 s.
+    let server =
+        ServerProcess::start_with_config(Some("[limits]\ndevice_requests_per_minute = 12\n"));
+    let phone = CliPhone::new();
+    server.enroll(&phone, &[VILLAGE_A]);
+    let class = phone.class(2, &[]);
+    let mut waited = None;
+    for round in 0..10 {
+        let t = phone.trainee("黄丽", &id_number(&format!("4508021990010100{round}")), &[]);
+        phone.ok(&["enrol", &class, &t]);
+        // Every sync succeeds (exit 0, JSON report), waits included.
+        let r = phone.sync(&server.url);
+        assert_eq!(r["docs_pushed"], 2, "{r}");
+        if r["waits"].as_u64().unwrap_or(0) > 0 {
+            waited = Some(r);
+            break;
+        }
+    }
+    let r = waited.expect("the phone went over its rate and waited");
+    assert_eq!(r["waiting_secs"], serde_json::Value::Null, "{r}");
+    let again = phone.sync(&server.url);
+    assert_eq!(again["docs_pushed"], 0, "everything arrived: {again}");
+    let other = CliPhone::new();
+    server.enroll(&other, &[VILLAGE_A]);
+    other.sync(&server.url);
+    assert_eq!(other.class_view(&class), phone.class_view(&class));
+}
+
 fn enrollment_codes_are_single_use_and_bad_ones_are_refused(
     start: &dyn Fn(Option<&str>) -> ServerProcess,
 ) {

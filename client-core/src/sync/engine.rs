@@ -123,6 +123,9 @@ pub enum TransportError {
         code: String,
         /// Message.
         message: String,
+        /// The server's `Retry-After`, in seconds: how long to wait before the same request may
+        /// succeed (a rate limit, a server busy or out of disk).
+        retry_after_secs: Option<u64>,
     },
 }
 
@@ -132,6 +135,18 @@ impl TransportError {
         match self {
             TransportError::Unreachable(_) => true,
             TransportError::Refused { status, .. } => *status == 429 || *status >= 500,
+        }
+    }
+
+    /// How long the server asked to wait before the same request is sent again, if it did.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            TransportError::Refused {
+                status,
+                retry_after_secs: Some(s),
+                ..
+            } if *status == 429 || *status >= 500 => Some(std::time::Duration::from_secs(*s)),
+            _ => None,
         }
     }
 }
@@ -153,6 +168,12 @@ pub trait Transport {
         Err(TransportError::Unreachable(
             "this transport makes no authorised calls".into(),
         ))
+    }
+    /// Waits `wait` before a request the server asked to be sent again later (`Retry-After`).
+    /// An app's transport may wait its own way; the default blocks the calling thread, which is
+    /// the sync's own.
+    fn pause(&mut self, wait: std::time::Duration) {
+        std::thread::sleep(wait);
     }
 }
 
@@ -177,6 +198,10 @@ pub struct SyncReport {
     pub docs_held: usize,
     /// The server's clock at the end, ms since the epoch.
     pub server_time_ms: i64,
+    /// Times the sync waited because the server asked it to (`429` or `503` with `Retry-After`).
+    pub waits: usize,
+    /// While the sync waits: the seconds it waits for (shown as progress); `None` otherwise.
+    pub waiting_secs: Option<u64>,
 }
 
 const META_CURSOR: &str = "sync.cursor.";
@@ -537,6 +562,44 @@ impl<S: DocStore> Phone<S> {
     }
 }
 
+/// Times one sync waits for the server's `Retry-After` before it gives up.
+pub const MAX_WAITS: usize = 6;
+/// Longest `Retry-After` a sync waits for; a server asking for more (a device stopped for an
+/// hour) fails the sync at once, and the coordinator syncs again later.
+pub const MAX_WAIT_SECS: u64 = 30;
+
+/// The waits of one sync for the server's `Retry-After`.
+#[derive(Default)]
+struct Waits {
+    done: usize,
+}
+
+impl Waits {
+    /// True when the server asked for a wait this sync can still afford.
+    fn may_wait(&self, e: &TransportError) -> bool {
+        self.done < MAX_WAITS
+            && e.retry_after()
+                .is_some_and(|w| w.as_secs() <= MAX_WAIT_SECS)
+    }
+
+    /// Waits as the server asked, telling `progress` first.
+    fn wait(
+        &mut self,
+        e: &TransportError,
+        transport: &mut dyn Transport,
+        report: &mut SyncReport,
+        progress: &mut dyn FnMut(&SyncReport),
+    ) {
+        let wait = e.retry_after().unwrap_or_default();
+        self.done += 1;
+        report.waits += 1;
+        report.waiting_secs = Some(wait.as_secs());
+        progress(report);
+        transport.pause(wait);
+        report.waiting_secs = None;
+    }
+}
+
 /// Most round trips one sync may take (pages of a long first pull included).
 pub const MAX_ROUNDS: usize = 200;
 /// Times a round is retried with the same bytes after a retryable failure.
@@ -597,14 +660,19 @@ fn renew_token<S: DocStore>(
     transport: &mut dyn Transport,
     report: &mut SyncReport,
 ) -> Result<String, SyncError> {
-    let mut call = |path: &str, body: Vec<u8>, report: &mut SyncReport| {
+    let mut waits = Waits::default();
+    let mut call = |path: &str, body: Vec<u8>, report: &mut SyncReport| loop {
         report.round_trips += 1;
         report.bytes_sent += body.len();
-        let r = transport.call(path, &body);
-        if let Ok(b) = &r {
-            report.bytes_received += b.len();
+        match transport.call(path, &body) {
+            Err(e) if waits.may_wait(&e) => waits.wait(&e, transport, report, &mut |_| {}),
+            r => {
+                if let Ok(b) = &r {
+                    report.bytes_received += b.len();
+                }
+                return r;
+            }
         }
-        r
     };
     for fresh_challenge in [false, true] {
         if fresh_challenge {
@@ -657,6 +725,7 @@ pub fn sync_with<S: DocStore>(
         Some(t) => t,
         None => renew_token(phone, transport, &mut report)?,
     };
+    let mut waits = Waits::default();
     for _ in 0..MAX_ROUNDS {
         let body = phone.prepare_sync(limits)?;
         let mut attempt = 0;
@@ -666,6 +735,7 @@ pub fn sync_with<S: DocStore>(
             report.bytes_sent += body.len();
             match transport.round_trip(&body, &token) {
                 Ok(r) => break r,
+                Err(e) if waits.may_wait(&e) => waits.wait(&e, transport, &mut report, progress),
                 Err(e) if e.is_retryable() && attempt < RETRIES => attempt += 1,
                 Err(e) => match refused_code(&e) {
                     Some((401, "device_revoked")) => return Err(SyncError::Revoked),

@@ -36,6 +36,11 @@ impl HttpTransport {
     ) -> Result<Vec<u8>, TransportError> {
         let mut resp = resp.map_err(|e| TransportError::Unreachable(e.to_string()))?;
         let status = resp.status().as_u16();
+        let retry_after_secs = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
         let bytes = resp
             .body_mut()
             .with_config()
@@ -59,6 +64,7 @@ impl HttpTransport {
             status,
             code,
             message,
+            retry_after_secs,
         })
     }
 }
