@@ -17,6 +17,7 @@ fn yuan(fen: i64) -> String {
 pub(crate) fn subsidy(d: &SubsidyDecision) -> String {
     match d {
         SubsidyDecision::ClassNotSubsidised => "Not a subsidised class.".into(),
+        SubsidyDecision::ClassCancelled => "Not subsidised: the class was cancelled.".into(),
         SubsidyDecision::Subsidised { year, nth } => {
             format!("Subsidised: subsidised class no. {nth} of {year} for this person.")
         }
@@ -88,6 +89,7 @@ pub(crate) fn class(v: &ClassView) {
             .iter()
             .map(|d| {
                 let m = match (d.attendance.signed_in, d.attendance.signed_out) {
+                    _ if d.held => "待审",
                     (true, true) => "入出",
                     (true, false) => "入",
                     (false, true) => "  出",
@@ -97,16 +99,28 @@ pub(crate) fn class(v: &ClassView) {
             })
             .collect();
         println!(
-            "  {} {}{}  {:>7}  {:>9}",
+            "  {} {}{}  {:>7}  {:>9}{}",
             r.trainee_id,
             pad(&r.name_masked, 12),
             marks,
             r.payable_days,
-            yuan(r.allowance_fen)
+            yuan(r.allowance_fen),
+            match r.decided_by {
+                songpei_core::query::DecidedBy::District => "",
+                songpei_core::query::DecidedBy::Phone => "  预计 (estimate)",
+            }
         );
     }
     println!();
     println!("  allowance total: {} yuan", yuan(v.allowance_total_fen));
+    if v.roster
+        .iter()
+        .any(|r| r.decided_by == songpei_core::query::DecidedBy::Phone)
+    {
+        println!(
+            "  预计: this phone's estimate, for places with records the district has not seen yet; the rest is what the district decided and pays."
+        );
+    }
     if !v.conflicts.is_empty() {
         println!();
         conflicts(&v.conflicts);

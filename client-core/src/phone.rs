@@ -7,6 +7,7 @@
 
 pub(crate) mod cache;
 mod ops;
+pub(crate) mod pay;
 
 pub use ops::MAX_CLASS_DAYS;
 pub(crate) use ops::check_gps;
@@ -56,7 +57,7 @@ pub struct Phone<S: DocStore> {
     profile: Profile,
     blind_key: BlindIndexKey,
     clock: Arc<dyn Clock>,
-    policy: PolicyTable,
+    pub(crate) policy: PolicyTable,
     pub(crate) cache: DocCache,
     pub(crate) pending_sync: Option<crate::sync::engine::PendingSync>,
 }
@@ -144,6 +145,7 @@ impl<S: DocStore> Phone<S> {
             .and_then(|a| hex::decode(a).ok())
             .map(ActorId::from)
             .ok_or_else(|| corrupt(META_ACTOR))?;
+        let policy = pay::stored_policy(&store)?.unwrap_or_default();
         Ok(Self {
             store,
             profile: Profile {
@@ -154,7 +156,7 @@ impl<S: DocStore> Phone<S> {
             },
             blind_key,
             clock: Arc::new(SystemClock),
-            policy: PolicyTable::default(),
+            policy,
             cache: DocCache::new(32),
             pending_sync: None,
         })

@@ -16,6 +16,7 @@ use crate::ids::{ClassId, DocId, HouseholdId, TraineeId, VillageCode};
 use crate::phone::Phone;
 use crate::rules::{self, DayAttendance, SubsidyDecision};
 use crate::store::{ClassFilter, ClassRow, DocStore};
+use crate::sync::protocol::bitmap_days;
 use crate::validate::{Field, IdNumber, Invalid, Problem, Sex};
 
 /// One line of a class list.
@@ -68,9 +69,23 @@ impl From<ClassRow> for ClassSummary {
 pub struct RosterDay {
     /// The training day.
     pub day: NaiveDate,
-    /// Signed in, signed out, payable.
+    /// Signed in and signed out as the phone's records say; payable as the place's figures are
+    /// decided (see [`RosterEntry::decided_by`]).
     #[serde(flatten)]
     pub attendance: DayAttendance,
+    /// The district holds a record of this day for review: not paid until it is accepted.
+    pub held: bool,
+}
+
+/// Whose figures a place shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecidedBy {
+    /// The district's, as the last sync brought them: what it pays.
+    District,
+    /// The phone's own estimate (预计): the phone holds records of this place the district has
+    /// not seen yet, or the district has not decided on it.
+    Phone,
 }
 
 /// One roster line of a class, with what it earns.
@@ -86,9 +101,13 @@ pub struct RosterEntry {
     pub poverty_status: Option<PovertyStatus>,
     /// Attendance on every training day.
     pub days: Vec<RosterDay>,
+    /// Whose figures these are: the district's, or the phone's estimate.
+    pub decided_by: DecidedBy,
     /// Number of payable days.
     pub payable_days: usize,
-    /// Living allowance earned, in fen.
+    /// Days with records the district holds for review.
+    pub held_days: usize,
+    /// Living allowance, in fen: what the district pays for the place, or the phone's estimate.
     pub allowance_fen: i64,
     /// Whether the place is subsidised for this person, and the rule that decided.
     pub subsidy: SubsidyDecision,
@@ -200,6 +219,10 @@ impl<S: DocStore> Phone<S> {
             .map(|r| (r.id, r))
             .collect();
         let days: Vec<NaiveDate> = class.training_days().collect();
+        // The district's figures hold for the class as the district decided on it.
+        let settlement = self
+            .district_settlement(id)?
+            .filter(|s| s.basis == rules::PayBasis::of(&class).check());
         let mut roster = Vec::with_capacity(trainee_ids.len());
         for t in trainee_ids {
             let row = rows.get(&t);
@@ -208,17 +231,53 @@ impl<S: DocStore> Phone<S> {
                 Some(h) => self.store().household_row(h)?.map(|h| h.poverty_status),
                 None => None,
             };
+            let records = class.attendance.values().filter(|a| a.trainee == t).count();
+            // A place is the district's when the phone holds no record of it that the district
+            // has not seen, and the household's status is the one the district paid by.
+            let district = settlement.as_ref().and_then(|s| {
+                let p = s.places.iter().find(|p| p.trainee == t.uuid())?;
+                let same = p.records as usize == records
+                    && p.poverty.as_deref() == poverty_status.map(|p| p.code());
+                Some((p, SubsidyDecision::from(p.decision.as_ref()?))).filter(|_| same)
+            });
             let attendance = by_day.get(&t);
+            let (decided_by, payable, held, allowance_fen, subsidy) = match district {
+                Some((p, decision)) => (
+                    DecidedBy::District,
+                    bitmap_days(class.first_day, &p.payable),
+                    bitmap_days(class.first_day, &p.held),
+                    p.allowance_fen,
+                    decision,
+                ),
+                None => {
+                    let payable = rules::payable_days(&class, t);
+                    let decision = self
+                        .subsidies_of(t)?
+                        .remove(&id)
+                        .unwrap_or(SubsidyDecision::ClassNotSubsidised);
+                    let fen = rules::place_allowance_fen(
+                        &decision,
+                        &payable,
+                        poverty_status,
+                        self.policy(),
+                    );
+                    (DecidedBy::Phone, payable, Default::default(), fen, decision)
+                }
+            };
             let per_day: Vec<RosterDay> = days
                 .iter()
-                .map(|day| RosterDay {
-                    day: *day,
-                    attendance: attendance
+                .map(|day| {
+                    let mut attendance: DayAttendance = attendance
                         .and_then(|a| a.get(day).cloned())
-                        .unwrap_or_default(),
+                        .unwrap_or_default();
+                    attendance.payable = payable.contains(day);
+                    RosterDay {
+                        day: *day,
+                        attendance,
+                        held: held.contains(day),
+                    }
                 })
                 .collect();
-            let payable = rules::payable_days(&class, t);
             let completion = class.completion.get(&t);
             roster.push(RosterEntry {
                 trainee_id: t,
@@ -226,12 +285,11 @@ impl<S: DocStore> Phone<S> {
                 household_id,
                 poverty_status,
                 days: per_day,
+                decided_by,
                 payable_days: payable.len(),
-                allowance_fen: rules::allowance_fen(&payable, poverty_status, self.policy()),
-                subsidy: self
-                    .subsidies_of(t)?
-                    .remove(&id)
-                    .unwrap_or(SubsidyDecision::ClassNotSubsidised),
+                held_days: held.len(),
+                allowance_fen,
+                subsidy,
                 completion: completion.map(|c| c.result),
                 certificate: completion.and_then(|c| c.certificate),
             });
@@ -272,18 +330,33 @@ impl<S: DocStore> Phone<S> {
             None => None,
         };
         let decisions = self.subsidies_of(id)?;
-        let classes = self
-            .store()
-            .classes_of_trainee(id)?
-            .into_iter()
-            .map(|r| {
-                let d = decisions
+        let mut classes = Vec::new();
+        for r in self.store().classes_of_trainee(id)? {
+            // The district's decision where it decided on the class as the phone has it.
+            let district = match self.district_settlement(r.id)? {
+                Some(s) => {
+                    let basis = match self.doc(r.id.into())? {
+                        Some(d) => doc::class::read(d, r.id)
+                            .ok()
+                            .map(|(c, _)| rules::PayBasis::of(&c).check()),
+                        None => None,
+                    };
+                    s.places
+                        .into_iter()
+                        .find(|p| p.trainee == id.uuid())
+                        .filter(|_| basis == Some(s.basis))
+                        .and_then(|p| p.decision.as_ref().map(SubsidyDecision::from))
+                }
+                None => None,
+            };
+            let d = district.unwrap_or_else(|| {
+                decisions
                     .get(&r.id)
                     .cloned()
-                    .unwrap_or(SubsidyDecision::ClassNotSubsidised);
-                (ClassSummary::from(r), d)
-            })
-            .collect();
+                    .unwrap_or(SubsidyDecision::ClassNotSubsidised)
+            });
+            classes.push((ClassSummary::from(r), d));
+        }
         let show = |full: &str, masked: String| if reveal { full.to_owned() } else { masked };
         Ok(TraineeView {
             id,

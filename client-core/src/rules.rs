@@ -2,8 +2,9 @@
 //!
 //! - A **payable day** is a training day with a sign-in and, where the class requires it, a
 //!   sign-out.
-//! - The **living allowance** is paid for each payable day to trainees whose household is 脱贫户 or
-//!   监测户, at the rate in force on that day (50 yuan = 5,000 fen since 2019; document 001).
+//! - The **living allowance** of a place is paid for each payable day to a trainee whose household
+//!   is 脱贫户 or 监测户 and whose place is subsidised (the allowance is paid during free training),
+//!   at the rate in force on that day (50 yuan = 5,000 fen since 2019; document 001).
 //! - A person gets at most **three subsidised classes a calendar year**, and the same occupation at
 //!   the same level is subsidised **once** (document 003).
 //!
@@ -58,6 +59,21 @@ impl PolicyTable {
     /// The entries, oldest first.
     pub fn entries(&self) -> &[Policy] {
         &self.entries
+    }
+
+    /// A check of the table's values: the same on every phone and server that holds the same
+    /// entries, never 0 (which stands for "no table" in the sync protocol).
+    pub fn version(&self) -> u32 {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for p in &self.entries {
+            h.update(format!(
+                "{}|{}|{};",
+                p.effective_from, p.allowance_fen_per_day, p.max_subsidised_per_year
+            ));
+        }
+        let d = h.finalize();
+        u32::from_be_bytes([d[0], d[1], d[2], d[3]]).max(1)
     }
 
     /// The values in force on `day`; before the first entry, the first entry's values.
@@ -141,6 +157,72 @@ pub fn allowance_fen(
         .sum()
 }
 
+/// The living allowance of one place, in fen: [`allowance_fen`] for the payable `days` when the
+/// place is subsidised, else nothing. This is the figure the district pays (docs/figures.md).
+pub fn place_allowance_fen(
+    decision: &SubsidyDecision,
+    days: &BTreeSet<NaiveDate>,
+    poverty: Option<PovertyStatus>,
+    policy: &PolicyTable,
+) -> i64 {
+    if decision.is_subsidised() {
+        allowance_fen(days, poverty, policy)
+    } else {
+        0
+    }
+}
+
+/// The facts of a class that the district's pay for its places depends on: a check over them
+/// tells a phone whether the district decided on the class as the phone has it now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PayBasis {
+    /// Subsidised class.
+    pub subsidised: bool,
+    /// Occupation, as compared by the rules ([`SubsidyFacts::occupation_key`]).
+    pub occupation_key: String,
+    /// Level.
+    pub level: Level,
+    /// First day.
+    pub first_day: NaiveDate,
+    /// Last day.
+    pub last_day: NaiveDate,
+    /// Status.
+    pub status: ClassStatus,
+    /// Days need a sign-out.
+    pub sign_out_required: bool,
+}
+
+impl PayBasis {
+    /// The basis of a class as read.
+    pub fn of(class: &Class) -> Self {
+        Self {
+            subsidised: class.subsidised,
+            occupation_key: SubsidyFacts::of(class).occupation_key(),
+            level: class.level,
+            first_day: class.first_day,
+            last_day: class.last_day,
+            status: class.status,
+            sign_out_required: class.sign_out_required,
+        }
+    }
+
+    /// The check: the first four bytes of SHA-256 over the facts.
+    pub fn check(&self) -> u32 {
+        use sha2::{Digest, Sha256};
+        let d = Sha256::digest(format!(
+            "{}|{}|{}|{}|{}|{}|{}",
+            self.subsidised,
+            self.occupation_key,
+            self.level.code(),
+            self.first_day,
+            self.last_day,
+            self.status.code(),
+            self.sign_out_required
+        ));
+        u32::from_be_bytes([d[0], d[1], d[2], d[3]])
+    }
+}
+
 /// What the subsidy rules need of a class.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct SubsidyFacts {
@@ -207,6 +289,8 @@ pub enum SubsidyDecision {
         /// The class that was subsidised.
         earlier: ClassId,
     },
+    /// Not subsidised: the class was cancelled (it counts for no one's yearly cap).
+    ClassCancelled,
 }
 
 impl SubsidyDecision {
@@ -255,7 +339,7 @@ pub fn decide_subsidies(
         .iter()
         .filter(|c| c.status == ClassStatus::Cancelled)
     {
-        out.insert(c.class, SubsidyDecision::ClassNotSubsidised);
+        out.insert(c.class, SubsidyDecision::ClassCancelled);
     }
     out
 }

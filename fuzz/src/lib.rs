@@ -278,6 +278,7 @@ pub fn sync_request(data: &[u8]) {
                 }],
                 max_response_bytes: 1 << 16,
                 card_keys: 0,
+                policy: 0,
             };
             compress(&postcard::to_stdvec(&req).unwrap_or_default())
         }
@@ -445,6 +446,7 @@ pub fn seeds() -> Result<Vec<Seed>, String> {
         cursors: vec![],
         pushes: vec![],
         card_keys: 0,
+        policy: 0,
         ..req
     };
     let pull = compress(&postcard::to_stdvec(&pull).map_err(|e| e.to_string())?);
@@ -555,6 +557,7 @@ mod tests {
             pushes: vec![],
             max_response_bytes: 1 << 16,
             card_keys: 0,
+            policy: 0,
         };
         let body = compress(&postcard::to_stdvec(&req).expect("encode"));
         let (status, _) = w.sync(&body).expect("an answer");

@@ -360,6 +360,7 @@ fn push_all(
                 .collect(),
             max_response_bytes: 0,
             card_keys: 0,
+            policy: 0,
         };
         let resp = agent
             .post(format!("{url}/v1/sync"))

@@ -767,6 +767,8 @@ pub struct TraineeDay {
     signed_in: bool,
     signed_out: bool,
     payable: bool,
+    /// A record of the day waits for the district's review.
+    held: bool,
 }
 
 /// A place's subsidy decision and the rule that made it.
@@ -789,6 +791,8 @@ pub struct RosterRow {
     completion: Option<String>,
     days: BTreeMap<String, TraineeDay>,
     payable_days: i64,
+    /// Days with a record that waits for review.
+    held_days: i64,
     allowance_fen: i64,
     subsidy: Option<SubsidyView>,
 }
@@ -874,6 +878,7 @@ pub fn rule_text(decision: &str, year: i32, nth: Option<i64>, cap: Option<i64>) 
             nth.unwrap_or(0)
         ),
         "class_not_subsidised" => "非补贴性培训班".to_owned(),
+        "class_cancelled" => "培训班已取消，不予补贴".to_owned(),
         "year_cap_reached" => format!("{year}年已享受{}次补贴性培训，达到上限", cap.unwrap_or(3)),
         "same_occupation_and_level" => "同一职业（工种）同一等级已享受过补贴".to_owned(),
         other => other.to_owned(),
@@ -894,7 +899,7 @@ async fn class_page(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<ClassPage>, ApiError> {
-    use songpei_core::catalog::{ClassStatus, Level, PovertyStatus, TrainingType};
+    use songpei_core::catalog::{ClassStatus, Level, TrainingType};
     with_conn(&state, move |s, conn| {
         session(s, conn, &headers)?;
         let places = Places::load(conn)?;
@@ -929,8 +934,9 @@ async fn class_page(
             .map(|d| d.to_string())
             .collect();
         let policy = &s.config.policy;
-        let mut trainees = Vec::new();
-        let roster: Vec<(String, Option<String>)> = conn
+        let pay = crate::settlement::class_pay(conn, &id, policy)?
+            .ok_or_else(|| ApiError::NotFound(format!("class {id} is not on the server")))?;
+        let completions: BTreeMap<String, Option<String>> = conn
             .query_map(
                 "SELECT trainee_id, completion FROM p_enrolments WHERE class_id = ?1",
                 args![&id],
@@ -938,86 +944,50 @@ async fn class_page(
             )?
             .into_iter()
             .collect();
-        for (t, completion) in roster {
+        let mut trainees = Vec::new();
+        for place in pay.places {
             let person = conn.query_opt(
-                "SELECT p.name_masked, p.id_masked, h.poverty_status FROM p_trainees p
-                     LEFT JOIN p_households h ON h.id = p.household WHERE p.id = ?1",
-                args![&t],
-                |r| {
-                    Ok((
-                        r.get::<String>(0)?,
-                        r.get::<String>(1)?,
-                        r.get::<Option<String>>(2)?,
-                    ))
-                },
+                "SELECT name_masked, id_masked FROM p_trainees WHERE id = ?1",
+                args![&place.trainee],
+                |r| Ok((r.get::<String>(0)?, r.get::<String>(1)?)),
             )?;
-            let (name_masked, id_masked, poverty) = match person {
-                Some((n, i, p)) => (Some(n), Some(i), p),
-                None => (None, None, None),
-            };
-            let mut per_day = BTreeMap::new();
-            let mut payable = BTreeSet::new();
-            let rows = conn.query_map(
-                "SELECT day, signed_in, signed_out, payable FROM p_attendance_days
-                 WHERE class_id = ?1 AND trainee_id = ?2",
-                args![&id, &t],
-                |r| {
-                    Ok((
-                        r.get::<String>(0)?,
-                        TraineeDay {
-                            signed_in: r.get(1)?,
-                            signed_out: r.get(2)?,
-                            payable: r.get(3)?,
-                        },
-                    ))
-                },
-            )?;
-            for (d, v) in rows {
-                if v.payable
-                    && let Ok(day) = d.parse::<NaiveDate>()
-                {
-                    payable.insert(day);
-                }
-                per_day.insert(d, v);
-            }
-            let subsidy = conn.query_opt(
-                "SELECT decision, year, nth, cap FROM p_subsidies
-                     WHERE class_id = ?1 AND trainee_id = ?2",
-                args![&id, &t],
-                |r| {
-                    Ok((
-                        r.get::<String>(0)?,
-                        r.get::<i32>(1)?,
-                        r.get::<Option<i64>>(2)?,
-                        r.get::<Option<i64>>(3)?,
-                    ))
-                },
-            )?;
-            let subsidised_place = subsidy.as_ref().is_some_and(|s| s.0 == "subsidised");
-            let status = poverty
-                .as_deref()
-                .and_then(|p| p.parse::<PovertyStatus>().ok());
-            let allowance_fen = if subsidised_place {
-                songpei_core::rules::allowance_fen(&payable, status, policy)
-            } else {
-                0
-            };
+            let (name_masked, id_masked) = person.unzip();
             trainees.push(RosterRow {
-                trainee_id: t,
+                completion: completions.get(&place.trainee).cloned().flatten(),
+                trainee_id: place.trainee,
                 name_masked,
                 id_masked,
-                poverty_label: status.map(|p| p.label_zh().to_owned()),
-                poverty_status: poverty,
-                completion,
-                days: per_day,
-                payable_days: payable.len() as i64,
-                allowance_fen,
-                subsidy: subsidy.map(|(decision, year, nth, cap)| SubsidyView {
-                    rule: rule_text(&decision, year, nth, cap),
-                    decision,
-                    year: Some(year),
-                    nth,
-                }),
+                poverty_label: place.poverty.map(|p| p.label_zh().to_owned()),
+                poverty_status: place.poverty.map(|p| p.code().to_owned()),
+                // Days whose only records are held appear too, as held.
+                days: place
+                    .held
+                    .iter()
+                    .map(|d| (*d, crate::settlement::DayPay::default()))
+                    .chain(place.days.iter().map(|(d, v)| (*d, v.clone())))
+                    .map(|(d, v)| {
+                        (
+                            d.to_string(),
+                            TraineeDay {
+                                signed_in: v.signed_in,
+                                signed_out: v.signed_out,
+                                payable: v.payable,
+                                held: place.held.contains(&d),
+                            },
+                        )
+                    })
+                    .collect(),
+                payable_days: place.payable.len() as i64,
+                held_days: place.held.len() as i64,
+                allowance_fen: place.allowance_fen,
+                subsidy: place
+                    .decision_row
+                    .map(|(decision, year, nth, cap, _)| SubsidyView {
+                        rule: rule_text(&decision, year, nth, cap),
+                        decision,
+                        year: Some(year),
+                        nth,
+                    }),
             });
         }
         let reviews = reviews_of(conn, &id)?;

@@ -815,6 +815,7 @@ pub const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
         include_str!("migrations/postgres/006_subsidy_lookups.sql"),
     ),
     (7, include_str!("migrations/postgres/007_erasure.sql")),
+    (8, include_str!("migrations/postgres/008_pay.sql")),
 ];
 
 /// Key of the advisory lock held while migrating, so replicas starting together migrate once.

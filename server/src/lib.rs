@@ -19,6 +19,7 @@ mod projection;
 pub mod ratelimit;
 pub mod report;
 pub mod review;
+mod settlement;
 pub mod signin;
 pub mod store;
 mod sync;
@@ -108,7 +109,9 @@ impl AppState {
         std::fs::create_dir_all(&config.data)
             .map_err(|e| format!("cannot create {}: {e}", config.data.display()))?;
         let mut store = admin::Storage::of(&config).open(config.cache_docs)?;
-        store.set_policy(config.policy.clone());
+        store
+            .apply_policy(config.policy.clone())
+            .map_err(|e| format!("cannot apply the policy table: {e}"))?;
         let blind_key = key_file(&config.data, "blind-index.key")
             .map(BlindIndexKey::from_bytes)
             .map_err(|e| format!("blind index key: {e}"))?;

@@ -160,12 +160,15 @@ pub(crate) fn project(
 
 /// Replaces the document's rows. A class's new attendance records are checked first
 /// ([`crate::signin::check_class`]); records that fail or wait for review do not count for pay
-/// until the district accepts them, and records the district rejects never count.
+/// until the district accepts them, and records the district rejects never count. Classes whose
+/// pay changed without their own document changing (a person's places decided again across
+/// villages, a household's status, a trainee's household) are added to `touched`.
 pub(crate) fn write(
     tx: &dyn Sql,
     p: &Projection,
     now_ms: i64,
     policy: &rules::PolicyTable,
+    touched: &mut BTreeSet<String>,
 ) -> Result<(), DbError> {
     write_reviews(tx, p)?;
     match &p.rows {
@@ -247,16 +250,25 @@ pub(crate) fn write(
                     people.insert(person_of(tx, t)?);
                 }
                 for person in people {
-                    decide_person(tx, &person, policy)?;
+                    decide_person(tx, &person, policy, touched)?;
                 }
             }
         }
         Rows::Trainee(t) => {
-            let old: Option<Vec<u8>> = tx.query_opt(
-                "SELECT blind_index FROM p_trainees WHERE id = ?1",
+            let before: Option<(Vec<u8>, Option<String>)> = tx.query_opt(
+                "SELECT blind_index, household FROM p_trainees WHERE id = ?1",
                 args![&t.id],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
+            let (old, old_household) = before.unzip();
+            if old_household.flatten() != t.household {
+                // Another household, another poverty status: the trainee's places pay anew.
+                touched.extend(tx.query_map(
+                    "SELECT class_id FROM p_enrolments WHERE trainee_id = ?1",
+                    args![&t.id],
+                    |r| r.get(0),
+                )?);
+            }
             tx.execute(
                 "INSERT INTO p_trainees (id, district, village, blind_index, name_masked, \
                  id_masked, phone_masked, sex, birth_year, household, key_groups) \
@@ -286,12 +298,25 @@ pub(crate) fn write(
                 // decide the one it was, then the one it is (whose trainees include this one, so
                 // rows kept under the trainee id alone go too).
                 if let Some(old) = old {
-                    decide_person(tx, &old, policy)?;
+                    decide_person(tx, &old, policy, touched)?;
                 }
-                decide_person(tx, &t.blind_index, policy)?;
+                decide_person(tx, &t.blind_index, policy, touched)?;
             }
         }
         Rows::Household(h) => {
+            let old: Option<String> = tx.query_opt(
+                "SELECT poverty_status FROM p_households WHERE id = ?1",
+                args![&h.id],
+                |r| r.get(0),
+            )?;
+            if old.as_deref() != Some(h.poverty_status) {
+                touched.extend(tx.query_map(
+                    "SELECT DISTINCT e.class_id FROM p_enrolments e
+                     JOIN p_trainees t ON t.id = e.trainee_id WHERE t.household = ?1",
+                    args![&h.id],
+                    |r| r.get(0),
+                )?);
+            }
             tx.execute(
                 "INSERT INTO p_households (id, district, village, poverty_status) \
                  VALUES (?1, ?2, ?3, ?4) \
@@ -374,6 +399,7 @@ pub(crate) fn decide_person(
     tx: &dyn Sql,
     person: &[u8],
     policy: &rules::PolicyTable,
+    touched: &mut BTreeSet<String>,
 ) -> Result<(), DbError> {
     let mut trainees: Vec<String> = tx.query_map(
         "SELECT id FROM p_trainees WHERE blind_index = ?1",
@@ -426,6 +452,25 @@ pub(crate) fn decide_person(
             ));
         }
     }
+    let rows_of = |tx: &dyn Sql| -> Result<BTreeSet<StoredDecision>, DbError> {
+        let mut out = BTreeSet::new();
+        out.extend(tx.query_map(
+            "SELECT class_id, trainee_id, decision, nth, cap, earlier_class FROM p_subsidies
+             WHERE person = ?1",
+            args![person],
+            stored_decision,
+        )?);
+        for t in &trainees {
+            out.extend(tx.query_map(
+                "SELECT class_id, trainee_id, decision, nth, cap, earlier_class FROM p_subsidies
+                 WHERE trainee_id = ?1",
+                args![t],
+                stored_decision,
+            )?);
+        }
+        Ok(out)
+    };
+    let before = rows_of(tx)?;
     tx.execute("DELETE FROM p_subsidies WHERE person = ?1", args![person])?;
     for t in &trainees {
         tx.execute("DELETE FROM p_subsidies WHERE trainee_id = ?1", args![t])?;
@@ -456,6 +501,7 @@ pub(crate) fn decide_person(
             rules::SubsidyDecision::ClassNotSubsidised => {
                 ("class_not_subsidised", None, None, None)
             }
+            rules::SubsidyDecision::ClassCancelled => ("class_cancelled", None, None, None),
             rules::SubsidyDecision::Subsidised { nth, .. } => {
                 ("subsidised", Some(*nth), None, None)
             }
@@ -485,5 +531,33 @@ pub(crate) fn decide_person(
             ],
         )?;
     }
+    // Places decided otherwise than before: their classes pay anew.
+    let after = rows_of(tx)?;
+    touched.extend(
+        before
+            .symmetric_difference(&after)
+            .map(|(class, ..)| class.clone()),
+    );
     Ok(())
+}
+
+/// A stored decision: class, trainee, decision, nth, cap, earlier class.
+type StoredDecision = (
+    String,
+    String,
+    String,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+);
+
+fn stored_decision(r: &crate::db::Row) -> Result<StoredDecision, DbError> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+    ))
 }

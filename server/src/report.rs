@@ -132,7 +132,9 @@ pub struct PersonTimes {
 /// The month's living allowance.
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct Allowance {
-    /// Trainees paid.
+    /// 人数: distinct people paid in the month (one person registered in two villages, or paid in
+    /// two classes, is one), matched by the blind index of the ID number. Does not add up across
+    /// months or townships.
     pub trainees: i64,
     /// Payable days paid.
     pub payable_days: i64,
@@ -226,6 +228,7 @@ fn decision_label(d: &str) -> &'static str {
     match d {
         "subsidised" => "享受补贴",
         "class_not_subsidised" => "非补贴性培训",
+        "class_cancelled" => "培训班已取消",
         "year_cap_reached" => "超过年度3次上限",
         "same_occupation_and_level" => "同职业同等级已补贴",
         _ => "未判定",
@@ -246,7 +249,10 @@ struct PlaceRow {
     id_masked: Option<String>,
     key_groups: Option<String>,
     poverty: Option<String>,
-    decision: Option<(String, i32, Option<i64>, Option<i64>)>,
+    /// The person: the blind index of the ID number, or the trainee id while the trainee's
+    /// record has not arrived.
+    person: Vec<u8>,
+    decision: Option<crate::settlement::DecisionRow>,
 }
 
 /// Makes the report of `district` for `month`.
@@ -277,7 +283,7 @@ pub fn monthly(
     let rows: Vec<PlaceRow> = conn.query_map(
         "SELECT c.id, c.title, c.village, c.training_type, c.occupation, c.status, c.last_day,
                e.trainee_id, e.completion, t.name_masked, t.id_masked, t.key_groups,
-               h.poverty_status, s.decision, s.year, s.nth, s.cap
+               h.poverty_status, s.decision, s.year, s.nth, s.cap, s.earlier_class, t.blind_index
              FROM p_enrolments e JOIN p_classes c ON c.id = e.class_id
              LEFT JOIN p_trainees t ON t.id = e.trainee_id
              LEFT JOIN p_households h ON h.id = t.household
@@ -289,6 +295,7 @@ pub fn monthly(
         args![&d.code, &key],
         |r| {
             let decision: Option<String> = r.get(13)?;
+            let trainee_bytes = r.get::<String>(7)?.into_bytes();
             Ok(PlaceRow {
                 class_id: r.get(0)?,
                 title: r.get(1)?,
@@ -303,8 +310,11 @@ pub fn monthly(
                 id_masked: r.get(10)?,
                 key_groups: r.get(11)?,
                 poverty: r.get(12)?,
+                person: r
+                    .get::<Option<Vec<u8>>>(18)?
+                    .unwrap_or_else(|| trainee_bytes.clone()),
                 decision: match decision {
-                    Some(dc) => Some((dc, r.get(14)?, r.get(15)?, r.get(16)?)),
+                    Some(dc) => Some((dc, r.get(14)?, r.get(15)?, r.get(16)?, r.get(17)?)),
                     None => None,
                 },
             })
@@ -315,7 +325,8 @@ pub fn monthly(
     let mut by_occupation: BTreeMap<String, i64> = BTreeMap::new();
     let mut by_township: BTreeMap<String, i64> = BTreeMap::new();
     let mut decisions: BTreeMap<String, i64> = BTreeMap::new();
-    let (mut total, mut poor, mut paid_trainees, mut paid_days, mut paid_fen) = (0, 0, 0, 0, 0);
+    let (mut total, mut poor, mut paid_days, mut paid_fen) = (0, 0, 0, 0);
+    let mut paid_people: std::collections::BTreeSet<Vec<u8>> = std::collections::BTreeSet::new();
     let mut places = Vec::new();
     for p in rows {
         let poverty = p
@@ -352,7 +363,6 @@ pub fn monthly(
                 poor += 1;
             }
         }
-        let subsidised = p.decision.as_ref().is_some_and(|d| d.0 == "subsidised");
         let days: std::collections::BTreeSet<NaiveDate> = conn
             .query_map(
                 "SELECT day FROM p_attendance_days WHERE class_id = ?1 AND trainee_id = ?2
@@ -363,18 +373,20 @@ pub fn monthly(
             .into_iter()
             .filter_map(|d| d.parse().ok())
             .collect();
-        let fen = if subsidised {
-            songpei_core::rules::allowance_fen(&days, poverty, policy)
-        } else {
-            0
-        };
+        let fen = p
+            .decision
+            .as_ref()
+            .and_then(crate::settlement::decision_of)
+            .map_or(0, |d| {
+                songpei_core::rules::place_allowance_fen(&d, &days, poverty, policy)
+            });
         if fen > 0 {
-            paid_trainees += 1;
+            paid_people.insert(p.person.clone());
             paid_days += days.len() as i64;
             paid_fen += fen;
         }
         let (decision, rule) = match &p.decision {
-            Some((dc, year, nth, cap)) => {
+            Some((dc, year, nth, cap, _)) => {
                 (dc.clone(), crate::api::rule_text(dc, *year, *nth, *cap))
             }
             None => ("undecided".to_owned(), "学员档案尚未同步".to_owned()),
@@ -449,7 +461,7 @@ pub fn monthly(
             poverty_households: poor,
         },
         allowance: Allowance {
-            trainees: paid_trainees,
+            trainees: paid_people.len() as i64,
             payable_days: paid_days,
             total_fen: paid_fen,
             total_yuan: paid_fen as f64 / 100.0,
@@ -459,6 +471,7 @@ pub fn monthly(
             "class_not_subsidised",
             "year_cap_reached",
             "same_occupation_and_level",
+            "class_cancelled",
         ]
         .iter()
         .map(|d| DecisionCount {

@@ -25,6 +25,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("migrations/005_district_office.sql")),
     (6, include_str!("migrations/006_subsidy_lookups.sql")),
     (7, include_str!("migrations/007_erasure.sql")),
+    (8, include_str!("migrations/008_pay.sql")),
 ];
 
 /// `kind, district, village, snapshot, ops, chunk_count, next_seq` of a stored document.
@@ -91,6 +92,40 @@ impl std::fmt::Debug for ServerStore {
     }
 }
 
+/// Appends a feed entry for document `id` of `village` with its `heads`. The village's row stays
+/// locked to the commit: merges of one village take their feed numbers in commit order, so a
+/// reader never sees a later one first.
+fn append_feed(tx: &dyn Sql, village: &str, id: &str, heads: &[u8]) -> Result<(), DbError> {
+    let feed_seq: i64 = tx.query_row(
+        "INSERT INTO villages (code, last_seq) VALUES (?1, 1)
+         ON CONFLICT (code) DO UPDATE SET last_seq = villages.last_seq + 1
+         RETURNING last_seq",
+        args![village],
+        |r| r.get(0),
+    )?;
+    tx.execute(
+        "INSERT INTO feed (village, seq, doc_id, heads) VALUES (?1, ?2, ?3, ?4)",
+        args![village, feed_seq, id, heads],
+    )?;
+    Ok(())
+}
+
+/// Gives each class in `classes` a feed entry at its current heads: its document did not change,
+/// but what the district pays for it did, and phones receive a class's pay with its feed entry.
+fn touch(tx: &dyn Sql, classes: &std::collections::BTreeSet<String>) -> Result<(), DbError> {
+    for class in classes {
+        let row: Option<(String, Vec<u8>)> = tx.query_opt(
+            "SELECT village, heads FROM docs WHERE id = ?1 AND erased_at IS NULL",
+            args![class],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        if let Some((village, heads)) = row {
+            append_feed(tx, &village, class, &heads)?;
+        }
+    }
+    Ok(())
+}
+
 /// A feed entry's check: the first four bytes of SHA-256 over its document id and heads.
 pub(crate) fn entry_tag(doc: &str, heads: &[u8]) -> u32 {
     use sha2::{Digest, Sha256};
@@ -155,6 +190,56 @@ impl ServerStore {
     /// Sets the policy table that subsidy decisions are made by from now on.
     pub fn set_policy(&mut self, policy: songpei_core::rules::PolicyTable) {
         self.policy = policy;
+    }
+
+    /// Serves by `policy` from now on. When its version is not the one the stored decisions were
+    /// made by (a rate or cap changed in the configuration), every person's places are decided
+    /// again and every class gets a feed entry, so each phone receives the district's new
+    /// figures at its next sync; all in one transaction.
+    pub fn apply_policy(
+        &mut self,
+        policy: songpei_core::rules::PolicyTable,
+    ) -> Result<(), DbError> {
+        let version = policy.version().to_string();
+        self.policy = policy;
+        let policy = &self.policy;
+        self.db.transaction(|tx| -> Result<(), DbError> {
+            let stored: Option<String> = tx.query_opt(
+                "SELECT value FROM server_settings WHERE key = 'policy_version'",
+                &[],
+                |r| r.get(0),
+            )?;
+            if stored.as_deref() == Some(version.as_str()) {
+                return Ok(());
+            }
+            let mut people: std::collections::BTreeSet<Vec<u8>> = std::collections::BTreeSet::new();
+            people.extend(
+                tx.query_map("SELECT DISTINCT person FROM p_subsidies", &[], |r| r.get(0))?,
+            );
+            people.extend(tx.query_map(
+                "SELECT DISTINCT blind_index FROM p_trainees",
+                &[],
+                |r| r.get(0),
+            )?);
+            let mut touched = std::collections::BTreeSet::new();
+            for person in people {
+                projection::decide_person(tx, &person, policy, &mut touched)?;
+            }
+            let classes: Vec<String> =
+                tx.query_map("SELECT id FROM p_classes", &[], |r| r.get(0))?;
+            touch(tx, &classes.into_iter().collect())?;
+            tx.execute(
+                "INSERT INTO server_settings (key, value) VALUES ('policy_version', ?1)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                args![&version],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The policy table served.
+    pub fn policy(&self) -> &songpei_core::rules::PolicyTable {
+        &self.policy
     }
 
     /// The database connection, for the account and audit tables.
@@ -331,17 +416,7 @@ impl ServerStore {
                 ] {
                     tx.execute(sql, args![&id])?;
                 }
-                let feed_seq: i64 = tx.query_row(
-                    "INSERT INTO villages (code, last_seq) VALUES (?1, 1)
-                     ON CONFLICT (code) DO UPDATE SET last_seq = villages.last_seq + 1
-                     RETURNING last_seq",
-                    args![&village],
-                    |r| r.get(0),
-                )?;
-                tx.execute(
-                    "INSERT INTO feed (village, seq, doc_id, heads) VALUES (?1, ?2, ?3, ?4)",
-                    args![&village, feed_seq, &id, &empty],
-                )?;
+                append_feed(tx, &village, &id, &empty)?;
             }
             crate::audit::append(tx, now_ms, audit)
         })?;
@@ -367,6 +442,8 @@ impl ServerStore {
     ) -> Result<(), DbError> {
         let policy = &self.policy;
         self.db.transaction(|tx| -> Result<(), DbError> {
+            // Classes whose pay changed without their document changing.
+            let mut touched = std::collections::BTreeSet::new();
             for d in docs {
                 let id = d.id.to_string();
                 let heads = encode_heads(&d.heads);
@@ -391,21 +468,13 @@ impl ServerStore {
                     "INSERT INTO chunks (doc_id, seq, data) VALUES (?1, ?2, ?3)",
                     args![&id, seq, &d.chunk],
                 )?;
-                // The village's row stays locked to the commit: merges of one village take their
-                // feed numbers in commit order, so a reader never sees a later one first.
-                let feed_seq: i64 = tx.query_row(
-                    "INSERT INTO villages (code, last_seq) VALUES (?1, 1)
-                     ON CONFLICT (code) DO UPDATE SET last_seq = villages.last_seq + 1
-                     RETURNING last_seq",
-                    args![&d.village],
-                    |r| r.get(0),
-                )?;
-                tx.execute(
-                    "INSERT INTO feed (village, seq, doc_id, heads) VALUES (?1, ?2, ?3, ?4)",
-                    args![&d.village, feed_seq, &id, &heads],
-                )?;
-                projection::write(tx, &d.projection, now_ms, policy)?;
+                append_feed(tx, &d.village, &id, &heads)?;
+                projection::write(tx, &d.projection, now_ms, policy, &mut touched)?;
             }
+            for d in docs {
+                touched.remove(&d.id.to_string());
+            }
+            touch(tx, &touched)?;
             if let Some(request) = request {
                 tx.execute(
                     "INSERT INTO requests (device, request_id, body_hash, acks, created_at)

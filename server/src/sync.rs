@@ -12,8 +12,8 @@ use songpei_core::doc::{self, DocKind};
 use songpei_core::ids::{ClassId, DistrictCode, DocId, VillageCode};
 use songpei_core::sync::changes::{ChangeCaps, pack, unpack};
 use songpei_core::sync::protocol::{
-    Ack, AckOutcome, Cursor, DocUpdate, PROTOCOL_VERSION, Payload, SyncRequest, SyncResponse,
-    decode, encode, from_wire, to_wire,
+    Ack, AckOutcome, ClassSettlement, Cursor, DocUpdate, PROTOCOL_VERSION, Payload, PolicySet,
+    SyncRequest, SyncResponse, decode, encode, from_wire, to_wire,
 };
 
 use crate::AppState;
@@ -124,9 +124,16 @@ pub(crate) fn handle(
         })
         .collect();
     let budget = req.max_response_bytes.min(limits.max_response_bytes) as usize;
-    let (docs, cursors, more, personal) = pull(&mut store, &cursors, &merged, budget)?;
+    let PullPage {
+        docs,
+        settlements,
+        cursors,
+        more,
+        personal,
+    } = pull(&mut store, &cursors, &merged, budget)?;
     let keys = crate::signin::card_key_set(store.conn())?;
     let card_keys = (keys.version != req.card_keys).then_some(keys);
+    let policy = (store.policy().version() != req.policy).then(|| PolicySet::of(store.policy()));
     if !personal.is_empty() {
         // Phones receive trainees' and households' personal data in full: every such read is
         // audited.
@@ -152,6 +159,8 @@ pub(crate) fn handle(
         more,
         scope,
         card_keys,
+        policy,
+        settlements,
     }))
 }
 
@@ -504,6 +513,7 @@ fn pull(
     let mut used = 0usize;
     let mut personal = Vec::new();
     let mut docs = Vec::new();
+    let mut settlements = Vec::new();
     let mut out = Vec::with_capacity(cursors.len());
     let mut more = false;
     for c in cursors {
@@ -546,6 +556,7 @@ fn pull(
                 continue;
             };
             let heads = loaded.doc.get_heads();
+            let is_class = loaded.kind == DocKind::Class;
             let base: Vec<ChangeHash> = base
                 .into_iter()
                 .filter(|h| loaded.doc.get_change_by_hash(h).is_some())
@@ -571,6 +582,16 @@ fn pull(
                     heads: to_wire(&heads),
                 });
             }
+            if is_class {
+                // What the district pays for the class as of now, whether or not its document
+                // changed (a decision across villages, a rate, a review gives it a feed entry).
+                let pay =
+                    crate::settlement::class_pay(store.conn(), &id.to_string(), store.policy())?;
+                if let Some(s) = pay.as_ref().and_then(|p| p.to_wire()) {
+                    used += SETTLEMENT_BYTES * (1 + s.places.len());
+                    settlements.push(s);
+                }
+            }
             seq = *last;
         }
         if stopped || entries.len() == FEED_PAGE {
@@ -587,11 +608,27 @@ fn pull(
             tag,
         });
     }
-    Ok((docs, out, more, personal))
+    Ok(PullPage {
+        docs,
+        settlements,
+        cursors: out,
+        more,
+        personal,
+    })
 }
 
-/// Documents, cursors, `more`, and the ids of personal documents sent.
-type PullPage = (Vec<DocUpdate>, Vec<Cursor>, bool, Vec<String>);
+/// About the bytes of one place's settlement, counted against the response's budget.
+const SETTLEMENT_BYTES: usize = 40;
+
+/// What one pull sends.
+struct PullPage {
+    docs: Vec<DocUpdate>,
+    settlements: Vec<ClassSettlement>,
+    cursors: Vec<Cursor>,
+    more: bool,
+    /// Ids of the personal documents sent.
+    personal: Vec<String>,
+}
 
 #[cfg(test)]
 mod tests {

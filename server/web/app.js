@@ -134,6 +134,7 @@ const CODES = {
   },
   decision: {
     subsidised: ['享受补贴', 'subsidised'], class_not_subsidised: ['非补贴性培训', 'class not subsidised'],
+    class_cancelled: ['培训班已取消', 'class cancelled'],
     year_cap_reached: ['超过年度3次上限', 'over the 3-a-year cap'], same_occupation_and_level:
       ['同职业同等级已补贴', 'same occupation and level already subsidised'], accepted:
       ['通过', 'accepted'], rejected: ['驳回', 'rejected'],
@@ -517,8 +518,6 @@ async function pageClass(id) {
     fact(t('subsidised'), c.subsidised ? t('yes') : t('no')),
     fact(t('status'), code('status', c.status, c.status_label)),
     fact(t('days'), c.first_day + ' – ' + c.last_day + ' (' + c.days.length + ')'));
-  // Days with a record that a flag holds from pay (the projection counts only what is paid).
-  const held = new Set(page.attendance.filter((a) => !a.payable && !a.review).map((a) => a.trainee_id + '|' + a.day));
   const dayHeads = c.days.map((d) => el('th', { class: 'day', title: d }, d.slice(5)));
   const roster = el('table', { class: 'grid roster', id: 'roster' },
     el('thead', {}, el('tr', {}, el('th', {}, t('name')), el('th', {}, t('idNumber')), el('th', {}, t('household')),
@@ -527,7 +526,7 @@ async function pageClass(id) {
     el('tbody', {}, page.trainees.map((r) => el('tr', {},
       el('td', {}, r.name_masked || '—'), el('td', { class: 'mono' }, r.id_masked || '—'),
       el('td', {}, code('poverty', r.poverty_status, r.poverty_label)),
-      c.days.map((d) => dayCell(r.days[d], held.has(r.trainee_id + '|' + d))),
+      c.days.map((d) => dayCell(r.days[d], Boolean(r.days[d] && r.days[d].held))),
       el('td', { class: 'n' }, num(r.payable_days)), el('td', { class: 'n' }, yuan(r.allowance_fen)),
       el('td', { class: 'rule' }, r.subsidy ? el('span', { title: r.subsidy.rule }, code('decision', r.subsidy.decision), el('br'), el('small', {}, r.subsidy.rule)) : '—'),
       el('td', {}, code('completion', r.completion))))));
@@ -563,7 +562,7 @@ function fact(label, value) {
 }
 
 function dayCell(d, held) {
-  if (!d && held) return el('td', { class: 'cell held', title: t('legendHeld') }, '!');
+  if (held && !d.signed_in && !d.signed_out) return el('td', { class: 'cell held', title: t('legendHeld') }, '!');
   if (!d) return el('td', { class: 'cell' }, '');
   const cls = ['cell', d.signed_out ? 'out' : d.signed_in ? 'in' : '', d.payable ? 'pay' : 'held'].join(' ');
   const mark = d.signed_out ? '✔' : d.signed_in ? '✓' : '·';

@@ -34,6 +34,7 @@ fn request(dev: &RawDevice, villages: &[&str], pushes: Vec<Push>) -> SyncRequest
         pushes,
         max_response_bytes: 1 << 20,
         card_keys: 0,
+        policy: 0,
     }
 }
 

@@ -35,6 +35,7 @@ fn request(dev: &RawDevice, pushes: Vec<Push>) -> SyncRequest {
         pushes,
         max_response_bytes: 1 << 20,
         card_keys: 0,
+        policy: 0,
     }
 }
 

@@ -245,6 +245,52 @@ fn cancelled_classes_do_not_use_the_cap() {
         ));
     }
     let out = decide_subsidies(&classes, &PolicyTable::default());
-    assert_eq!(out[&cancelled.class], SubsidyDecision::ClassNotSubsidised);
+    assert_eq!(out[&cancelled.class], SubsidyDecision::ClassCancelled);
     assert_eq!(out.values().filter(|d| d.is_subsidised()).count(), 3);
+}
+
+#[test]
+fn a_place_is_paid_only_when_subsidised() {
+    let days: BTreeSet<NaiveDate> = ["2026-03-02", "2026-03-03"]
+        .iter()
+        .map(|d| d.parse().expect("day"))
+        .collect();
+    let policy = PolicyTable::default();
+    let lifted = Some(PovertyStatus::Lifted);
+    let cases = [
+        (
+            SubsidyDecision::Subsidised { year: 2026, nth: 1 },
+            lifted,
+            10_000,
+        ),
+        (
+            SubsidyDecision::Subsidised { year: 2026, nth: 1 },
+            Some(PovertyStatus::Ordinary),
+            0,
+        ),
+        (SubsidyDecision::ClassNotSubsidised, lifted, 0),
+        (SubsidyDecision::ClassCancelled, lifted, 0),
+        (
+            SubsidyDecision::YearCapReached { year: 2026, cap: 3 },
+            lifted,
+            0,
+        ),
+    ];
+    for (decision, poverty, fen) in cases {
+        assert_eq!(
+            place_allowance_fen(&decision, &days, poverty, &policy),
+            fen,
+            "{decision:?} {poverty:?}"
+        );
+    }
+}
+
+#[test]
+fn a_policy_tables_version_follows_its_values() {
+    let a = PolicyTable::default();
+    let mut entries = a.entries().to_vec();
+    assert_eq!(a.version(), PolicyTable::new(entries.clone()).version());
+    entries[0].allowance_fen_per_day = 6_000;
+    assert_ne!(a.version(), PolicyTable::new(entries).version());
+    assert_ne!(a.version(), 0);
 }

@@ -330,6 +330,7 @@ impl<S: DocStore> Phone<S> {
             pushes,
             max_response_bytes: limits.max_response_bytes,
             card_keys: self.card_keys_version()?,
+            policy: self.policy().version(),
         };
         self.pending_sync = Some(PendingSync {
             request_id,
@@ -546,6 +547,21 @@ impl<S: DocStore> Phone<S> {
             meta.push((META_SERVER_UPTIME.into(), up.encode()));
         }
         meta.push((META_LOCAL_TIME.into(), self.now_ms().to_string()));
+        // The district's policy table and what it decided and pays for each class: kept with the
+        // documents they describe, in the same transaction.
+        let policy = resp.policy.as_ref().and_then(|p| p.table().map(|t| (p, t)));
+        if let Some((set, _)) = &policy {
+            meta.push((
+                crate::phone::pay::META_POLICY.into(),
+                crate::phone::pay::encode(set),
+            ));
+        }
+        for s in &resp.settlements {
+            meta.push((
+                crate::phone::pay::settlement_key(s.class),
+                crate::phone::pay::encode(s),
+            ));
+        }
         if let Err(e) = self.store.apply_sync(&writes, &acks, &meta) {
             for id in &merged {
                 self.cache.remove(*id);
@@ -554,6 +570,9 @@ impl<S: DocStore> Phone<S> {
         }
         for w in &writes {
             self.cache.note_chunk(w.id);
+        }
+        if let Some((_, table)) = policy {
+            self.policy = table;
         }
         if let Some(keys) = &resp.card_keys {
             self.set_card_keys(keys)?;

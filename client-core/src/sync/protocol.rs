@@ -63,6 +63,205 @@ pub struct SyncRequest {
     /// Version of the district's card keys the phone holds (0: none); the response carries the
     /// keys when the server's differ.
     pub card_keys: u32,
+    /// Version of the district's policy table the phone holds (0: none); the response carries
+    /// the table when the server's differs.
+    pub policy: u32,
+}
+
+/// One entry of the district's policy table (`[[policy]]` in the server's configuration).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyEntry {
+    /// First day the values apply, `YYYY-MM-DD`.
+    pub effective_from: String,
+    /// Living allowance per payable day, in fen.
+    pub allowance_fen_per_day: i64,
+    /// Subsidised classes a person may have in a calendar year.
+    pub max_subsidised_per_year: u32,
+}
+
+/// The district's policy table, as of a version ([`crate::rules::PolicyTable::version`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicySet {
+    /// Version.
+    pub version: u32,
+    /// Entries, oldest first.
+    pub entries: Vec<PolicyEntry>,
+}
+
+impl PolicySet {
+    /// The set of a table.
+    pub fn of(table: &crate::rules::PolicyTable) -> Self {
+        Self {
+            version: table.version(),
+            entries: table
+                .entries()
+                .iter()
+                .map(|p| PolicyEntry {
+                    effective_from: p.effective_from.to_string(),
+                    allowance_fen_per_day: p.allowance_fen_per_day,
+                    max_subsidised_per_year: p.max_subsidised_per_year,
+                })
+                .collect(),
+        }
+    }
+
+    /// The table, if every entry reads.
+    pub fn table(&self) -> Option<crate::rules::PolicyTable> {
+        let entries = self
+            .entries
+            .iter()
+            .map(|e| {
+                Some(crate::rules::Policy {
+                    effective_from: e.effective_from.parse().ok()?,
+                    allowance_fen_per_day: e.allowance_fen_per_day,
+                    max_subsidised_per_year: e.max_subsidised_per_year,
+                })
+            })
+            .collect::<Option<Vec<_>>>()?;
+        (!entries.is_empty()).then(|| crate::rules::PolicyTable::new(entries))
+    }
+}
+
+/// The district's subsidy decision for one place, on the wire.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WireDecision {
+    /// Not a subsidised class.
+    ClassNotSubsidised,
+    /// The `nth` subsidised class of the person in `year`.
+    Subsidised {
+        /// Year.
+        year: i32,
+        /// Rank.
+        nth: u32,
+    },
+    /// The person already has the year's maximum.
+    YearCapReached {
+        /// Year.
+        year: i32,
+        /// The cap.
+        cap: u32,
+    },
+    /// This occupation and level were subsidised for the person in `earlier`.
+    SameOccupationAndLevel {
+        /// The class subsidised.
+        earlier: Uuid,
+    },
+    /// The class was cancelled.
+    ClassCancelled,
+}
+
+impl From<&crate::rules::SubsidyDecision> for WireDecision {
+    fn from(d: &crate::rules::SubsidyDecision) -> Self {
+        use crate::rules::SubsidyDecision as D;
+        match d {
+            D::ClassNotSubsidised => Self::ClassNotSubsidised,
+            D::Subsidised { year, nth } => Self::Subsidised {
+                year: *year,
+                nth: *nth,
+            },
+            D::YearCapReached { year, cap } => Self::YearCapReached {
+                year: *year,
+                cap: *cap,
+            },
+            D::SameOccupationAndLevel { earlier } => Self::SameOccupationAndLevel {
+                earlier: earlier.uuid(),
+            },
+            D::ClassCancelled => Self::ClassCancelled,
+        }
+    }
+}
+
+impl From<&WireDecision> for crate::rules::SubsidyDecision {
+    fn from(d: &WireDecision) -> Self {
+        use crate::rules::SubsidyDecision as D;
+        match d {
+            WireDecision::ClassNotSubsidised => D::ClassNotSubsidised,
+            WireDecision::Subsidised { year, nth } => D::Subsidised {
+                year: *year,
+                nth: *nth,
+            },
+            WireDecision::YearCapReached { year, cap } => D::YearCapReached {
+                year: *year,
+                cap: *cap,
+            },
+            WireDecision::SameOccupationAndLevel { earlier } => D::SameOccupationAndLevel {
+                earlier: (*earlier).into(),
+            },
+            WireDecision::ClassCancelled => D::ClassCancelled,
+        }
+    }
+}
+
+/// What the district decided and pays for one place (a trainee in a class).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlaceSettlement {
+    /// The trainee.
+    pub trainee: Uuid,
+    /// The subsidy decision; `None` while the district has not decided (the trainee's record has
+    /// not reached it).
+    pub decision: Option<WireDecision>,
+    /// The household's poverty status the district paid by (its code), if known.
+    pub poverty: Option<String>,
+    /// Attendance records of this place the district holds: a phone holding more has records
+    /// the district has not seen, and shows its own estimate for the place.
+    pub records: u32,
+    /// Training days the district pays, as a bitmap over the class's days (bit `i` of byte
+    /// `i / 8`: the first day plus `i` days).
+    pub payable: Vec<u8>,
+    /// Training days with records the district holds for review (not paid until accepted).
+    pub held: Vec<u8>,
+    /// The living allowance the district pays for the place, in fen.
+    pub allowance_fen: i64,
+}
+
+/// What the district decided and pays for every place of one class.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClassSettlement {
+    /// The class.
+    pub class: Uuid,
+    /// [`crate::rules::PayBasis::check`] of the class as the district decided on it.
+    pub basis: u32,
+    /// Every place on the district's roster.
+    pub places: Vec<PlaceSettlement>,
+}
+
+/// Days as a bitmap over the days from `first`.
+pub fn day_bitmap(
+    first: chrono::NaiveDate,
+    days: &std::collections::BTreeSet<chrono::NaiveDate>,
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    for d in days {
+        let Ok(i) = usize::try_from((*d - first).num_days()) else {
+            continue;
+        };
+        if i >= 8 * 512 {
+            continue;
+        }
+        if out.len() <= i / 8 {
+            out.resize(i / 8 + 1, 0);
+        }
+        out[i / 8] |= 1 << (i % 8);
+    }
+    out
+}
+
+/// The days of a bitmap from [`day_bitmap`].
+pub fn bitmap_days(
+    first: chrono::NaiveDate,
+    bits: &[u8],
+) -> std::collections::BTreeSet<chrono::NaiveDate> {
+    let mut out = std::collections::BTreeSet::new();
+    for (byte, b) in bits.iter().enumerate().take(512) {
+        for bit in 0..8 {
+            if b & (1 << bit) != 0
+                && let Some(d) = first.checked_add_days(chrono::Days::new((byte * 8 + bit) as u64))
+            {
+                out.insert(d);
+            }
+        }
+    }
+    out
 }
 
 /// One of a district's card-signing keys.
@@ -182,6 +381,11 @@ pub struct SyncResponse {
     pub scope: Option<Vec<String>>,
     /// The district's card keys, when the request's version is not the server's.
     pub card_keys: Option<CardKeySet>,
+    /// The district's policy table, when the request's version is not the server's.
+    pub policy: Option<PolicySet>,
+    /// What the district decided and pays for each class in `docs`' feed range: every class with
+    /// a feed entry after the phone's cursor, whether or not its document changed.
+    pub settlements: Vec<ClassSettlement>,
 }
 
 /// A body that could not be decoded.
@@ -318,6 +522,7 @@ mod tests {
             }],
             max_response_bytes: 1 << 20,
             card_keys: 0,
+            policy: 0,
         }
     }
 
@@ -397,6 +602,8 @@ mod tests {
             more: false,
             scope: None,
             card_keys: None,
+            policy: None,
+            settlements: Vec::new(),
         });
         assert!(decode::<SyncRequest>(&resp, 1 << 20).is_err());
     }
