@@ -582,10 +582,11 @@ impl<S: DocStore> Phone<S> {
 }
 
 /// Times one sync waits for the server's `Retry-After` before it gives up.
-pub const MAX_WAITS: usize = 6;
-/// Longest `Retry-After` a sync waits for; a server asking for more (a device stopped for an
-/// hour) fails the sync at once, and the coordinator syncs again later.
-pub const MAX_WAIT_SECS: u64 = 30;
+pub const MAX_WAITS: usize = 5;
+/// Longest `Retry-After` a sync waits for: a few seconds of a rate limit are worth waiting out
+/// in the same sync; a server asking for more (out of disk, a device stopped for an hour) fails
+/// the sync at once, and the coordinator syncs again later.
+pub const MAX_WAIT_SECS: u64 = 10;
 
 /// The waits of one sync for the server's `Retry-After`.
 #[derive(Default)]
