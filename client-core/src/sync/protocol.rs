@@ -633,4 +633,29 @@ mod tests {
         }
         assert!(refused + 8 >= bytes.len() * 8, "{refused} refused");
     }
+
+    proptest::proptest! {
+        /// Any set of days within a year of the first day comes back from its bitmap unchanged.
+        #[test]
+        fn a_day_bitmap_reads_back_the_days_it_was_made_of(
+            offsets in proptest::collection::btree_set(0u64..366, 0..40)
+        ) {
+            let first = chrono::NaiveDate::from_ymd_opt(2026, 3, 2).expect("day");
+            let days: std::collections::BTreeSet<chrono::NaiveDate> = offsets
+                .iter()
+                .filter_map(|o| first.checked_add_days(chrono::Days::new(*o)))
+                .collect();
+            let bits = day_bitmap(first, &days);
+            proptest::prop_assert!(bits.len() <= 46);
+            proptest::prop_assert_eq!(bitmap_days(first, &bits), days);
+        }
+    }
+
+    #[test]
+    fn days_before_the_first_are_left_out_of_a_bitmap() {
+        let first = chrono::NaiveDate::from_ymd_opt(2026, 3, 2).expect("day");
+        let before = chrono::NaiveDate::from_ymd_opt(2026, 3, 1).expect("day");
+        let days = [before, first].into_iter().collect();
+        assert_eq!(day_bitmap(first, &days), vec![1]);
+    }
 }
