@@ -67,6 +67,7 @@ pub struct SyncRequest {
 
 /// One of a district's card-signing keys.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CardKey {
     /// Key id, printed in each card it signs.
     pub id: u32,
@@ -78,6 +79,7 @@ pub struct CardKey {
 
 /// `POST /v1/cards` (JSON): the cards of a class's trainees.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CardsRequest {
     /// The class.
     pub class: Uuid,
@@ -85,6 +87,7 @@ pub struct CardsRequest {
 
 /// One signed card.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IssuedCard {
     /// The trainee.
     pub trainee: Uuid,
@@ -94,6 +97,7 @@ pub struct IssuedCard {
 
 /// The cards of a class.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CardsResponse {
     /// One per trainee on the roster.
     pub cards: Vec<IssuedCard>,
@@ -103,6 +107,7 @@ pub struct CardsResponse {
 
 /// A district's card keys, as of a version that grows with every change.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CardKeySet {
     /// Version.
     pub version: u32,
