@@ -322,7 +322,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(web::routes())
 }
 
-/// The HTTP routes of [`routes`], with the layers every request passes: the body cap, the
+/// The HTTP routes of [`routes()`], with the layers every request passes: the body cap, the
 /// per-address rate limit and the request timeout.
 pub fn app(state: AppState) -> Router {
     let limit = state.config.limits.max_body_bytes;

@@ -1,7 +1,7 @@
 //! The OpenAPI document of every route, served at `/api/openapi.json`. Its paths are not listed by
 //! hand: each route is registered with `utoipa_axum::routes!` from its handler's
 //! `#[utoipa::path]`, so the router that serves the requests and the document that describes them
-//! come out of one value ([`crate::routes`]). This module holds what the handlers' annotations
+//! come out of one value ([`crate::routes()`]). This module holds what the handlers' annotations
 //! share: the document's title and security schemes, the error body, and the error answers common
 //! to many routes.
 
