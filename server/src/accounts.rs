@@ -264,7 +264,7 @@ pub fn add_village(
 }
 
 /// A CSV row that could not be imported.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct CsvProblem {
     /// 1-based line number.
     #[serde(rename = "row")]

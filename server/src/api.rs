@@ -1,7 +1,7 @@
 //! The district office's JSON API under `/api/v1`, used by the dashboard: sign-in with a district
 //! account, the overview, classes, trainee lookup (masked; unmasking asks for a reason and is
-//! audited), the review queue, targets and the monthly report. Described in OpenAPI at
-//! `/api/openapi.json`.
+//! audited), the review queue, targets and the monthly report. Each route is registered from its
+//! handler's `#[utoipa::path]`, so it is described in the OpenAPI document at `/api/openapi.json`.
 //!
 //! Only district accounts (`district_admin`, `district_viewer`) sign in; only an admin decides
 //! reviews and imports targets. The session is a cookie holding the account and an expiry under the
@@ -13,76 +13,47 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
 use songpei_core::doc::review::Decision;
 use songpei_core::ids::{DocId, TraineeId};
 use songpei_core::validate::IdNumber;
-use utoipa::{IntoParams, OpenApi, ToSchema};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::accounts::{self, AccountError, Role};
 use crate::args;
 use crate::audit::{self, Entry};
 use crate::db::{Sql, Transact};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
+use crate::openapi::{Limits, Session as SessionRefused, Storage};
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "songpei_session";
 /// How long a session lasts, in seconds.
 const SESSION_SECS: i64 = 8 * 3600;
 
-/// The routes of the API.
-pub fn routes() -> axum::Router<AppState> {
-    axum::Router::new()
-        .route("/api/openapi.json", get(openapi))
-        .route("/api/v1/login", post(login))
-        .route("/api/v1/logout", post(logout))
-        .route("/api/v1/me", get(me))
-        .route("/api/v1/overview", get(overview))
-        .route("/api/v1/classes", get(classes))
-        .route("/api/v1/classes/{id}", get(class_page))
-        .route("/api/v1/trainees/search", post(trainees))
-        .route("/api/v1/trainees/{id}/unmask", post(unmask))
-        .route("/api/v1/trainees/{id}/erase", post(erase))
-        .route("/api/v1/review", get(review_queue).post(review_decide))
-        .route("/api/v1/targets", get(targets).post(import_targets))
-        .route("/api/v1/reports/monthly", get(report_json))
-        .route("/api/v1/reports/monthly.xlsx", get(report_xlsx))
-        .route("/api/v1/reports/monthly.csv", get(report_csv))
-}
-
-/// The OpenAPI description.
-#[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "songpei district API",
-        description = "The district office's JSON API."
-    ),
-    paths(
-        login,
-        logout,
-        me,
-        overview,
-        classes,
-        class_page,
-        trainees,
-        unmask,
-        erase,
-        review_queue,
-        review_decide,
-        targets,
-        import_targets
-    )
-)]
-pub struct ApiDoc;
-
-async fn openapi() -> Response {
-    match ApiDoc::openapi().to_json() {
-        Ok(j) => ([(header::CONTENT_TYPE, "application/json")], j).into_response(),
-        Err(_) => ApiError::Internal.into_response(),
-    }
+/// The routes of the API and their OpenAPI description. One `routes!` per path: handlers grouped in
+/// one `routes!` are served on every path among them, so only the methods of one path share one.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::default()
+        .routes(routes!(crate::openapi::document))
+        .routes(routes!(login))
+        .routes(routes!(logout))
+        .routes(routes!(me))
+        .routes(routes!(overview))
+        .routes(routes!(classes))
+        .routes(routes!(class_page))
+        .routes(routes!(trainees))
+        .routes(routes!(unmask))
+        .routes(routes!(erase))
+        .routes(routes!(review_queue, review_decide))
+        .routes(routes!(targets, import_targets))
+        .routes(routes!(report_json))
+        .routes(routes!(report_xlsx))
+        .routes(routes!(report_csv))
 }
 
 fn now_ms() -> i64 {
@@ -227,8 +198,17 @@ fn district_info(conn: &dyn Sql) -> Result<DistrictInfo, ApiError> {
 }
 
 /// Signs in a district account.
-#[utoipa::path(post, path = "/api/v1/login", request_body = LoginRequest,
-    responses((status = 200, body = Me), (status = 401, description = "bad_credentials")))]
+#[utoipa::path(post, path = "/api/v1/login", tag = "office", request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Signed in.", body = Me,
+            headers(("Set-Cookie" = String, description = "The session cookie, `songpei_session`."))),
+        (status = 400, body = ErrorBody, description = "`bad_request`: the body is not a login."),
+        (status = 401, body = ErrorBody, description = "`bad_credentials`."),
+        (status = 403, body = ErrorBody, description = "`not_allowed`: only district accounts \
+            sign in to the dashboard."),
+        Limits,
+        Storage,
+    ))]
 async fn login(
     State(state): State<AppState>,
     body: Result<Json<LoginRequest>, axum::extract::rejection::JsonRejection>,
@@ -283,7 +263,12 @@ async fn login(
 }
 
 /// Signs out.
-#[utoipa::path(post, path = "/api/v1/logout", responses((status = 204)))]
+#[utoipa::path(post, path = "/api/v1/logout", tag = "office",
+    responses(
+        (status = 204, description = "Signed out.",
+            headers(("Set-Cookie" = String, description = "Clears the session cookie."))),
+        Limits,
+    ))]
 async fn logout() -> Response {
     let mut resp = StatusCode::NO_CONTENT.into_response();
     resp.headers_mut().insert(
@@ -294,7 +279,9 @@ async fn logout() -> Response {
 }
 
 /// The signed-in account.
-#[utoipa::path(get, path = "/api/v1/me", responses((status = 200, body = Me), (status = 401)))]
+#[utoipa::path(get, path = "/api/v1/me", tag = "office", security(("session" = [])),
+    responses((status = 200, description = "The account and its district.", body = Me),
+        SessionRefused, Limits, Storage))]
 async fn me(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Me>, ApiError> {
     with_conn(&state, move |s, conn| {
         let session = session(s, conn, &headers)?;
@@ -358,6 +345,7 @@ impl Places {
 
 /// Query of the overview.
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct OverviewQuery {
     /// The day to show (China time); today when absent.
     pub date: Option<String>,
@@ -480,8 +468,15 @@ fn pending_count(conn: &dyn Sql) -> Result<i64, ApiError> {
 }
 
 /// What the district sees first: today's classes, person-times against target, attendance.
-#[utoipa::path(get, path = "/api/v1/overview", params(OverviewQuery),
-    responses((status = 200, body = Overview), (status = 401)))]
+#[utoipa::path(get, path = "/api/v1/overview", tag = "office", security(("session" = [])),
+    params(OverviewQuery),
+    responses(
+        (status = 200, description = "The overview of the day.", body = Overview),
+        (status = 400, body = ErrorBody, description = "`bad_input`: `date` is not YYYY-MM-DD."),
+        SessionRefused,
+        Limits,
+        Storage,
+    ))]
 async fn overview(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -649,6 +644,7 @@ async fn overview(
 
 /// Filters of the class list.
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ClassQuery {
     /// Village code.
     pub village: Option<String>,
@@ -677,8 +673,16 @@ pub struct ClassSummary {
 }
 
 /// The district's classes.
-#[utoipa::path(get, path = "/api/v1/classes", params(ClassQuery),
-    responses((status = 200, body = [ClassSummary]), (status = 401)))]
+#[utoipa::path(get, path = "/api/v1/classes", tag = "office", security(("session" = [])),
+    params(ClassQuery),
+    responses(
+        (status = 200, description = "The classes that match, newest first.", body = [ClassSummary]),
+        (status = 400, body = ErrorBody, description = "`bad_input`: `from` or `to` is not \
+            YYYY-MM-DD."),
+        SessionRefused,
+        Limits,
+        Storage,
+    ))]
 async fn classes(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -892,8 +896,15 @@ fn label<T: std::str::FromStr>(code: &str, f: impl Fn(&T) -> &'static str) -> St
 }
 
 /// One class: roster, attendance per day with proofs and flags, payable days, allowance, subsidy.
-#[utoipa::path(get, path = "/api/v1/classes/{id}", params(("id" = String, Path, description = "class id")),
-    responses((status = 200, body = ClassPage), (status = 404), (status = 401)))]
+#[utoipa::path(get, path = "/api/v1/classes/{id}", tag = "office", security(("session" = [])),
+    params(("id" = String, Path, description = "class id")),
+    responses(
+        (status = 200, description = "The class.", body = ClassPage),
+        (status = 404, body = ErrorBody, description = "`not_found`: no such class."),
+        SessionRefused,
+        Limits,
+        Storage,
+    ))]
 async fn class_page(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -1122,8 +1133,17 @@ pub struct TraineeHit {
 }
 
 /// Finds a person's trainee records, in every village, by ID number.
-#[utoipa::path(post, path = "/api/v1/trainees/search", request_body = TraineeQuery,
-    responses((status = 200, body = [TraineeHit]), (status = 400), (status = 401)))]
+#[utoipa::path(post, path = "/api/v1/trainees/search", tag = "office",
+    security(("session" = [])), request_body = TraineeQuery,
+    responses(
+        (status = 200, description = "Every trainee record of that ID number, masked.",
+            body = [TraineeHit]),
+        (status = 400, body = ErrorBody, description = "`bad_input`: `id_number` is not a valid \
+            ID number, or the body is not JSON."),
+        SessionRefused,
+        Limits,
+        Storage,
+    ))]
 async fn trainees(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -1209,9 +1229,18 @@ pub struct Unmasked {
 }
 
 /// Shows a trainee's name, ID number and phone in the clear; the reason goes to the audit log.
-#[utoipa::path(post, path = "/api/v1/trainees/{id}/unmask", request_body = UnmaskRequest,
+#[utoipa::path(post, path = "/api/v1/trainees/{id}/unmask", tag = "office",
+    security(("session" = [])), request_body = UnmaskRequest,
     params(("id" = String, Path, description = "trainee id")),
-    responses((status = 200, body = Unmasked), (status = 400, description = "bad_input: reason"), (status = 401)))]
+    responses(
+        (status = 200, description = "The personal data in the clear.", body = Unmasked),
+        (status = 400, body = ErrorBody, description = "`bad_input`: the reason is shorter than 4 \
+            characters; `bad_request`: the body is not a reason."),
+        (status = 404, body = ErrorBody, description = "`not_found`: no such trainee."),
+        SessionRefused,
+        Limits,
+        Storage,
+    ))]
 async fn unmask(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -1265,10 +1294,23 @@ pub struct ErasedDocs {
     docs: Vec<String>,
 }
 
-/// Erases a trainee's personal data on request (district admins only): gone from the server now,
-/// from every phone at its next sync. The reason is kept in the audit log.
-#[utoipa::path(post, path = "/api/v1/trainees/{id}/erase", request_body = UnmaskRequest,
-    responses((status = 200, body = ErasedDocs), (status = 400), (status = 403), (status = 404)))]
+/// Erases a trainee's personal data on request (district admins only).
+///
+/// The data is gone from the server now, and from every phone at its next sync. The reason is
+/// kept in the audit log.
+#[utoipa::path(post, path = "/api/v1/trainees/{id}/erase", tag = "office",
+    security(("session" = [])), request_body = UnmaskRequest,
+    params(("id" = String, Path, description = "trainee id")),
+    responses(
+        (status = 200, description = "Erased.", body = ErasedDocs),
+        (status = 400, body = ErrorBody, description = "`bad_input`: the reason is missing or too \
+            short; `bad_request`: the body is not a reason."),
+        (status = 403, body = ErrorBody, description = "`not_allowed`: district admins only."),
+        (status = 404, body = ErrorBody, description = "`not_found`: no such trainee."),
+        SessionRefused,
+        Limits,
+        Storage,
+    ))]
 async fn erase(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -1334,7 +1376,9 @@ pub struct ReviewQueue {
 }
 
 /// Flags that hold pay and conflicts, not yet decided.
-#[utoipa::path(get, path = "/api/v1/review", responses((status = 200, body = ReviewQueue), (status = 401)))]
+#[utoipa::path(get, path = "/api/v1/review", tag = "office", security(("session" = [])),
+    responses((status = 200, description = "What waits for a decision.", body = ReviewQueue),
+        SessionRefused, Limits, Storage))]
 async fn review_queue(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -1460,10 +1504,23 @@ pub struct Done {
     ok: bool,
 }
 
-/// Accepts or rejects a flagged record or a conflict. The decision is written into the document,
-/// syncs to the village's phones, and changes what is paid.
-#[utoipa::path(post, path = "/api/v1/review", request_body = ReviewRequest,
-    responses((status = 200, body = Done), (status = 400), (status = 403, description = "not_allowed")))]
+/// Accepts or rejects a flagged record or a conflict.
+///
+/// The decision is written into the document, syncs to the village's phones, and changes what is
+/// paid.
+#[utoipa::path(post, path = "/api/v1/review", tag = "office", security(("session" = [])),
+    request_body = ReviewRequest,
+    responses(
+        (status = 200, description = "Decided.", body = Done),
+        (status = 400, body = ErrorBody, description = "`bad_input`: the decision, document or \
+            reason is not valid; `bad_request`: the body is not a decision."),
+        (status = 403, body = ErrorBody, description = "`not_allowed`: district admins only."),
+        (status = 404, body = ErrorBody, description = "`not_found`: the document or the subject \
+            is not on the server."),
+        SessionRefused,
+        Limits,
+        Storage,
+    ))]
 async fn review_decide(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -1515,7 +1572,9 @@ pub struct Target {
 }
 
 /// The imported targets.
-#[utoipa::path(get, path = "/api/v1/targets", responses((status = 200, body = [Target]), (status = 401)))]
+#[utoipa::path(get, path = "/api/v1/targets", tag = "office", security(("session" = [])),
+    responses((status = 200, description = "Every target, by year and region.", body = [Target]),
+        SessionRefused, Limits, Storage))]
 async fn targets(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -1547,10 +1606,24 @@ pub struct Imported {
     imported: usize,
 }
 
-/// Imports a target table shaped like the city's (区域, 三年计划总目标, then one column a year such
-/// as `2019年`), as CSV: all rows or none.
-#[utoipa::path(post, path = "/api/v1/targets", request_body(content = String, content_type = "text/csv"),
-    responses((status = 200, body = Imported), (status = 400, description = "bad_csv")))]
+/// Imports a target table, as CSV: all rows or none.
+///
+/// The table is shaped like the city's: 区域, 三年计划总目标, then one column a year such as
+/// `2019年`.
+#[utoipa::path(post, path = "/api/v1/targets", tag = "office", security(("session" = [])),
+    request_body(content = String, content_type = "text/csv"),
+    responses(
+        (status = 200, description = "Every row imported.", body = Imported),
+        (status = 400, description = "`bad_csv`, with every row's problem in `problems`: nothing \
+            was imported. A body that is not UTF-8 is refused in plain text.",
+            content((ErrorBody = "application/json"), (String = "text/plain"))),
+        (status = 403, body = ErrorBody, description = "`not_allowed`: district admins only."),
+        (status = 413, body = String, content_type = "text/plain", description = "The body is \
+            over the server's body cap."),
+        SessionRefused,
+        Limits,
+        Storage,
+    ))]
 async fn import_targets(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -1712,6 +1785,7 @@ pub fn parse_targets(text: &str) -> Result<Vec<(String, i32, i64)>, ApiError> {
 
 /// Which report.
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ReportQuery {
     /// Six-digit district code (this server's).
     pub district: String,
@@ -1743,6 +1817,10 @@ async fn report_of(
     .await
 }
 
+/// The report routes' 400, in both of its forms.
+const REPORT_QUERY_REFUSED: &str = "`bad_input`: `month` is not YYYY-MM, or `district` is not \
+    this server's. A query without `district` or `month` is refused in plain text.";
+
 fn download(bytes: Vec<u8>, content_type: &'static str, name: String) -> Response {
     let disposition = format!("attachment; filename=\"{name}\"");
     let mut resp = ([(header::CONTENT_TYPE, content_type)], bytes).into_response();
@@ -1753,8 +1831,16 @@ fn download(bytes: Vec<u8>, content_type: &'static str, name: String) -> Respons
 }
 
 /// The monthly report (月报) as JSON.
-#[utoipa::path(get, path = "/api/v1/reports/monthly", params(ReportQuery),
-    responses((status = 200, body = crate::report::MonthlyReport), (status = 400), (status = 401)))]
+#[utoipa::path(get, path = "/api/v1/reports/monthly", tag = "office", security(("session" = [])),
+    params(ReportQuery),
+    responses(
+        (status = 200, description = "The report.", body = crate::report::MonthlyReport),
+        (status = 400, description = REPORT_QUERY_REFUSED,
+            content((ErrorBody = "application/json"), (String = "text/plain"))),
+        SessionRefused,
+        Limits,
+        Storage,
+    ))]
 async fn report_json(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -1764,8 +1850,19 @@ async fn report_json(
 }
 
 /// The monthly report as an Excel workbook laid out like the official table.
-#[utoipa::path(get, path = "/api/v1/reports/monthly.xlsx", params(ReportQuery),
-    responses((status = 200, content_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")))]
+#[utoipa::path(get, path = "/api/v1/reports/monthly.xlsx", tag = "office",
+    security(("session" = [])), params(ReportQuery),
+    responses(
+        (status = 200, description = "The workbook, as an attachment.",
+            content_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            headers(("Content-Disposition" = String,
+                description = "`attachment; filename=\"songpei-monthly-DISTRICT-MONTH.xlsx\"`"))),
+        (status = 400, description = REPORT_QUERY_REFUSED,
+            content((ErrorBody = "application/json"), (String = "text/plain"))),
+        SessionRefused,
+        Limits,
+        Storage,
+    ))]
 async fn report_xlsx(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -1781,8 +1878,19 @@ async fn report_xlsx(
 }
 
 /// The monthly report as CSV (UTF-8 with a byte-order mark).
-#[utoipa::path(get, path = "/api/v1/reports/monthly.csv", params(ReportQuery),
-    responses((status = 200, content_type = "text/csv")))]
+#[utoipa::path(get, path = "/api/v1/reports/monthly.csv", tag = "office",
+    security(("session" = [])), params(ReportQuery),
+    responses(
+        (status = 200, description = "The table as CSV, UTF-8 with a byte-order mark, as an \
+            attachment.", body = String, content_type = "text/csv",
+            headers(("Content-Disposition" = String,
+                description = "`attachment; filename=\"songpei-monthly-DISTRICT-MONTH.csv\"`"))),
+        (status = 400, description = REPORT_QUERY_REFUSED,
+            content((ErrorBody = "application/json"), (String = "text/plain"))),
+        SessionRefused,
+        Limits,
+        Storage,
+    ))]
 async fn report_csv(
     State(state): State<AppState>,
     headers: HeaderMap,

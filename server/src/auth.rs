@@ -138,7 +138,23 @@ fn bad_request(what: &str) -> ApiError {
     ApiError::BadRequest(format!("{what} is not valid"))
 }
 
-/// `POST /v1/enroll`.
+/// Registers a phone with a one-time enrollment code.
+///
+/// The server binds the phone's device id, public key and automerge actor to the coordinator's
+/// account, and gives the first challenge to sign for a token.
+#[utoipa::path(post, path = "/v1/enroll", tag = "phones",
+    request_body = EnrollRequest,
+    responses(
+        (status = 200, description = "Enrolled.", body = EnrollResponse),
+        (status = 400, body = crate::error::ErrorBody, description = "`bad_request`: the body is \
+            not an enrollment request, or one of its fields is not valid."),
+        (status = 401, body = crate::error::ErrorBody, description = "`bad_code`: the code is \
+            unknown, used or expired; `bad_signature`: the signature does not match."),
+        (status = 409, body = crate::error::ErrorBody, description = "`device_taken`: the device \
+            id or actor is registered to another device."),
+        crate::openapi::Limits,
+        crate::openapi::Storage,
+    ))]
 pub(crate) async fn enroll_handler(
     State(state): State<AppState>,
     body: Result<Json<EnrollRequest>, axum::extract::rejection::JsonRejection>,
@@ -190,8 +206,20 @@ pub(crate) async fn enroll_handler(
     .map_err(|_| ApiError::Internal)?
 }
 
-/// `POST /v1/auth/challenge`: a new challenge for a device that lost its own. It is only useful
-/// to the holder of the device key.
+/// A new challenge for a device that lost its own.
+///
+/// It is only useful to the holder of the device key.
+#[utoipa::path(post, path = "/v1/auth/challenge", tag = "phones",
+    request_body = ChallengeRequest,
+    responses(
+        (status = 200, description = "A fresh challenge.", body = ChallengeResponse),
+        (status = 400, body = crate::error::ErrorBody, description = "`bad_request`: the body is \
+            not a challenge request."),
+        (status = 401, body = crate::error::ErrorBody, description = "`unknown_device`: the \
+            device is not enrolled; `device_revoked`: the district withdrew it."),
+        crate::openapi::Limits,
+        crate::openapi::Storage,
+    ))]
 pub(crate) async fn challenge_handler(
     State(state): State<AppState>,
     body: Result<Json<ChallengeRequest>, axum::extract::rejection::JsonRejection>,
@@ -213,7 +241,21 @@ pub(crate) async fn challenge_handler(
     .map_err(|_| ApiError::Internal)?
 }
 
-/// `POST /v1/auth/token`: a token for a signature over the device's current challenge.
+/// An access token for a signature over the device's current challenge.
+///
+/// The answer carries the challenge for the next one.
+#[utoipa::path(post, path = "/v1/auth/token", tag = "phones",
+    request_body = TokenRequest,
+    responses(
+        (status = 200, description = "An access token.", body = TokenResponse),
+        (status = 400, body = crate::error::ErrorBody, description = "`bad_request`: the body is \
+            not a token request, or its challenge or signature is not base64url."),
+        (status = 401, body = crate::error::ErrorBody, description = "`unknown_device`, \
+            `device_revoked`, `bad_signature`, `bad_challenge`: ask for a new challenge or \
+            enroll again."),
+        crate::openapi::Limits,
+        crate::openapi::Storage,
+    ))]
 pub(crate) async fn token_handler(
     State(state): State<AppState>,
     body: Result<Json<TokenRequest>, axum::extract::rejection::JsonRejection>,

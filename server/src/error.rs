@@ -4,8 +4,10 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use songpei_core::sync::changes::ChangesError;
 use songpei_core::sync::protocol::WireError;
+use utoipa::ToSchema;
 
 /// An error answered to a client.
 #[derive(Debug, thiserror::Error)]
@@ -173,24 +175,48 @@ impl From<crate::accounts::AccountError> for ApiError {
     }
 }
 
+/// The JSON body of every error answer: programs branch on `code`, which never changes meaning; the
+/// message is for a person. Described in the OpenAPI document from this type, so the two cannot
+/// drift apart.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// Stable machine-readable code, such as `invalid_token` or `rate_limited`.
+    pub code: String,
+    /// With `bad_input`: the field at fault, as named in the request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
+    pub field: Option<String>,
+    /// What went wrong and what to do, for a person; never personal data.
+    pub message: String,
+    /// With `bad_csv`: every row's problem.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Vec<crate::accounts::CsvProblem>)]
+    pub problems: Option<Vec<crate::accounts::CsvProblem>>,
+}
+
+impl ErrorBody {
+    /// The body of `e`.
+    pub fn of(e: &ApiError) -> Self {
+        let (field, message) = match e {
+            ApiError::Invalid { field, message } => (Some(field.clone()), message.clone()),
+            _ => (None, e.to_string()),
+        };
+        Self {
+            code: e.code().to_owned(),
+            field,
+            message,
+            problems: match e {
+                ApiError::BadCsv { problems, .. } => Some(problems.clone()),
+                _ => None,
+            },
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let mut body = serde_json::json!({
-            "code": self.code(),
-            "message": self.to_string(),
-        });
-        match &self {
-            ApiError::Invalid { field, message } => {
-                body["field"] = field.as_str().into();
-                body["message"] = message.as_str().into();
-            }
-            ApiError::BadCsv { problems, .. } => {
-                body["problems"] = serde_json::to_value(problems).unwrap_or_default();
-            }
-            _ => {}
-        }
-        let body = Json(body);
+        let body = Json(ErrorBody::of(&self));
         let mut resp = (status, body).into_response();
         if let ApiError::RateLimited(secs) = &self {
             if let Ok(v) = HeaderValue::from_str(&secs.max(&1).to_string()) {

@@ -15,6 +15,7 @@ pub mod db;
 pub mod erasure;
 pub mod error;
 pub mod loopback;
+pub mod openapi;
 mod projection;
 pub mod ratelimit;
 pub mod report;
@@ -35,10 +36,11 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
 use songpei_core::blind_index::BlindIndexKey;
 use songpei_core::sync::protocol::CONTENT_TYPE;
 use tokio::net::TcpListener;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use config::{Config, Limits};
 pub use error::ApiError;
@@ -128,10 +130,60 @@ impl AppState {
     }
 }
 
+/// Whether the server answers at all, for load balancers and service managers.
+///
+/// It touches no store, so a failing database does not take the server out of rotation.
+#[utoipa::path(get, path = "/healthz", tag = "meta",
+    responses(
+        (status = 200, description = "The server is up.", body = String, content_type = "text/plain",
+            example = "ok"),
+        openapi::Limits,
+    ))]
 async fn healthz() -> &'static str {
     "ok"
 }
 
+/// Merges a phone's changes and answers what is new in its villages, in one round trip.
+///
+/// The request body is exactly one zstd frame, with its content checksum, holding one postcard
+/// `SyncRequest`; the answer is one frame holding a `SyncResponse`. The phone sends it as
+/// `Content-Type: application/vnd.songpei.sync.v1+postcard` (the server reads the body whatever the
+/// type says, and answers with that type). The messages, their packed changes and every error code
+/// are specified in `docs/protocol.md`. A retry resends the same bytes: the request id makes it
+/// idempotent.
+#[utoipa::path(post, path = "/v1/sync", tag = "phones",
+    security(("bearer" = [])),
+    request_body(
+        description = "One zstd frame (with content checksum) holding a postcard `SyncRequest`; \
+                       see docs/protocol.md.",
+        content(("application/vnd.songpei.sync.v1+postcard"), ("application/octet-stream"))
+    ),
+    responses(
+        (status = 200, description = "One zstd frame (with content checksum) holding a postcard \
+                                      `SyncResponse`; see docs/protocol.md.",
+            content_type = "application/vnd.songpei.sync.v1+postcard"),
+        (status = 400, body = crate::error::ErrorBody, description = "`empty_body`, \
+            `malformed_body`, `unsupported_version`, `malformed_changes`, `compressed_changes`, \
+            `unsupported_operation`, `bad_request`: the request is not a valid sync request."),
+        (status = 403, body = crate::error::ErrorBody, description = "`out_of_scope`: a \
+            document lies outside the phone's district or villages; `foreign_actor`: changes of \
+            another device's actor; `not_allowed`: the role may not write this kind of document."),
+        (status = 409, body = crate::error::ErrorBody, description = "`request_id_reused`: the \
+            request id was used before for different content."),
+        (status = 413, body = crate::error::ErrorBody, description = "`body_too_large`, \
+            `decompressed_too_large`, `document_too_large`: over the server's caps."),
+        (status = 415, body = crate::error::ErrorBody, description = "`not_compressed`: the \
+            body is not a zstd frame."),
+        (status = 422, body = crate::error::ErrorBody, description = "`schema_violation`: a \
+            document would break the schema after the merge."),
+        openapi::Token,
+        openapi::Limits,
+        (status = 429, body = crate::error::ErrorBody, description = "`rate_limited`: too many \
+            requests from this device or address; `too_much_in_one_request`, `too_many_changes`, \
+            `too_many_ops`: split the push.",
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again."))),
+        openapi::Storage,
+    ))]
 async fn sync_handler(
     State(state): State<AppState>,
     headers: axum::http::HeaderMap,
@@ -158,7 +210,23 @@ async fn sync_handler(
     Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], response))
 }
 
-/// `POST /v1/cards`: the trainee cards of a class, signed by the district, for the phone to print.
+/// The trainee cards of a class, signed by the district, for the phone to print.
+#[utoipa::path(post, path = "/v1/cards", tag = "phones",
+    security(("bearer" = [])),
+    request_body = songpei_core::sync::protocol::CardsRequest,
+    responses(
+        (status = 200, description = "One card per trainee on the roster, and the district's \
+            card keys.", body = songpei_core::sync::protocol::CardsResponse),
+        (status = 400, body = crate::error::ErrorBody, description = "`bad_request`: the body \
+            is not a cards request."),
+        (status = 403, body = crate::error::ErrorBody, description = "`out_of_scope`: the class \
+            is outside this phone's villages."),
+        (status = 404, body = crate::error::ErrorBody, description = "`not_found`: the class is \
+            not on the server; sync first."),
+        openapi::Token,
+        openapi::Limits,
+        openapi::Storage,
+    ))]
 async fn cards_handler(
     State(state): State<AppState>,
     headers: axum::http::HeaderMap,
@@ -242,19 +310,38 @@ async fn limit_ip(
     next.run(req).await
 }
 
-/// The HTTP routes.
+/// Every route, each registered from its handler's `#[utoipa::path]`: the router and the OpenAPI
+/// document come out of this one value, so no route is served without being described, and none
+/// is described that is not served. [`app`] serves it.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(<openapi::Base as utoipa::OpenApi>::openapi())
+        .routes(routes!(healthz))
+        .routes(routes!(sync_handler))
+        .routes(routes!(auth::enroll_handler))
+        .routes(routes!(auth::challenge_handler))
+        .routes(routes!(auth::token_handler))
+        .routes(routes!(cards_handler))
+        .merge(api::routes())
+        .merge(web::routes())
+}
+
+/// The HTTP routes of [`routes()`], with the layers every request passes: the body cap, the
+/// per-address rate limit and the request timeout.
 pub fn app(state: AppState) -> Router {
     let limit = state.config.limits.max_body_bytes;
     let timeout = state.config.request_timeout;
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/v1/sync", post(sync_handler))
-        .route("/v1/enroll", post(auth::enroll_handler))
-        .route("/v1/auth/challenge", post(auth::challenge_handler))
-        .route("/v1/auth/token", post(auth::token_handler))
-        .route("/v1/cards", post(cards_handler))
-        .merge(api::routes())
-        .merge(web::routes())
+    // Built once a process: describing the routes costs far more than routing them, and the
+    // in-memory transport of tests and fuzz targets builds an app for every request.
+    static PARTS: std::sync::OnceLock<(Router<AppState>, openapi::Document)> =
+        std::sync::OnceLock::new();
+    let (router, doc) = PARTS
+        .get_or_init(|| {
+            let (router, doc) = routes().split_for_parts();
+            (router, openapi::Document(Arc::new(doc)))
+        })
+        .clone();
+    router
+        .layer(axum::Extension(doc))
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -4,7 +4,10 @@
 
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::get;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::openapi::Limits;
 
 const INDEX: &str = include_str!("../web/index.html");
 const APP_JS: &str = include_str!("../web/app.js");
@@ -14,27 +17,70 @@ const ICON: &str = include_str!("../web/icon.svg");
 const CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
                    object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
 
-/// The dashboard's routes: `/` redirects to `/office/`.
-pub fn routes<S: Clone + Send + Sync + 'static>() -> axum::Router<S> {
-    axum::Router::new()
-        .route("/", get(|| async { Redirect::to("/office/") }))
-        .route("/office", get(|| async { Redirect::to("/office/") }))
-        .route(
-            "/office/",
-            get(|| async { asset(INDEX, "text/html; charset=utf-8") }),
-        )
-        .route(
-            "/office/app.js",
-            get(|| async { asset(APP_JS, "text/javascript; charset=utf-8") }),
-        )
-        .route(
-            "/office/app.css",
-            get(|| async { asset(APP_CSS, "text/css; charset=utf-8") }),
-        )
-        .route(
-            "/office/icon.svg",
-            get(|| async { asset(ICON, "image/svg+xml") }),
-        )
+/// The dashboard's routes: `/` redirects to `/office/`. They are in the OpenAPI document too, so
+/// that it lists everything the server answers.
+pub fn routes<S: Clone + Send + Sync + 'static>() -> OpenApiRouter<S> {
+    OpenApiRouter::default()
+        .routes(routes!(root))
+        .routes(routes!(office))
+        .routes(routes!(page))
+        .routes(routes!(script))
+        .routes(routes!(styles))
+        .routes(routes!(icon))
+}
+
+/// The server's address in a browser leads to the dashboard.
+#[utoipa::path(get, path = "/", tag = "dashboard",
+    responses(
+        (status = 303, description = "To the dashboard.",
+            headers(("Location" = String, description = "`/office/`"))),
+        Limits,
+    ))]
+async fn root() -> Redirect {
+    Redirect::to("/office/")
+}
+
+/// The dashboard's address without its trailing slash.
+#[utoipa::path(get, path = "/office", tag = "dashboard",
+    responses(
+        (status = 303, description = "To the dashboard.",
+            headers(("Location" = String, description = "`/office/`"))),
+        Limits,
+    ))]
+async fn office() -> Redirect {
+    Redirect::to("/office/")
+}
+
+/// The dashboard's page.
+#[utoipa::path(get, path = "/office/", tag = "dashboard",
+    responses((status = 200, description = "The file, compiled into the server.", body = String,
+        content_type = "text/html"), Limits))]
+async fn page() -> Response {
+    asset(INDEX, "text/html; charset=utf-8")
+}
+
+/// The dashboard's script.
+#[utoipa::path(get, path = "/office/app.js", tag = "dashboard",
+    responses((status = 200, description = "The file, compiled into the server.", body = String,
+        content_type = "text/javascript"), Limits))]
+async fn script() -> Response {
+    asset(APP_JS, "text/javascript; charset=utf-8")
+}
+
+/// The dashboard's styles.
+#[utoipa::path(get, path = "/office/app.css", tag = "dashboard",
+    responses((status = 200, description = "The file, compiled into the server.", body = String,
+        content_type = "text/css"), Limits))]
+async fn styles() -> Response {
+    asset(APP_CSS, "text/css; charset=utf-8")
+}
+
+/// The dashboard's icon.
+#[utoipa::path(get, path = "/office/icon.svg", tag = "dashboard",
+    responses((status = 200, description = "The file, compiled into the server.", body = String,
+        content_type = "image/svg+xml"), Limits))]
+async fn icon() -> Response {
+    asset(ICON, "image/svg+xml")
 }
 
 fn asset(body: &'static str, content_type: &'static str) -> Response {

@@ -500,19 +500,47 @@ fn the_district_office_reviews_pays_and_reports_through_the_api(
     assert_eq!(b.post("/api/v1/logout", "application/json", "").status, 204);
     assert_eq!(b.get("/api/v1/me").status, 401);
 
-    // The OpenAPI description lists the API.
+    // The OpenAPI description lists every route: the office's, the reports, the phones' and the
+    // health check, with the content types they answer.
     let api = Browser::new(&server.url).get("/api/openapi.json").json;
-    for path in [
-        "/api/v1/overview",
-        "/api/v1/classes/{id}",
-        "/api/v1/review",
-        "/api/v1/targets",
+    for (method, path) in [
+        ("post", "/api/v1/login"),
+        ("get", "/api/v1/overview"),
+        ("get", "/api/v1/classes/{id}"),
+        ("get", "/api/v1/review"),
+        ("post", "/api/v1/review"),
+        ("get", "/api/v1/targets"),
+        ("post", "/api/v1/targets"),
+        ("get", "/api/v1/reports/monthly"),
+        ("get", "/api/v1/reports/monthly.xlsx"),
+        ("get", "/api/v1/reports/monthly.csv"),
+        ("get", "/healthz"),
+        ("post", "/v1/sync"),
+        ("post", "/v1/enroll"),
+        ("post", "/v1/auth/challenge"),
+        ("post", "/v1/auth/token"),
+        ("post", "/v1/cards"),
+        ("get", "/office/"),
     ] {
         assert!(
-            api["paths"][path].is_object(),
-            "{path} missing from the OpenAPI description"
+            api["paths"][path][method].is_object(),
+            "{method} {path} missing from the OpenAPI description"
         );
     }
+    let ok = |method: &str, path: &str| &api["paths"][path][method]["responses"]["200"]["content"];
+    assert!(
+        ok("get", "/api/v1/reports/monthly.xlsx")
+            ["application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"]
+            .is_object()
+    );
+    assert!(ok("get", "/api/v1/reports/monthly.csv")["text/csv"].is_object());
+    assert!(ok("post", "/v1/sync")["application/vnd.songpei.sync.v1+postcard"].is_object());
+    assert!(ok("post", "/v1/enroll")["application/json"].is_object());
+    assert!(
+        api["paths"]["/v1/sync"]["post"]["responses"]["429"]["headers"]["Retry-After"].is_object()
+    );
+    assert!(api["components"]["schemas"]["ErrorBody"].is_object());
+    assert!(api["components"]["schemas"]["MonthlyReport"].is_object());
 }
 
 fn a_conflict_between_two_phones_waits_for_review_and_leaves_the_queue_once_decided(

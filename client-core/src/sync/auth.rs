@@ -33,6 +33,7 @@ const TOKEN_MARGIN_MS: i64 = 60_000;
 
 /// `POST /v1/enroll`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EnrollRequest {
     /// The one-time enrollment code, as typed or scanned.
     pub code: String,
@@ -48,6 +49,7 @@ pub struct EnrollRequest {
 
 /// The answer to an enrollment.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EnrollResponse {
     /// The device id, as registered.
     pub device: Uuid,
@@ -65,6 +67,7 @@ pub struct EnrollResponse {
 
 /// `POST /v1/auth/token`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenRequest {
     /// The device.
     pub device: Uuid,
@@ -76,6 +79,7 @@ pub struct TokenRequest {
 
 /// An access token.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenResponse {
     /// Bearer token for `Authorization`.
     pub token: String,
@@ -87,6 +91,7 @@ pub struct TokenResponse {
 
 /// `POST /v1/auth/challenge`: a fresh challenge when the phone lost its own.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChallengeRequest {
     /// The device.
     pub device: Uuid,
@@ -94,6 +99,7 @@ pub struct ChallengeRequest {
 
 /// A fresh challenge.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChallengeResponse {
     /// The challenge, base64url.
     pub challenge: String,

@@ -266,6 +266,7 @@ pub fn bitmap_days(
 
 /// One of a district's card-signing keys.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CardKey {
     /// Key id, printed in each card it signs.
     pub id: u32,
@@ -277,6 +278,7 @@ pub struct CardKey {
 
 /// `POST /v1/cards` (JSON): the cards of a class's trainees.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CardsRequest {
     /// The class.
     pub class: Uuid,
@@ -284,6 +286,7 @@ pub struct CardsRequest {
 
 /// One signed card.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IssuedCard {
     /// The trainee.
     pub trainee: Uuid,
@@ -293,6 +296,7 @@ pub struct IssuedCard {
 
 /// The cards of a class.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CardsResponse {
     /// One per trainee on the roster.
     pub cards: Vec<IssuedCard>,
@@ -302,6 +306,7 @@ pub struct CardsResponse {
 
 /// A district's card keys, as of a version that grows with every change.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CardKeySet {
     /// Version.
     pub version: u32,
