@@ -450,6 +450,19 @@ impl ServerProcess {
         v["device_id"].as_str().expect("device id").to_owned()
     }
 
+    /// Stops the server and starts it again on the same data with `config_toml` as its
+    /// configuration (a district that changed its `[[policy]]` table, say).
+    pub fn restart_with_config(&mut self, config_toml: &str) {
+        self.stop();
+        let p = self
+            .data
+            .parent()
+            .map_or_else(|| self.data.join("server.toml"), |d| d.join("server.toml"));
+        std::fs::write(&p, config_toml).expect("write config");
+        self.config = Some(p);
+        self.spawn();
+    }
+
     /// Stops the server and starts it again with every file it writes capped at `kb` KiB (a disk
     /// that fills up), or without a cap (`None`).
     pub fn restart_with_file_size_limit(&mut self, kb: Option<u64>) {

@@ -123,6 +123,14 @@ impl Office {
         }
     }
 
+    /// The same session against a server restarted (perhaps on another port).
+    fn sign_in_again(server: &ServerProcess, before: Self) -> Self {
+        Self {
+            base: server.url.clone(),
+            ..before
+        }
+    }
+
     fn get(&self, path: &str) -> Value {
         let mut resp = self
             .agent
@@ -436,4 +444,65 @@ fn a_phone_the_dashboard_and_the_report_agree_to_the_fen(
     assert_eq!(phone_figures(&view, &wei_a).0, "district");
 }
 
-songpei_tests::on_every_database!(a_phone_the_dashboard_and_the_report_agree_to_the_fen);
+/// The district raises the allowance from 5,000 to 6,000 fen a day from 2026-03-03 and restarts its
+/// server: a phone that syncs with nothing new of its own receives the new table and the district's
+/// new figures for a class it synced before. 3 days: 5,000 + 6,000 + 6,000 = 17,000 fen.
+fn a_new_rate_reaches_phones_that_have_nothing_new(start: &dyn Fn(Option<&str>) -> ServerProcess) {
+    let mut server = start(None);
+    let office = Office::sign_in(&server);
+    let phone = CliPhone::new();
+    server.enroll(&phone, &[VILLAGE_A]);
+    let c = class(
+        &phone,
+        VILLAGE_A,
+        "2026-03-02",
+        3,
+        "电工",
+        "初级工",
+        &["--subsidised"],
+    );
+    let t = phone.trainee(
+        "罗美玲",
+        &id_number("45080219920202008"),
+        &["--poverty", "监测户"],
+    );
+    phone.ok(&["enrol", &c, &t]);
+    attend(
+        &phone,
+        &c,
+        &t,
+        &["2026-03-02", "2026-03-03", "2026-03-04"],
+        "--in",
+    );
+    phone.sync(&server.url);
+    assert_eq!(office.accept_all(&c), 3);
+    phone.sync(&server.url);
+    let view = phone.json(&["class", "show", &c]);
+    assert_eq!(
+        phone_figures(&view, &t),
+        ("district".into(), ("subsidised", 3, 15_000)),
+        "{view}"
+    );
+
+    server.restart_with_config(
+        "[[policy]]\neffective_from = \"2019-01-01\"\nallowance_fen_per_day = 5000\nmax_subsidised_per_year = 3\n\
+         [[policy]]\neffective_from = \"2026-03-03\"\nallowance_fen_per_day = 6000\nmax_subsidised_per_year = 3\n",
+    );
+    let office = Office::sign_in_again(&server, office);
+    let r = phone.sync(&server.url);
+    assert_eq!(r["docs_pushed"], 0, "{r}");
+    let view = phone.json(&["class", "show", &c]);
+    assert_eq!(
+        phone_figures(&view, &t),
+        ("district".into(), ("subsidised", 3, 17_000)),
+        "{view}"
+    );
+    let page = office.get(&format!("/api/v1/classes/{c}"));
+    assert_eq!(place(&page, "trainees", &t)["allowance_fen"], 17_000);
+    assert_eq!(office.report("2026-03")["allowance"]["total_fen"], 17_000);
+}
+
+songpei_tests::on_every_database!(
+    a_phone_the_dashboard_and_the_report_agree_to_the_fen,
+    a_new_rate_reaches_phones_that_have_nothing_new,
+);
