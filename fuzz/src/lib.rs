@@ -384,7 +384,7 @@ pub fn csv_import(data: &[u8]) {
     };
     let text = String::from_utf8_lossy(rest);
     if mode % 2 == 0 {
-        let _ = songpei_server::api::parse_targets(&text);
+        let _ = songpei_server::office::parse_targets(&text);
     } else {
         let w = world();
         let Ok(mut store) = w.state.store.lock() else {

@@ -152,8 +152,8 @@ fn bad_request(what: &str) -> ApiError {
             unknown, used or expired; `bad_signature`: the signature does not match."),
         (status = 409, body = crate::error::ErrorBody, description = "`device_taken`: the device \
             id or actor is registered to another device."),
-        crate::openapi::Limits,
-        crate::openapi::Storage,
+        crate::office::openapi::Limits,
+        crate::office::openapi::Storage,
     ))]
 pub(crate) async fn enroll_handler(
     State(state): State<AppState>,
@@ -217,8 +217,8 @@ pub(crate) async fn enroll_handler(
             not a challenge request."),
         (status = 401, body = crate::error::ErrorBody, description = "`unknown_device`: the \
             device is not enrolled; `device_revoked`: the district withdrew it."),
-        crate::openapi::Limits,
-        crate::openapi::Storage,
+        crate::office::openapi::Limits,
+        crate::office::openapi::Storage,
     ))]
 pub(crate) async fn challenge_handler(
     State(state): State<AppState>,
@@ -253,8 +253,8 @@ pub(crate) async fn challenge_handler(
         (status = 401, body = crate::error::ErrorBody, description = "`unknown_device`, \
             `device_revoked`, `bad_signature`, `bad_challenge`: ask for a new challenge or \
             enroll again."),
-        crate::openapi::Limits,
-        crate::openapi::Storage,
+        crate::office::openapi::Limits,
+        crate::office::openapi::Storage,
     ))]
 pub(crate) async fn token_handler(
     State(state): State<AppState>,

@@ -7,7 +7,6 @@
 
 pub mod accounts;
 pub mod admin;
-pub mod api;
 pub mod audit;
 mod auth;
 pub mod config;
@@ -15,7 +14,7 @@ pub mod db;
 pub mod erasure;
 pub mod error;
 pub mod loopback;
-pub mod openapi;
+pub mod office;
 mod projection;
 pub mod ratelimit;
 pub mod report;
@@ -24,7 +23,6 @@ mod settlement;
 pub mod signin;
 pub mod store;
 mod sync;
-pub mod web;
 
 use std::future::Future;
 use std::io::Write;
@@ -137,7 +135,7 @@ impl AppState {
     responses(
         (status = 200, description = "The server is up.", body = String, content_type = "text/plain",
             example = "ok"),
-        openapi::Limits,
+        office::openapi::Limits,
     ))]
 async fn healthz() -> &'static str {
     "ok"
@@ -176,13 +174,13 @@ async fn healthz() -> &'static str {
             body is not a zstd frame."),
         (status = 422, body = crate::error::ErrorBody, description = "`schema_violation`: a \
             document would break the schema after the merge."),
-        openapi::Token,
-        openapi::Limits,
+        office::openapi::Token,
+        office::openapi::Limits,
         (status = 429, body = crate::error::ErrorBody, description = "`rate_limited`: too many \
             requests from this device or address; `too_much_in_one_request`, `too_many_changes`, \
             `too_many_ops`: split the push.",
             headers(("Retry-After" = u64, description = "Seconds to wait before trying again."))),
-        openapi::Storage,
+        office::openapi::Storage,
     ))]
 async fn sync_handler(
     State(state): State<AppState>,
@@ -223,9 +221,9 @@ async fn sync_handler(
             is outside this phone's villages."),
         (status = 404, body = crate::error::ErrorBody, description = "`not_found`: the class is \
             not on the server; sync first."),
-        openapi::Token,
-        openapi::Limits,
-        openapi::Storage,
+        office::openapi::Token,
+        office::openapi::Limits,
+        office::openapi::Storage,
     ))]
 async fn cards_handler(
     State(state): State<AppState>,
@@ -314,15 +312,15 @@ async fn limit_ip(
 /// document come out of this one value, so no route is served without being described, and none
 /// is described that is not served. [`app`] serves it.
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(<openapi::Base as utoipa::OpenApi>::openapi())
+    OpenApiRouter::with_openapi(<office::openapi::Base as utoipa::OpenApi>::openapi())
         .routes(routes!(healthz))
         .routes(routes!(sync_handler))
         .routes(routes!(auth::enroll_handler))
         .routes(routes!(auth::challenge_handler))
         .routes(routes!(auth::token_handler))
         .routes(routes!(cards_handler))
-        .merge(api::routes())
-        .merge(web::routes())
+        .merge(office::routes())
+        .merge(office::web::routes())
 }
 
 /// The HTTP routes of [`routes()`], with the layers every request passes: the body cap, the
@@ -332,12 +330,12 @@ pub fn app(state: AppState) -> Router {
     let timeout = state.config.request_timeout;
     // Built once a process: describing the routes costs far more than routing them, and the
     // in-memory transport of tests and fuzz targets builds an app for every request.
-    static PARTS: std::sync::OnceLock<(Router<AppState>, openapi::Document)> =
+    static PARTS: std::sync::OnceLock<(Router<AppState>, office::openapi::Document)> =
         std::sync::OnceLock::new();
     let (router, doc) = PARTS
         .get_or_init(|| {
             let (router, doc) = routes().split_for_parts();
-            (router, openapi::Document(Arc::new(doc)))
+            (router, office::openapi::Document(Arc::new(doc)))
         })
         .clone();
     router

@@ -386,9 +386,7 @@ pub fn monthly(
             paid_fen += fen;
         }
         let (decision, rule) = match &p.decision {
-            Some((dc, year, nth, cap, _)) => {
-                (dc.clone(), crate::api::rule_text(dc, *year, *nth, *cap))
-            }
+            Some((dc, year, nth, cap, _)) => (dc.clone(), rule_text(dc, *year, *nth, *cap)),
             None => ("undecided".to_owned(), "学员档案尚未同步".to_owned()),
         };
         if counted {
@@ -431,8 +429,7 @@ pub fn monthly(
         args![&d.code, format!("{:04}-01-01", month.year), &key],
         |r| r.get(0),
     )?;
-    let target =
-        crate::api::target_for(conn, month.year).map_err(|_| ReportError::NotInitialised)?;
+    let target = target_for(conn, month.year).map_err(|_| ReportError::NotInitialised)?;
     Ok(MonthlyReport {
         district: d.code,
         district_name: d.name,
@@ -727,6 +724,31 @@ pub fn write_file(
         r.allowance.total_yuan,
         out.display()
     ))
+}
+
+/// The rule behind a subsidy decision, in Chinese.
+pub fn rule_text(decision: &str, year: i32, nth: Option<i64>, cap: Option<i64>) -> String {
+    match decision {
+        "subsidised" => format!(
+            "{year}年第{}次补贴性培训（每人每年至多3次）",
+            nth.unwrap_or(0)
+        ),
+        "class_not_subsidised" => "非补贴性培训班".to_owned(),
+        "class_cancelled" => "培训班已取消，不予补贴".to_owned(),
+        "year_cap_reached" => format!("{year}年已享受{}次补贴性培训，达到上限", cap.unwrap_or(3)),
+        "same_occupation_and_level" => "同一职业（工种）同一等级已享受过补贴".to_owned(),
+        other => other.to_owned(),
+    }
+}
+
+/// The district's target for `year`, by its code or name in the target table.
+pub fn target_for(db: &dyn Sql, year: i32) -> Result<Option<i64>, crate::ApiError> {
+    let d = accounts::district(db)?.ok_or(crate::ApiError::NotInitialised)?;
+    Ok(db.query_opt(
+        "SELECT person_times FROM targets WHERE year = ?1 AND region IN (?2, ?3)",
+        args![year, &d.code, &d.name],
+        |r| r.get(0),
+    )?)
 }
 
 #[cfg(test)]

@@ -58,7 +58,7 @@ impl utoipa::Modify for Schemes {
         components.add_security_scheme("bearer", SecurityScheme::Http(bearer));
         // The office's routes: the session cookie.
         let cookie = ApiKeyValue::with_description(
-            crate::api::SESSION_COOKIE,
+            crate::office::SESSION_COOKIE,
             "Set by `POST /api/v1/login` (`HttpOnly`, `SameSite=Strict`, 8 hours); district \
              accounts only.",
         );
