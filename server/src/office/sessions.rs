@@ -41,7 +41,7 @@ pub(super) fn unb64(s: &str) -> Option<Vec<u8>> {
 }
 
 pub(super) fn session_mac(state: &AppState, payload: &str) -> Vec<u8> {
-    crate::auth::mac(&state.token_key, &format!("web-session.{payload}"))
+    crate::state::mac(&state.token_key, &format!("web-session.{payload}"))
 }
 
 pub(super) fn mint_session(state: &AppState, s: &Session) -> String {

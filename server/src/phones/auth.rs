@@ -39,12 +39,7 @@ struct Claims {
     exp: i64,
 }
 
-pub(crate) fn mac(key: &[u8; 32], payload: &str) -> Vec<u8> {
-    // HMAC takes keys of any length.
-    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
-    m.update(payload.as_bytes());
-    m.finalize().into_bytes().to_vec()
-}
+pub(crate) use crate::state::mac;
 
 /// Mints a token for `device` valid until `exp` (seconds since the epoch).
 pub(crate) fn mint(key: &[u8; 32], device: &str, district: &str, exp: i64) -> String {

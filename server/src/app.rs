@@ -1,0 +1,217 @@
+//! The server as a whole: the state every handler shares ([`AppState`], its keys and store), the
+//! router with its layers ([`app`]), and the accept loop with the background compactor ([`run`]).
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use tokio::net::TcpListener;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::{AppState, Config, accounts, office, phones};
+
+/// Whether the server answers at all, for load balancers and service managers.
+///
+/// It touches no store, so a failing database does not take the server out of rotation.
+#[utoipa::path(get, path = "/healthz", tag = "meta",
+    responses(
+        (status = 200, description = "The server is up.", body = String, content_type = "text/plain",
+            example = "ok"),
+        office::openapi::Limits,
+    ))]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Counts every request against its address's quota (requests without a peer address, as in
+/// tests that drive the router directly, are not counted).
+async fn limit_ip(
+    State(state): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    if let Some(ip) = peer
+        && let Err(e) = state.rate.ip(ip)
+    {
+        return e.into_response();
+    }
+    next.run(req).await
+}
+
+/// Every route, each registered from its handler's `#[utoipa::path]`: the router and the OpenAPI
+/// document come out of this one value, so no route is served without being described, and none
+/// is described that is not served. [`app`] serves it.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(<office::openapi::Base as utoipa::OpenApi>::openapi())
+        .routes(routes!(healthz))
+        .merge(phones::routes())
+        .merge(office::routes())
+        .merge(office::web::routes())
+}
+
+/// The HTTP routes of [`routes()`], with the layers every request passes: the body cap, the
+/// per-address rate limit and the request timeout.
+pub fn app(state: AppState) -> Router {
+    let limit = state.config.limits.max_body_bytes;
+    let timeout = state.config.request_timeout;
+    // Built once a process: describing the routes costs far more than routing them, and the
+    // in-memory transport of tests and fuzz targets builds an app for every request.
+    static PARTS: std::sync::OnceLock<(Router<AppState>, office::openapi::Document)> =
+        std::sync::OnceLock::new();
+    let (router, doc) = PARTS
+        .get_or_init(|| {
+            let (router, doc) = routes().split_for_parts();
+            (router, office::openapi::Document(Arc::new(doc)))
+        })
+        .clone();
+    router
+        .layer(axum::Extension(doc))
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limit_ip,
+        ))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves, then finishes the requests in flight.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    let compact_every = config.compact_every;
+    // Opening PostgreSQL blocks: off the async threads.
+    let (state, district) = tokio::task::spawn_blocking(move || {
+        let state = AppState::open(config)?;
+        let district = state
+            .store
+            .lock()
+            .ok()
+            .and_then(|s| accounts::district(s.conn()).ok().flatten());
+        Ok::<_, String>((state, district))
+    })
+    .await
+    .map_err(|e| format!("cannot open the store: {e}"))??;
+    match district {
+        Some(d) => tracing::info!(district = %d.code, "serving the district"),
+        _ => tracing::warn!(
+            "no district yet: phones cannot enroll until `songpei-server admin init --district CODE --name NAME`"
+        ),
+    }
+    let compactor = {
+        let store = state.store.clone();
+        let rate = state.rate.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(compact_every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let store = store.clone();
+                rate.prune();
+                let done = tokio::task::spawn_blocking(move || match store.lock() {
+                    Ok(mut s) => {
+                        let week = 7 * 24 * 3600 * 1000;
+                        s.prune_requests(chrono::Utc::now().timestamp_millis(), week)?;
+                        s.compact(16, 100)
+                    }
+                    Err(_) => Ok(0),
+                })
+                .await;
+                if let Ok(Err(e)) = done {
+                    tracing::warn!(error = %e, "background compaction failed");
+                }
+            }
+        })
+    };
+    let store = state.store.clone();
+    let drain = state.config.request_timeout + std::time::Duration::from_secs(5);
+    serve(listener, app(state), shutdown, drain).await;
+    compactor.abort();
+    let _ = compactor.await;
+    // The last handle on the store closes it, off the async threads: closing a PostgreSQL
+    // connection blocks.
+    let _ = tokio::task::spawn_blocking(move || drop(store)).await;
+    Ok(())
+}
+
+/// How long a client may take to send a request's headers, including the wait for the next
+/// request on a connection kept alive: an idle or trickling connection is closed after it. (The
+/// body is bounded by the request timeout.)
+pub const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Accepts connections until `shutdown`, then lets those open finish their requests (for at most
+/// `drain`). Each request carries its peer address for the per-address rate limits.
+async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()>,
+    drain: std::time::Duration,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(HEADER_TIMEOUT));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors, or the peer gave up before the accept: wait a
+                    // little rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let app = app.clone();
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            // hyper's header timer starts with the first byte: a connection that never sends one
+            // is closed here.
+            let mut first = [0u8; 1];
+            if !matches!(
+                tokio::time::timeout(HEADER_TIMEOUT, stream.peek(&mut first)).await,
+                Ok(Ok(1..))
+            ) {
+                return;
+            }
+            let service = hyper::service::service_fn(
+                move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                    req.extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
+                    tower::ServiceExt::oneshot(app.clone(), req)
+                },
+            );
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            // A connection that ends in an error (reset, header timeout) is the client's affair.
+            let _ = watcher.watch(conn).await;
+        });
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(drain, graceful.shutdown()).await;
+}
