@@ -129,7 +129,7 @@ mod tests {
 
     fn db() -> Connection {
         let mut conn = Connection::open_in_memory().expect("db");
-        songpei_core::store::apply_migrations(&mut conn, crate::store::MIGRATIONS, i64::MAX)
+        songpei_core::store::apply_migrations(&mut conn, crate::db::SQLITE_MIGRATIONS, i64::MAX)
             .expect("migrate");
         conn
     }

@@ -16,18 +16,6 @@ use crate::args;
 use crate::db::{Db, DbError, Sql, Transact};
 use crate::projection::{self, Projection};
 
-/// The schema on SQLite, version by version (`db::POSTGRES_MIGRATIONS` is the same on PostgreSQL).
-pub const MIGRATIONS: &[(i64, &str)] = &[
-    (1, include_str!("migrations/001_documents.sql")),
-    (2, include_str!("migrations/002_projections.sql")),
-    (3, include_str!("migrations/003_accounts.sql")),
-    (4, include_str!("migrations/004_signin.sql")),
-    (5, include_str!("migrations/005_district_office.sql")),
-    (6, include_str!("migrations/006_subsidy_lookups.sql")),
-    (7, include_str!("migrations/007_erasure.sql")),
-    (8, include_str!("migrations/008_pay.sql")),
-];
-
 /// `kind, district, village, snapshot, ops, chunk_count, next_seq` of a stored document.
 type DocRow = (String, String, String, Option<Vec<u8>>, i64, i64, i64);
 
@@ -169,7 +157,7 @@ impl ServerStore {
              PRAGMA busy_timeout = 5000;
              PRAGMA secure_delete = ON;",
         )?;
-        songpei_core::store::apply_migrations(&mut conn, MIGRATIONS, i64::MAX)?;
+        songpei_core::store::apply_migrations(&mut conn, crate::db::SQLITE_MIGRATIONS, i64::MAX)?;
         Ok(Self::with(Db::Sqlite(conn), cache_docs))
     }
 

@@ -486,7 +486,7 @@ fn both_migration_sets_make_the_same_schema() {
             .map(|r| r.join().expect("replica"))
             .collect()
     });
-    let newest = songpei_server::store::MIGRATIONS.len() as i64;
+    let newest = songpei_server::db::SQLITE_MIGRATIONS.len() as i64;
     assert_eq!(versions, vec![newest, newest]);
     let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
     let mut pg_cols: Vec<(String, String, String, bool)> = c
