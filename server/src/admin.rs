@@ -265,7 +265,7 @@ pub fn audit_verify(at: &Storage) -> Result<Outcome, AdminError> {
 pub fn flags(at: &Storage, class: Option<&str>, json: bool) -> Result<Outcome, AdminError> {
     let store = open(at)?;
     let rows =
-        crate::signin::flags(store.conn(), class.map(str::trim)).map_err(AccountError::from)?;
+        crate::attendance::flags(store.conn(), class.map(str::trim)).map_err(AccountError::from)?;
     if json {
         return Ok(Outcome::ok(format!(
             "{}\n",
@@ -292,7 +292,7 @@ pub fn flags(at: &Storage, class: Option<&str>, json: bool) -> Result<Outcome, A
 pub fn card_key_rotate(at: &Storage) -> Result<Outcome, AdminError> {
     let mut store = open(at)?;
     let id =
-        crate::signin::rotate_card_key(store.conn_mut(), chrono::Utc::now().timestamp_millis())
+        crate::attendance::rotate_card_key(store.conn_mut(), chrono::Utc::now().timestamp_millis())
             .map_err(AccountError::from)?;
     Ok(Outcome::ok(format!(
         "card key {id} is now in use; cards signed before are refused once phones sync\n"
@@ -313,7 +313,7 @@ pub fn cards(
         .ok_or(AccountError::NotInitialised)?;
     let district = songpei_core::ids::DistrictCode::parse(&district.code)
         .ok_or(AccountError::NotInitialised)?;
-    let roster = crate::signin::roster(conn, class.trim()).map_err(AccountError::from)?;
+    let roster = crate::attendance::roster(conn, class.trim()).map_err(AccountError::from)?;
     if roster.is_empty() {
         return Err(AdminError::Io(format!(
             "class {} has no trainees on the server (has the phone synced?)",
@@ -323,7 +323,7 @@ pub fn cards(
     let now = chrono::Utc::now().timestamp_millis();
     let ids: Vec<_> = roster.iter().map(|(t, _)| *t).collect();
     let cards =
-        crate::signin::sign_cards(conn, &district, &ids, now).map_err(AccountError::from)?;
+        crate::attendance::sign_cards(conn, &district, &ids, now).map_err(AccountError::from)?;
     audit::append(
         conn,
         now,

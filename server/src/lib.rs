@@ -8,6 +8,7 @@
 pub mod accounts;
 pub mod admin;
 mod app;
+pub mod attendance;
 pub mod audit;
 pub mod config;
 pub mod db;
@@ -20,7 +21,7 @@ mod projection;
 pub mod report;
 pub mod review;
 mod settlement;
-pub mod signin;
+
 mod state;
 pub mod store;
 

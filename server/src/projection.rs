@@ -159,7 +159,7 @@ pub(crate) fn project(
 }
 
 /// Replaces the document's rows. A class's new attendance records are checked first
-/// ([`crate::signin::check_class`]); records that fail or wait for review do not count for pay
+/// ([`crate::attendance::check_class`]); records that fail or wait for review do not count for pay
 /// until the district accepts them, and records the district rejects never count. Classes whose
 /// pay changed without their own document changing (a person's places decided again across
 /// villages, a household's status, a trainee's household) are added to `touched`.
@@ -173,7 +173,7 @@ pub(crate) fn write(
     write_reviews(tx, p)?;
     match &p.rows {
         Rows::Class(c) => {
-            let mut held = crate::signin::check_class(tx, &c.class, now_ms)?;
+            let mut held = crate::attendance::check_class(tx, &c.class, now_ms)?;
             for (subject, r) in &p.reviews {
                 match r.decision {
                     Decision::Accepted => held.remove(subject),

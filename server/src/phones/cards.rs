@@ -4,7 +4,7 @@
 use axum::extract::State;
 
 use crate::error::ApiError;
-use crate::{AppState, accounts, audit, office, signin};
+use crate::{AppState, accounts, attendance, audit, office};
 
 use super::auth;
 
@@ -53,7 +53,7 @@ fn cards(
     let store = state.store.lock().map_err(|_| ApiError::Internal)?;
     let conn = store.conn();
     let class = class.to_string();
-    let village = signin::class_village(conn, &class)?.ok_or_else(|| {
+    let village = attendance::class_village(conn, &class)?.ok_or_else(|| {
         ApiError::NotFound(format!("class {class} is not on the server; sync first"))
     })?;
     if !grant.villages.contains(&village) {
@@ -64,9 +64,9 @@ fn cards(
     let district =
         songpei_core::ids::DistrictCode::parse(&grant.district).ok_or(ApiError::NotInitialised)?;
     let now = chrono::Utc::now().timestamp_millis();
-    let roster = signin::roster(conn, &class)?;
+    let roster = attendance::roster(conn, &class)?;
     let ids: Vec<_> = roster.iter().map(|(t, _)| *t).collect();
-    let cards = signin::sign_cards(conn, &district, &ids, now)?;
+    let cards = attendance::sign_cards(conn, &district, &ids, now)?;
     audit::append(
         conn,
         now,
@@ -85,6 +85,6 @@ fn cards(
                 text: c.to_text(),
             })
             .collect(),
-        card_keys: signin::card_key_set(conn)?,
+        card_keys: attendance::card_key_set(conn)?,
     })
 }

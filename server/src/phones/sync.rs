@@ -131,7 +131,7 @@ pub(crate) fn handle(
         more,
         personal,
     } = pull(&mut store, &cursors, &merged, budget)?;
-    let keys = crate::signin::card_key_set(store.conn())?;
+    let keys = crate::attendance::card_key_set(store.conn())?;
     let card_keys = (keys.version != req.card_keys).then_some(keys);
     let policy = (store.policy().version() != req.policy).then(|| PolicySet::of(store.policy()));
     if !personal.is_empty() {

@@ -13,8 +13,8 @@ use songpei_core::ids::{AttendanceId, ClassId, DeviceId, DistrictCode, TraineeId
 use songpei_core::qr::{Card, ClassCode, Response};
 
 use crate::args;
+use crate::attendance::{check_class, checked, flags, rotate_card_key, sign_cards};
 use crate::db::{DbError, Transact};
-use crate::signin::{check_class, checked, flags, rotate_card_key, sign_cards};
 use crate::store::ServerStore;
 
 /// 2026-03-02 10:00 in Beijing.

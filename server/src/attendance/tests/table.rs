@@ -15,8 +15,8 @@ use songpei_core::domain::{
 use songpei_core::ids::{AttendanceId, ClassId, DeviceId, DistrictCode, TraineeId, VillageCode};
 use songpei_core::qr::{Card, CardScan, ClassCode, Response};
 
-use super::{check_class, checked, flags, rotate_card_key, sign_cards};
 use crate::args;
+use crate::attendance::{check_class, checked, flags, rotate_card_key, sign_cards};
 use crate::db::{DbError, Transact};
 use crate::store::ServerStore;
 
@@ -826,7 +826,7 @@ fn run(rows: &[Row]) {
         }
         let conn = fx.store.conn();
         let all_flags = flags(conn, None).expect("flags");
-        let rows_checked: BTreeMap<String, super::Checked> = case
+        let rows_checked: BTreeMap<String, crate::attendance::Checked> = case
             .classes
             .iter()
             .flat_map(|c| checked(conn, &c.id.to_string()).expect("checked"))
@@ -835,7 +835,7 @@ fn run(rows: &[Row]) {
         for (n, e) in case.expect.iter().enumerate() {
             let name = format!("{name} [record {}]", n + 1);
             let aid = e.record.to_string();
-            let mine: Vec<&super::Flag> =
+            let mine: Vec<&crate::attendance::Flag> =
                 all_flags.iter().filter(|f| f.attendance == aid).collect();
             let got: BTreeSet<&str> = mine.iter().map(|f| f.flag.as_str()).collect();
             let want: BTreeSet<&str> = e.flags.iter().copied().collect();

@@ -1,35 +1,17 @@
-//! QR sign-in on the server: the district's card keys, the cards it signs, and the checks every
-//! attendance record meets when it arrives.
-//!
-//! Phones check proofs before they record a sign-in; the server checks them all again, because a
-//! phone may be modified. A record whose proof fails is kept (nothing a phone wrote is dropped) but
-//! flagged and never paid. Records that look wrong are flagged for the district's review and wait
-//! for it before they are paid:
-//!
-//! | flag | when |
-//! |---|---|
-//! | `invalid_proof` | a signature fails, a code names another class, day, phone or trainee, a card key is withdrawn |
-//! | `replayed` | the same trainee response proves several records (all of them are flagged) |
-//! | `time_unverified` | the phone restarted since its last sync, so its clock's offset is unknown |
-//! | `outside_hours` | the corrected time is not on the training day, or far outside the class's hours |
-//! | `two_venues` | the same person signed in at another class's venue too soon to have travelled |
-//! | `phone_many_trainees` | one trainee phone answered for more than two trainees in a day |
-//! | `far_from_venue` | the phone's GPS fix is more than 1 km (plus its accuracy) from the venue |
-//! | `too_fast` | five sign-ins on one phone within 8 s: faster than people queue |
-//! | `clock_mismatch` | the phone's clock was more than 10 minutes off (informational) |
+//! The checks every attendance record meets when it arrives, in the merge transaction: its proof
+//! checked again, its time corrected, and the flags that hold it for review (see the table in
+//! `attendance`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use super::cards::card_key_set;
 use crate::args;
-use crate::db::{DbError, Sql, Transact};
+use crate::db::{DbError, Sql};
 use chrono::{NaiveDate, NaiveTime, TimeZone};
 use serde::Serialize;
 use songpei_core::clock::china;
-use songpei_core::device::DeviceKey;
 use songpei_core::domain::{Attendance, AttendanceMethod, Class, Gps};
-use songpei_core::ids::{DistrictCode, TraineeId};
-use songpei_core::qr::{Card, CardScan, Code, RESPONSE_WINDOW_MS};
-use songpei_core::sync::protocol::{CardKey, CardKeySet};
+use songpei_core::qr::{CardScan, Code, RESPONSE_WINDOW_MS};
 
 /// A trainee phone may answer for this many trainees a day (a couple sharing a phone).
 const MAX_TRAINEES_PER_PHONE: i64 = 2;
@@ -49,104 +31,6 @@ const DEFAULT_START: (u32, u32) = (6, 0);
 const DEFAULT_HOURS: f64 = 16.0;
 /// A clock this far off is noted.
 const CLOCK_MISMATCH_MS: i64 = 10 * 60 * 1000;
-
-/// The district's card keys as phones receive them.
-pub(crate) fn card_key_set(db: &dyn Sql) -> Result<CardKeySet, DbError> {
-    let keys = db.query_map(
-        "SELECT id, public_key, revoked_at FROM card_keys ORDER BY id",
-        &[],
-        |r| {
-            Ok(CardKey {
-                id: r.get::<i64>(0)? as u32,
-                public_key: r.get(1)?,
-                revoked: r.get::<Option<i64>>(2)?.is_some(),
-            })
-        },
-    )?;
-    let version = keys.len() as u32 + keys.iter().filter(|k| k.revoked).count() as u32;
-    Ok(CardKeySet { version, keys })
-}
-
-/// The key cards are signed with now, made if the district has none.
-fn current_key(db: &dyn Sql, now_ms: i64) -> Result<(u32, DeviceKey), DbError> {
-    let row: Option<(i64, Vec<u8>)> = db.query_opt(
-        "SELECT id, secret FROM card_keys WHERE revoked_at IS NULL ORDER BY id DESC LIMIT 1",
-        &[],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
-    if let Some((id, secret)) = row
-        && let Some(k) = DeviceKey::from_secret(&secret)
-    {
-        return Ok((id as u32, k));
-    }
-    let k = DeviceKey::generate();
-    let id: i64 = db.query_row(
-        "INSERT INTO card_keys (public_key, secret, created_at) VALUES (?1, ?2, ?3) RETURNING id",
-        args![k.public_key(), k.secret().to_vec(), now_ms],
-        |r| r.get(0),
-    )?;
-    Ok((id as u32, k))
-}
-
-/// Withdraws the key in use and makes a new one: cards already printed stop working.
-pub fn rotate_card_key(db: &mut impl Transact, now_ms: i64) -> Result<u32, DbError> {
-    db.transaction(|tx| {
-        tx.execute(
-            "UPDATE card_keys SET revoked_at = ?1 WHERE revoked_at IS NULL",
-            args![now_ms],
-        )?;
-        let (id, _) = current_key(tx, now_ms)?;
-        crate::audit::append(
-            tx,
-            now_ms,
-            &[crate::audit::Entry::new(
-                "admin",
-                "rotate_card_key",
-                id.to_string(),
-                serde_json::json!({}),
-            )],
-        )?;
-        Ok(id)
-    })
-}
-
-/// Signs a card for each trainee.
-pub fn sign_cards(
-    db: &dyn Sql,
-    district: &DistrictCode,
-    trainees: &[TraineeId],
-    now_ms: i64,
-) -> Result<Vec<Card>, DbError> {
-    let (id, key) = current_key(db, now_ms)?;
-    let today = songpei_core::clock::local_date(now_ms);
-    Ok(trainees
-        .iter()
-        .map(|t| Card::sign(&key, district.clone(), id, *t, today))
-        .collect())
-}
-
-/// The trainees on a class's roster, as the server has it, with their masked names.
-pub fn roster(db: &dyn Sql, class: &str) -> Result<Vec<(TraineeId, String)>, DbError> {
-    let rows = db.query_map(
-        "SELECT e.trainee_id, COALESCE(t.name_masked, '') FROM p_enrolments e
-         LEFT JOIN p_trainees t ON t.id = e.trainee_id WHERE e.class_id = ?1 ORDER BY e.trainee_id",
-        args![class],
-        |r| Ok((r.get::<String>(0)?, r.get::<String>(1)?)),
-    )?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(t, n)| t.parse().ok().map(|t| (t, n)))
-        .collect())
-}
-
-/// The village of a class, if the server has it.
-pub fn class_village(db: &dyn Sql, class: &str) -> Result<Option<String>, DbError> {
-    db.query_opt(
-        "SELECT village FROM p_classes WHERE id = ?1",
-        args![class],
-        |r| r.get(0),
-    )
-}
 
 /// One flag on one record.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -650,9 +534,3 @@ fn two_venues(
     }
     Ok(None)
 }
-
-#[cfg(test)]
-#[path = "signin_tests.rs"]
-mod table_tests;
-#[cfg(test)]
-mod tests;
