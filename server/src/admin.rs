@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
+use crate::accounts::audit::{self, Verdict};
 use crate::accounts::{self, AccountError, Role};
-use crate::audit::{self, Verdict};
 use crate::store::ServerStore;
 
 /// What an admin command printed, and whether it succeeded.
@@ -237,7 +237,7 @@ pub fn device_revoke(at: &Storage, device: &str) -> Result<Outcome, AdminError> 
 /// `admin erase-trainee`.
 pub fn erase_trainee(at: &Storage, trainee: &str, reason: &str) -> Result<Outcome, AdminError> {
     let mut store = open(at)?;
-    let ids = crate::erasure::erase_trainee(&mut store, trainee, "admin-cli", reason)?;
+    let ids = crate::accounts::erasure::erase_trainee(&mut store, trainee, "admin-cli", reason)?;
     Ok(Outcome::ok(format!(
         "erased {} document(s) of trainee {}: gone from the server, and from each phone at its next sync\n",
         ids.len(),

@@ -9,10 +9,10 @@ pub mod accounts;
 pub mod admin;
 mod app;
 pub mod attendance;
-pub mod audit;
+
 pub mod config;
 pub mod db;
-pub mod erasure;
+
 pub mod error;
 pub mod loopback;
 pub mod office;
@@ -25,6 +25,7 @@ mod settlement;
 mod state;
 pub mod store;
 
+pub use accounts::{audit, erasure};
 pub use app::{HEADER_TIMEOUT, app, routes, run};
 pub use config::{Config, Limits};
 pub use error::ApiError;

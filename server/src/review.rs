@@ -8,8 +8,8 @@ use songpei_core::doc::{self};
 use songpei_core::ids::DocId;
 
 use crate::AppState;
+use crate::accounts::audit::Entry;
 use crate::args;
-use crate::audit::Entry;
 use crate::error::ApiError;
 use crate::projection;
 use crate::store::DocCommit;

@@ -380,7 +380,7 @@ impl ServerStore {
     pub(crate) fn erase(
         &mut self,
         ids: &[DocId],
-        audit: &[crate::audit::Entry],
+        audit: &[crate::accounts::audit::Entry],
         now_ms: i64,
     ) -> Result<(), DbError> {
         let empty = encode_heads(&[]);
@@ -406,7 +406,7 @@ impl ServerStore {
                 }
                 append_feed(tx, &village, &id, &empty)?;
             }
-            crate::audit::append(tx, now_ms, audit)
+            crate::accounts::audit::append(tx, now_ms, audit)
         })?;
         for id in ids {
             self.evict(*id);
@@ -425,7 +425,7 @@ impl ServerStore {
         &mut self,
         docs: &[DocCommit],
         request: Option<&RequestRecord>,
-        audit: &[crate::audit::Entry],
+        audit: &[crate::accounts::audit::Entry],
         now_ms: i64,
     ) -> Result<(), DbError> {
         let policy = &self.policy;
@@ -476,7 +476,7 @@ impl ServerStore {
                     ],
                 )?;
             }
-            crate::audit::append(tx, now_ms, audit)
+            crate::accounts::audit::append(tx, now_ms, audit)
         })?;
         for d in docs {
             if let Some(l) = self.cache.get_mut(&d.id) {

@@ -54,10 +54,10 @@ pub fn rotate_card_key(db: &mut impl Transact, now_ms: i64) -> Result<u32, DbErr
             args![now_ms],
         )?;
         let (id, _) = current_key(tx, now_ms)?;
-        crate::audit::append(
+        crate::accounts::audit::append(
             tx,
             now_ms,
-            &[crate::audit::Entry::new(
+            &[crate::accounts::audit::Entry::new(
                 "admin",
                 "rotate_card_key",
                 id.to_string(),

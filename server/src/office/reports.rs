@@ -8,7 +8,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::AppState;
-use crate::audit::{self, Entry};
+use crate::accounts::audit::{self, Entry};
 use crate::error::{ApiError, ErrorBody};
 use crate::office::openapi::{Limits, Session as SessionRefused, Storage};
 

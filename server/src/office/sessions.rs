@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::AppState;
+use crate::accounts::audit::{self, Entry};
 use crate::accounts::{self, Role};
-use crate::audit::{self, Entry};
 use crate::db::Sql;
 use crate::error::{ApiError, ErrorBody};
 use crate::office::openapi::{Limits, Session as SessionRefused, Storage};

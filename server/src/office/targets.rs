@@ -9,8 +9,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::AppState;
+use crate::accounts::audit::{self, Entry};
 use crate::args;
-use crate::audit::{self, Entry};
 use crate::db::Transact;
 use crate::error::{ApiError, ErrorBody};
 use crate::office::openapi::{Limits, Session as SessionRefused, Storage};

@@ -11,8 +11,8 @@ use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::accounts::AccountError;
+use crate::accounts::audit::{self, Entry};
 use crate::args;
-use crate::audit::{self, Entry};
 use crate::error::{ApiError, ErrorBody};
 use crate::office::openapi::{Limits, Session as SessionRefused, Storage};
 
@@ -237,7 +237,7 @@ pub(super) async fn erase(
         let mut store = s.store.lock().map_err(|_| ApiError::Internal)?;
         let session = session(&s, store.conn(), &headers)?;
         admin_only(&session)?;
-        let ids = crate::erasure::erase_trainee(
+        let ids = crate::accounts::erasure::erase_trainee(
             &mut store,
             &id,
             &format!("account:{}", session.username),

@@ -18,8 +18,8 @@ use songpei_core::sync::auth::{
 };
 
 use crate::AppState;
+use crate::accounts::audit::{self, Entry};
 use crate::accounts::{self, DeviceGrant, EnrollRefusal};
-use crate::audit::{self, Entry};
 use crate::error::ApiError;
 
 /// Lifetime of an access token.

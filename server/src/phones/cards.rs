@@ -3,8 +3,9 @@
 
 use axum::extract::State;
 
+use crate::accounts::{self, audit};
 use crate::error::ApiError;
-use crate::{AppState, accounts, attendance, audit, office};
+use crate::{AppState, attendance, office};
 
 use super::auth;
 

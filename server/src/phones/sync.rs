@@ -17,8 +17,8 @@ use songpei_core::sync::protocol::{
 };
 
 use crate::AppState;
+use crate::accounts::audit::{self, Entry};
 use crate::accounts::{self, DeviceGrant};
-use crate::audit::{self, Entry};
 use crate::error::ApiError;
 use crate::projection;
 use crate::store::{DocCommit, LoadedDoc, RequestRecord, ServerStore};

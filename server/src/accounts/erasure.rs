@@ -11,8 +11,8 @@
 use songpei_core::ids::{DocId, HouseholdId, TraineeId};
 
 use crate::accounts::AccountError;
+use crate::accounts::audit::Entry;
 use crate::args;
-use crate::audit::Entry;
 use crate::db::DbError;
 use crate::store::ServerStore;
 
