@@ -17,10 +17,8 @@ pub mod error;
 pub mod loopback;
 pub mod office;
 mod phones;
-mod projection;
 pub mod report;
 pub mod review;
-mod settlement;
 
 mod state;
 pub mod store;

@@ -252,7 +252,7 @@ struct PlaceRow {
     /// The person: the blind index of the ID number, or the trainee id while the trainee's
     /// record has not arrived.
     person: Vec<u8>,
-    decision: Option<crate::settlement::DecisionRow>,
+    decision: Option<crate::store::settlement::DecisionRow>,
 }
 
 /// Makes the report of `district` for `month`.
@@ -376,7 +376,7 @@ pub fn monthly(
         let fen = p
             .decision
             .as_ref()
-            .and_then(crate::settlement::decision_of)
+            .and_then(crate::store::settlement::decision_of)
             .map_or(0, |d| {
                 songpei_core::rules::place_allowance_fen(&d, &days, poverty, policy)
             });

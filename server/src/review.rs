@@ -11,8 +11,8 @@ use crate::AppState;
 use crate::accounts::audit::Entry;
 use crate::args;
 use crate::error::ApiError;
-use crate::projection;
 use crate::store::DocCommit;
+use crate::store::projection;
 
 /// One decision to record.
 #[derive(Clone, Debug)]

@@ -1,5 +1,5 @@
 //! Classes: the list, and one class's page with its roster, attendance per day with proofs and
-//! flags, and what the district pays for each place (`crate::settlement`).
+//! flags, and what the district pays for each place (`crate::store::settlement`).
 
 use std::collections::BTreeMap;
 
@@ -309,7 +309,7 @@ pub(super) async fn class_page(
             .map(|d| d.to_string())
             .collect();
         let policy = &s.config.policy;
-        let pay = crate::settlement::class_pay(conn, &id, policy)?
+        let pay = crate::store::settlement::class_pay(conn, &id, policy)?
             .ok_or_else(|| ApiError::NotFound(format!("class {id} is not on the server")))?;
         let completions: BTreeMap<String, Option<String>> = conn
             .query_map(
@@ -338,7 +338,7 @@ pub(super) async fn class_page(
                 days: place
                     .held
                     .iter()
-                    .map(|d| (*d, crate::settlement::DayPay::default()))
+                    .map(|d| (*d, crate::store::settlement::DayPay::default()))
                     .chain(place.days.iter().map(|(d, v)| (*d, v.clone())))
                     .map(|(d, v)| {
                         (

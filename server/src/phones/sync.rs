@@ -20,7 +20,7 @@ use crate::AppState;
 use crate::accounts::audit::{self, Entry};
 use crate::accounts::{self, DeviceGrant};
 use crate::error::ApiError;
-use crate::projection;
+use crate::store::projection;
 use crate::store::{DocCommit, LoadedDoc, RequestRecord, ServerStore};
 
 /// Most villages one phone may follow.
@@ -585,8 +585,11 @@ fn pull(
             if is_class {
                 // What the district pays for the class as of now, whether or not its document
                 // changed (a decision across villages, a rate, a review gives it a feed entry).
-                let pay =
-                    crate::settlement::class_pay(store.conn(), &id.to_string(), store.policy())?;
+                let pay = crate::store::settlement::class_pay(
+                    store.conn(),
+                    &id.to_string(),
+                    store.policy(),
+                )?;
                 if let Some(s) = pay.as_ref().and_then(|p| p.to_wire()) {
                     used += SETTLEMENT_BYTES * (1 + s.places.len());
                     settlements.push(s);
