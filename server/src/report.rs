@@ -24,6 +24,16 @@ use crate::accounts;
 use crate::args;
 use crate::db::Sql;
 
+mod csv;
+mod layout;
+mod rules;
+mod xlsx;
+
+pub use csv::to_csv;
+use rules::decision_label;
+pub use rules::rule_text;
+pub use xlsx::{to_xlsx, write_file};
+
 /// A calendar month.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Month {
@@ -222,17 +232,6 @@ pub struct MonthlyReport {
     pub progress: Progress,
     /// Every place behind the figures.
     pub places: Vec<Place>,
-}
-
-fn decision_label(d: &str) -> &'static str {
-    match d {
-        "subsidised" => "享受补贴",
-        "class_not_subsidised" => "非补贴性培训",
-        "class_cancelled" => "培训班已取消",
-        "year_cap_reached" => "超过年度3次上限",
-        "same_occupation_and_level" => "同职业同等级已补贴",
-        _ => "未判定",
-    }
 }
 
 struct PlaceRow {
@@ -487,258 +486,6 @@ pub fn monthly(
         },
         places,
     })
-}
-
-fn title(r: &MonthlyReport) -> String {
-    let (y, m) = r.month.split_once('-').unwrap_or((&r.month, ""));
-    format!(
-        "{}职业技能培训月报（{}年{}月）",
-        r.district_name,
-        y,
-        m.trim_start_matches('0')
-    )
-}
-
-/// The summary's rows: (section, item, value).
-fn summary_rows(r: &MonthlyReport) -> Vec<(String, String, f64)> {
-    let mut out = vec![(
-        "培训人次".to_owned(),
-        "合计".to_owned(),
-        r.person_times.total as f64,
-    )];
-    for (section, rows) in [
-        ("按培训类型", &r.person_times.by_training_type),
-        ("按重点群体", &r.person_times.by_key_group),
-        ("按职业（工种）", &r.person_times.by_occupation),
-        ("按乡镇", &r.person_times.by_township),
-    ] {
-        for row in rows {
-            out.push((
-                section.to_owned(),
-                row.label.clone(),
-                row.person_times as f64,
-            ));
-        }
-    }
-    out.push((
-        "脱贫户、监测户学员".to_owned(),
-        "人次".to_owned(),
-        r.person_times.poverty_households as f64,
-    ));
-    out.push((
-        "生活费补贴".to_owned(),
-        "人数".to_owned(),
-        r.allowance.trainees as f64,
-    ));
-    out.push((
-        "生活费补贴".to_owned(),
-        "天数".to_owned(),
-        r.allowance.payable_days as f64,
-    ));
-    out.push((
-        "生活费补贴".to_owned(),
-        "金额（元）".to_owned(),
-        r.allowance.total_yuan,
-    ));
-    for d in &r.subsidy {
-        out.push(("补贴判定".to_owned(), d.label.clone(), d.places as f64));
-    }
-    out.push((
-        "年度目标进度".to_owned(),
-        "累计人次".to_owned(),
-        r.progress.cumulative as f64,
-    ));
-    if let Some(t) = r.progress.target {
-        out.push(("年度目标进度".to_owned(), "年度目标".to_owned(), t as f64));
-    }
-    if let Some(f) = r.progress.fraction {
-        out.push((
-            "年度目标进度".to_owned(),
-            "完成比例（%）".to_owned(),
-            (f * 1000.0).round() / 10.0,
-        ));
-    }
-    out
-}
-
-const DETAIL_HEADERS: [&str; 13] = [
-    "培训班",
-    "乡镇",
-    "培训类型",
-    "职业（工种）",
-    "姓名",
-    "身份证号",
-    "户类型",
-    "计入本月人次",
-    "补贴判定",
-    "判定依据",
-    "本月可补贴天数",
-    "本月生活费（元）",
-    "班级编号",
-];
-
-fn detail_row(p: &Place) -> Vec<String> {
-    vec![
-        p.class_title.clone(),
-        p.township.clone(),
-        p.training_type.clone(),
-        p.occupation.clone(),
-        p.name_masked.clone(),
-        p.id_masked.clone(),
-        p.household.clone(),
-        if p.counted { "是" } else { "否" }.to_owned(),
-        decision_label(&p.decision).to_owned(),
-        p.rule.clone(),
-        p.payable_days.to_string(),
-        format!("{:.2}", p.allowance_fen as f64 / 100.0),
-        p.class_id.clone(),
-    ]
-}
-
-/// The report as CSV (UTF-8 with a byte-order mark, so Excel reads the Chinese): a title line, the
-/// summary as (项目, 指标, 数值), then the places.
-pub fn to_csv(r: &MonthlyReport) -> Vec<u8> {
-    let mut w = csv::WriterBuilder::new()
-        .flexible(true)
-        .from_writer(b"\xEF\xBB\xBF".to_vec());
-    let _ = w.write_record([title(r)]);
-    let _ = w.write_record(["填报单位", &r.district_name, "报告期", &r.month]);
-    let _ = w.write_record(["项目", "指标", "数值"]);
-    for (section, item, value) in summary_rows(r) {
-        let _ = w.write_record([section, item, trim_number(value)]);
-    }
-    let _ = w.write_record([""; 0]);
-    let _ = w.write_record(DETAIL_HEADERS);
-    for p in &r.places {
-        let _ = w.write_record(detail_row(p));
-    }
-    w.into_inner().unwrap_or_default()
-}
-
-fn trim_number(v: f64) -> String {
-    if v.fract() == 0.0 {
-        format!("{}", v as i64)
-    } else {
-        format!("{v:.2}")
-    }
-}
-
-/// The report as an Excel workbook: sheet 月报 (title, 填报单位 and 报告期, the summary table) and
-/// sheet 明细 (every place), bordered, bold headers, Chinese throughout, numbers as numbers.
-pub fn to_xlsx(r: &MonthlyReport) -> Result<Vec<u8>, ReportError> {
-    use rust_xlsxwriter::{Format, FormatAlign, FormatBorder, Workbook};
-    let wb_err = |_| ReportError::Workbook;
-    let mut wb = Workbook::new();
-    let title_f = Format::new()
-        .set_bold()
-        .set_font_size(16)
-        .set_align(FormatAlign::Center);
-    let head = Format::new()
-        .set_bold()
-        .set_border(FormatBorder::Thin)
-        .set_align(FormatAlign::Center)
-        .set_background_color(rust_xlsxwriter::Color::RGB(0xDDEBF7));
-    let cell = Format::new().set_border(FormatBorder::Thin);
-    let num = Format::new()
-        .set_border(FormatBorder::Thin)
-        .set_num_format("0");
-    let money = Format::new()
-        .set_border(FormatBorder::Thin)
-        .set_num_format("#,##0.00");
-    let s = wb.add_worksheet();
-    s.set_name("月报").map_err(wb_err)?;
-    s.merge_range(0, 0, 0, 2, &title(r), &title_f)
-        .map_err(wb_err)?;
-    s.write_string(1, 0, format!("填报单位：{}", r.district_name))
-        .map_err(wb_err)?;
-    s.write_string(1, 2, format!("报告期：{}", r.month))
-        .map_err(wb_err)?;
-    for (c, h) in ["项目", "指标", "数值"].iter().enumerate() {
-        s.write_string_with_format(3, c as u16, *h, &head)
-            .map_err(wb_err)?;
-    }
-    for (i, (section, item, value)) in summary_rows(r).into_iter().enumerate() {
-        let row = 4 + i as u32;
-        s.write_string_with_format(row, 0, section, &cell)
-            .map_err(wb_err)?;
-        let is_money = item.contains('元') || item.contains('%');
-        s.write_string_with_format(row, 1, item, &cell)
-            .map_err(wb_err)?;
-        s.write_number_with_format(row, 2, value, if is_money { &money } else { &num })
-            .map_err(wb_err)?;
-    }
-    s.set_column_width(0, 22).map_err(wb_err)?;
-    s.set_column_width(1, 26).map_err(wb_err)?;
-    s.set_column_width(2, 14).map_err(wb_err)?;
-    let d = wb.add_worksheet();
-    d.set_name("明细").map_err(wb_err)?;
-    for (c, h) in DETAIL_HEADERS.iter().enumerate() {
-        d.write_string_with_format(0, c as u16, *h, &head)
-            .map_err(wb_err)?;
-    }
-    for (i, p) in r.places.iter().enumerate() {
-        let row = 1 + i as u32;
-        for (c, v) in detail_row(p).into_iter().enumerate() {
-            let c = c as u16;
-            match c {
-                10 => d.write_number_with_format(row, c, p.payable_days as f64, &num),
-                11 => d.write_number_with_format(row, c, p.allowance_fen as f64 / 100.0, &money),
-                _ => d.write_string_with_format(row, c, v, &cell),
-            }
-            .map_err(wb_err)?;
-        }
-    }
-    for (c, w) in [24, 12, 14, 14, 8, 20, 10, 12, 16, 34, 14, 16, 38]
-        .iter()
-        .enumerate()
-    {
-        d.set_column_width(c as u16, *w).map_err(wb_err)?;
-    }
-    d.set_freeze_panes(1, 0).map_err(wb_err)?;
-    wb.save_to_buffer().map_err(wb_err)
-}
-
-/// `songpei-server report monthly`: writes the report of the data folder's district to `out`.
-pub fn write_file(
-    at: &crate::admin::Storage,
-    district: &str,
-    month: &str,
-    format: &str,
-    out: &std::path::Path,
-    policy: &PolicyTable,
-) -> Result<String, String> {
-    let month = Month::parse(month).map_err(|e| e.to_string())?;
-    let store = at.open(1)?;
-    let r = monthly(store.conn(), district, month, policy).map_err(|e| e.to_string())?;
-    let bytes = match format {
-        "xlsx" => to_xlsx(&r).map_err(|e| e.to_string())?,
-        "csv" => to_csv(&r),
-        "json" => serde_json::to_vec_pretty(&r).map_err(|e| e.to_string())?,
-        other => return Err(format!("format: '{other}' is not xlsx, csv or json")),
-    };
-    std::fs::write(out, &bytes).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
-    Ok(format!(
-        "{}: {} person-times, allowance {:.2} yuan, written to {}",
-        title(&r),
-        r.person_times.total,
-        r.allowance.total_yuan,
-        out.display()
-    ))
-}
-
-/// The rule behind a subsidy decision, in Chinese.
-pub fn rule_text(decision: &str, year: i32, nth: Option<i64>, cap: Option<i64>) -> String {
-    match decision {
-        "subsidised" => format!(
-            "{year}年第{}次补贴性培训（每人每年至多3次）",
-            nth.unwrap_or(0)
-        ),
-        "class_not_subsidised" => "非补贴性培训班".to_owned(),
-        "class_cancelled" => "培训班已取消，不予补贴".to_owned(),
-        "year_cap_reached" => format!("{year}年已享受{}次补贴性培训，达到上限", cap.unwrap_or(3)),
-        "same_occupation_and_level" => "同一职业（工种）同一等级已享受过补贴".to_owned(),
-        other => other.to_owned(),
-    }
 }
 
 /// The district's target for `year`, by its code or name in the target table.
