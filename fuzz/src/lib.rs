@@ -28,8 +28,8 @@ use songpei_core::sync::protocol::{
     Ack, AckOutcome, Push, SyncRequest, SyncResponse, compress, decode,
 };
 use songpei_core::validate::check_char;
+use songpei_server::Loopback;
 use songpei_server::accounts::{self, Role};
-use songpei_server::loopback::Loopback;
 use songpei_server::{AppState, Config, Limits};
 
 /// The district of the fuzzing world.
@@ -384,7 +384,7 @@ pub fn csv_import(data: &[u8]) {
     };
     let text = String::from_utf8_lossy(rest);
     if mode % 2 == 0 {
-        let _ = songpei_server::office::parse_targets(&text);
+        let _ = songpei_server::parse_targets(&text);
     } else {
         let w = world();
         let Ok(mut store) = w.state.store.lock() else {

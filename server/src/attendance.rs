@@ -24,6 +24,9 @@ mod checks;
 mod tests;
 
 pub(crate) use cards::card_key_set;
-pub use cards::{class_village, roster, rotate_card_key, sign_cards};
+pub(crate) use cards::{class_village, roster, rotate_card_key, sign_cards};
 pub(crate) use checks::check_class;
-pub use checks::{Checked, Flag, checked, flags};
+#[cfg(test)]
+pub(crate) use checks::checked;
+pub(crate) use checks::flags;
+pub use checks::{Checked, Flag};

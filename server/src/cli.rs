@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use songpei_server::Config;
-use songpei_server::config::FileConfig;
+use songpei_server::FileConfig;
 
 /// songpei's district server.
 #[derive(Debug, Parser)]
@@ -344,7 +344,7 @@ pub(crate) fn run(cli: Cli) -> ExitCode {
                 Err(code) => return code,
             };
             let config = Config::resolve(None, data, None, database_url, file);
-            let report = songpei_server::report::write_file(
+            let report = songpei_server::write_monthly_report(
                 &songpei_server::admin::Storage::of(&config),
                 &district,
                 &month,

@@ -132,7 +132,7 @@ impl FileConfig {
 
 /// The policy entries a server can pay by: at least one, each rate between 0 and 1,000 yuan a day,
 /// a yearly cap of 1 to 3 (the national rule, which the database enforces), no date twice.
-pub fn check_policy(entries: &[Policy]) -> Result<(), String> {
+pub(crate) fn check_policy(entries: &[Policy]) -> Result<(), String> {
     if entries.is_empty() {
         return Err(
             "policy: give at least one [[policy]] entry, or none to use the defaults".into(),

@@ -1,32 +1,40 @@
 //! songpei-server: the district sync server. Phones merge with it over `POST /v1/sync` in one round
-//! trip when little changed; it keeps every document durably on its embedded SQLite, feeds each
-//! village's changes back to the phones of that village, and projects typed rows for the district's
-//! reports.
+//! trip when little changed; it keeps every document durably on its embedded SQLite (or on
+//! PostgreSQL), feeds each village's changes back to the phones of that village, projects typed rows
+//! for the district's reports, and serves the district office's dashboard and API.
+//!
+//! The tree follows the audiences: `phones` (sync, enrollment and tokens, cards, rate limits),
+//! `office` (the dashboard's API by feature, its files, the OpenAPI document), `report` (the
+//! monthly report and its files), `attendance` (the checks of every record, the card keys),
+//! `accounts` (accounts, devices, audit, erasure), `store` (documents, feed, projections, pay) and
+//! `db` (one SQL interface over SQLite and PostgreSQL, and the migrations); `app` ties them into a
+//! router and an accept loop, `state` is what every handler shares.
 //!
 //! The binary is a thin `main`: tests drive [`app`] without a socket, or [`run`] on port 0.
 
 pub mod accounts;
 pub mod admin;
 mod app;
-pub mod attendance;
-
-pub mod config;
+mod attendance;
+mod config;
 pub mod db;
-
-pub mod error;
-pub mod loopback;
-pub mod office;
+mod error;
+mod loopback;
+mod office;
 mod phones;
-pub mod report;
-pub mod review;
-
+mod report;
+mod review;
 mod state;
-pub mod store;
+mod store;
 
 pub use accounts::{audit, erasure};
 pub use app::{HEADER_TIMEOUT, app, routes, run};
-pub use config::{Config, Limits};
-pub use error::ApiError;
+pub use attendance::{Checked, Flag};
+pub use config::{Config, FileConfig, Limits};
+pub use error::{ApiError, ErrorBody};
+pub use loopback::Loopback;
+pub use office::{SESSION_COOKIE, parse_targets};
 pub use phones::ratelimit;
+pub use report::{Month, MonthlyReport, ReportError, write_file as write_monthly_report};
 pub use state::AppState;
 pub use store::ServerStore;

@@ -18,14 +18,14 @@ use crate::db::Sql;
 use crate::error::ApiError;
 
 mod classes;
-pub mod openapi;
+pub(crate) mod openapi;
 mod overview;
 mod reports;
 mod review;
 mod sessions;
 mod targets;
 mod trainees;
-pub mod web;
+pub(crate) mod web;
 
 use overview::parse_day;
 use sessions::{admin_only, district_info, session};
@@ -38,7 +38,7 @@ const SESSION_SECS: i64 = 8 * 3600;
 
 /// The routes of the API and their OpenAPI description. One `routes!` per path: handlers grouped in
 /// one `routes!` are served on every path among them, so only the methods of one path share one.
-pub fn routes() -> OpenApiRouter<AppState> {
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::default()
         .routes(routes!(openapi::document))
         .routes(routes!(sessions::login))

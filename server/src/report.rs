@@ -29,10 +29,11 @@ mod layout;
 mod rules;
 mod xlsx;
 
-pub use csv::to_csv;
+pub(crate) use csv::to_csv;
 use rules::decision_label;
-pub use rules::rule_text;
-pub use xlsx::{to_xlsx, write_file};
+pub(crate) use rules::rule_text;
+pub(crate) use xlsx::to_xlsx;
+pub use xlsx::write_file;
 
 /// A calendar month.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -255,7 +256,7 @@ struct PlaceRow {
 }
 
 /// Makes the report of `district` for `month`.
-pub fn monthly(
+pub(crate) fn monthly(
     conn: &dyn Sql,
     district: &str,
     month: Month,
@@ -489,7 +490,7 @@ pub fn monthly(
 }
 
 /// The district's target for `year`, by its code or name in the target table.
-pub fn target_for(db: &dyn Sql, year: i32) -> Result<Option<i64>, crate::ApiError> {
+pub(crate) fn target_for(db: &dyn Sql, year: i32) -> Result<Option<i64>, crate::ApiError> {
     let d = accounts::district(db)?.ok_or(crate::ApiError::NotInitialised)?;
     Ok(db.query_opt(
         "SELECT person_times FROM targets WHERE year = ?1 AND region IN (?2, ?3)",

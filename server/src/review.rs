@@ -16,7 +16,7 @@ use crate::store::projection;
 
 /// One decision to record.
 #[derive(Clone, Debug)]
-pub struct Decide<'a> {
+pub(crate) struct Decide<'a> {
     /// The district account deciding.
     pub reviewer: &'a str,
     /// The document the subject belongs to.
@@ -30,7 +30,7 @@ pub struct Decide<'a> {
 }
 
 /// Records a decision as a change by `actor` (the server's own).
-pub fn decide(
+pub(crate) fn decide(
     state: &AppState,
     actor: &ActorId,
     d: &Decide<'_>,

@@ -47,7 +47,7 @@ fn current_key(db: &dyn Sql, now_ms: i64) -> Result<(u32, DeviceKey), DbError> {
 }
 
 /// Withdraws the key in use and makes a new one: cards already printed stop working.
-pub fn rotate_card_key(db: &mut impl Transact, now_ms: i64) -> Result<u32, DbError> {
+pub(crate) fn rotate_card_key(db: &mut impl Transact, now_ms: i64) -> Result<u32, DbError> {
     db.transaction(|tx| {
         tx.execute(
             "UPDATE card_keys SET revoked_at = ?1 WHERE revoked_at IS NULL",
@@ -69,7 +69,7 @@ pub fn rotate_card_key(db: &mut impl Transact, now_ms: i64) -> Result<u32, DbErr
 }
 
 /// Signs a card for each trainee.
-pub fn sign_cards(
+pub(crate) fn sign_cards(
     db: &dyn Sql,
     district: &DistrictCode,
     trainees: &[TraineeId],
@@ -84,7 +84,7 @@ pub fn sign_cards(
 }
 
 /// The trainees on a class's roster, as the server has it, with their masked names.
-pub fn roster(db: &dyn Sql, class: &str) -> Result<Vec<(TraineeId, String)>, DbError> {
+pub(crate) fn roster(db: &dyn Sql, class: &str) -> Result<Vec<(TraineeId, String)>, DbError> {
     let rows = db.query_map(
         "SELECT e.trainee_id, COALESCE(t.name_masked, '') FROM p_enrolments e
          LEFT JOIN p_trainees t ON t.id = e.trainee_id WHERE e.class_id = ?1 ORDER BY e.trainee_id",
@@ -98,7 +98,7 @@ pub fn roster(db: &dyn Sql, class: &str) -> Result<Vec<(TraineeId, String)>, DbE
 }
 
 /// The village of a class, if the server has it.
-pub fn class_village(db: &dyn Sql, class: &str) -> Result<Option<String>, DbError> {
+pub(crate) fn class_village(db: &dyn Sql, class: &str) -> Result<Option<String>, DbError> {
     db.query_opt(
         "SELECT village FROM p_classes WHERE id = ?1",
         args![class],

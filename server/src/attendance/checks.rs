@@ -48,7 +48,7 @@ pub struct Flag {
 }
 
 /// Flags, optionally of one class, oldest first.
-pub fn flags(db: &dyn Sql, class: Option<&str>) -> Result<Vec<Flag>, DbError> {
+pub(crate) fn flags(db: &dyn Sql, class: Option<&str>) -> Result<Vec<Flag>, DbError> {
     db.query_map(
         "SELECT attendance_id, class_id, flag, detail, blocks_pay FROM attendance_flags
          WHERE CAST(?1 AS TEXT) IS NULL OR class_id = ?1 ORDER BY created_at, attendance_id, flag",
@@ -80,8 +80,9 @@ pub struct Checked {
     pub payable: bool,
 }
 
+#[cfg(test)]
 /// The checked records of a class.
-pub fn checked(db: &dyn Sql, class: &str) -> Result<Vec<Checked>, DbError> {
+pub(crate) fn checked(db: &dyn Sql, class: &str) -> Result<Vec<Checked>, DbError> {
     db.query_map(
         "SELECT attendance_id, method, proof_valid, corrected_ms, payable FROM attendance_checks
          WHERE class_id = ?1 ORDER BY at_ms, attendance_id",

@@ -41,7 +41,7 @@ use crate::error::ApiError;
     components(schemas(crate::error::ErrorBody)),
     modifiers(&Schemes)
 )]
-pub struct Base;
+pub(crate) struct Base;
 
 struct Schemes;
 
@@ -107,7 +107,7 @@ fn answers(list: Vec<(&str, ResponseBuilder)>) -> BTreeMap<String, RefOr<ApiResp
 
 /// What any route may answer, whatever it does, from the layers around every route: 408 when the
 /// request outlasts the server's timeout, 429 when its address sent too many requests.
-pub struct Limits;
+pub(crate) struct Limits;
 
 impl utoipa::IntoResponses for Limits {
     fn responses() -> BTreeMap<String, RefOr<ApiResponse>> {
@@ -130,7 +130,7 @@ impl utoipa::IntoResponses for Limits {
 }
 
 /// What a route that reads or writes the store may answer when the store fails or is not set up.
-pub struct Storage;
+pub(crate) struct Storage;
 
 impl utoipa::IntoResponses for Storage {
     fn responses() -> BTreeMap<String, RefOr<ApiResponse>> {
@@ -152,7 +152,7 @@ impl utoipa::IntoResponses for Storage {
 }
 
 /// The refusals of the office's routes that need a signed-in district account.
-pub struct Session;
+pub(crate) struct Session;
 
 impl utoipa::IntoResponses for Session {
     fn responses() -> BTreeMap<String, RefOr<ApiResponse>> {
@@ -167,7 +167,7 @@ impl utoipa::IntoResponses for Session {
 }
 
 /// The refusals of the phones' routes that need an access token.
-pub struct Token;
+pub(crate) struct Token;
 
 impl utoipa::IntoResponses for Token {
     fn responses() -> BTreeMap<String, RefOr<ApiResponse>> {

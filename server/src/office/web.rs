@@ -19,7 +19,7 @@ const CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; s
 
 /// The dashboard's routes: `/` redirects to `/office/`. They are in the OpenAPI document too, so
 /// that it lists everything the server answers.
-pub fn routes<S: Clone + Send + Sync + 'static>() -> OpenApiRouter<S> {
+pub(crate) fn routes<S: Clone + Send + Sync + 'static>() -> OpenApiRouter<S> {
     OpenApiRouter::default()
         .routes(routes!(root))
         .routes(routes!(office))

@@ -5,7 +5,7 @@ use super::layout::{DETAIL_HEADERS, detail_row, summary_rows, title, trim_number
 
 /// The report as CSV (UTF-8 with a byte-order mark, so Excel reads the Chinese): a title line, the
 /// summary as (项目, 指标, 数值), then the places.
-pub fn to_csv(r: &MonthlyReport) -> Vec<u8> {
+pub(crate) fn to_csv(r: &MonthlyReport) -> Vec<u8> {
     let mut w = csv::WriterBuilder::new()
         .flexible(true)
         .from_writer(b"\xEF\xBB\xBF".to_vec());

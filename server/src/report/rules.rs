@@ -13,7 +13,7 @@ pub(super) fn decision_label(d: &str) -> &'static str {
 }
 
 /// The rule behind a subsidy decision, in Chinese.
-pub fn rule_text(decision: &str, year: i32, nth: Option<i64>, cap: Option<i64>) -> String {
+pub(crate) fn rule_text(decision: &str, year: i32, nth: Option<i64>, cap: Option<i64>) -> String {
     match decision {
         "subsidised" => format!(
             "{year}年第{}次补贴性培训（每人每年至多3次）",

@@ -7,7 +7,7 @@ use super::{Month, MonthlyReport, ReportError, monthly, to_csv};
 
 /// The report as an Excel workbook: sheet 月报 (title, 填报单位 and 报告期, the summary table) and
 /// sheet 明细 (every place), bordered, bold headers, Chinese throughout, numbers as numbers.
-pub fn to_xlsx(r: &MonthlyReport) -> Result<Vec<u8>, ReportError> {
+pub(crate) fn to_xlsx(r: &MonthlyReport) -> Result<Vec<u8>, ReportError> {
     use rust_xlsxwriter::{Format, FormatAlign, FormatBorder, Workbook};
     let wb_err = |_| ReportError::Workbook;
     let mut wb = Workbook::new();
