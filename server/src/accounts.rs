@@ -14,8 +14,8 @@ use audit::Entry;
 
 pub mod audit;
 mod devices;
-pub mod erasure;
 
+pub use crate::error::CsvProblem;
 pub use devices::{
     DeviceGrant, DeviceRow, EnrollRefusal, EnrollmentCode, actor_of, device, devices, enroll,
     issue_enrollment_code, new_challenge, normalise_code, revoke_device, take_challenge,
@@ -109,6 +109,16 @@ pub enum AccountError {
     /// The database failed.
     #[error("database: {0}")]
     Db(#[from] DbError),
+}
+
+impl From<AccountError> for crate::ApiError {
+    fn from(e: AccountError) -> Self {
+        match e {
+            AccountError::Db(e) => e.into(),
+            AccountError::NotInitialised => crate::ApiError::NotInitialised,
+            other => crate::ApiError::BadRequest(other.to_string()),
+        }
+    }
 }
 
 fn invalid(field: &'static str, problem: &'static str) -> AccountError {
@@ -270,16 +280,6 @@ pub fn add_village(
         )],
     )?;
     Ok(())
-}
-
-/// A CSV row that could not be imported.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
-pub struct CsvProblem {
-    /// 1-based line number.
-    #[serde(rename = "row")]
-    pub line: usize,
-    /// What is wrong.
-    pub problem: String,
 }
 
 /// Imports villages from CSV text (`code,name[,township name]`, an optional header line): all rows

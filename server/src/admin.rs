@@ -237,7 +237,7 @@ pub fn device_revoke(at: &Storage, device: &str) -> Result<Outcome, AdminError> 
 /// `admin erase-trainee`.
 pub fn erase_trainee(at: &Storage, trainee: &str, reason: &str) -> Result<Outcome, AdminError> {
     let mut store = open(at)?;
-    let ids = crate::accounts::erasure::erase_trainee(&mut store, trainee, "admin-cli", reason)?;
+    let ids = crate::store::erasure::erase_trainee(&mut store, trainee, "admin-cli", reason)?;
     Ok(Outcome::ok(format!(
         "erased {} document(s) of trainee {}: gone from the server, and from each phone at its next sync\n",
         ids.len(),

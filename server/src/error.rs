@@ -84,7 +84,7 @@ pub enum ApiError {
         /// Summary.
         message: String,
         /// Every row's problem.
-        problems: Vec<crate::accounts::CsvProblem>,
+        problems: Vec<CsvProblem>,
     },
     /// A bug.
     #[error("internal error")]
@@ -165,16 +165,6 @@ impl From<crate::db::DbError> for ApiError {
     }
 }
 
-impl From<crate::accounts::AccountError> for ApiError {
-    fn from(e: crate::accounts::AccountError) -> Self {
-        match e {
-            crate::accounts::AccountError::Db(e) => e.into(),
-            crate::accounts::AccountError::NotInitialised => ApiError::NotInitialised,
-            other => ApiError::BadRequest(other.to_string()),
-        }
-    }
-}
-
 /// The JSON body of every error answer: programs branch on `code`, which never changes meaning; the
 /// message is for a person. Described in the OpenAPI document from this type, so the two cannot
 /// drift apart.
@@ -190,8 +180,8 @@ pub struct ErrorBody {
     pub message: String,
     /// With `bad_csv`: every row's problem.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Vec<crate::accounts::CsvProblem>)]
-    pub problems: Option<Vec<crate::accounts::CsvProblem>>,
+    #[schema(value_type = Vec<CsvProblem>)]
+    pub problems: Option<Vec<CsvProblem>>,
 }
 
 impl ErrorBody {
@@ -239,4 +229,14 @@ impl From<songpei_core::validate::Invalid> for ApiError {
             message: e.problem.to_string(),
         }
     }
+}
+
+/// A CSV row that could not be imported.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct CsvProblem {
+    /// 1-based line number.
+    #[serde(rename = "row")]
+    pub line: usize,
+    /// What is wrong.
+    pub problem: String,
 }

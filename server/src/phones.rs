@@ -3,7 +3,7 @@
 
 pub(crate) mod auth;
 mod cards;
-pub mod ratelimit;
+
 pub(crate) mod sync;
 
 use axum::body::Bytes;

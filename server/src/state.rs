@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use songpei_core::blind_index::BlindIndexKey;
 
-use crate::phones::ratelimit;
+use crate::ratelimit;
 use crate::{Config, ServerStore, admin};
 
 /// What every request handler shares.

@@ -14,6 +14,7 @@ use songpei_core::ids::DocId;
 
 use crate::args;
 use crate::db::{Db, DbError, Sql, Transact};
+pub mod erasure;
 pub(crate) mod feed;
 pub(crate) mod projection;
 pub(crate) mod settlement;

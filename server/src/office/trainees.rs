@@ -237,7 +237,7 @@ pub(super) async fn erase(
         let mut store = s.store.lock().map_err(|_| ApiError::Internal)?;
         let session = session(&s, store.conn(), &headers)?;
         admin_only(&session)?;
-        let ids = crate::accounts::erasure::erase_trainee(
+        let ids = crate::store::erasure::erase_trainee(
             &mut store,
             &id,
             &format!("account:{}", session.username),
