@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::run::CliError;
+use crate::error::CliError;
 
 const KEY_FILE: &str = "store.key";
 const STORE_FILE: &str = "songpei.db";

@@ -3,7 +3,9 @@
 //! Exit code 2 means the input was refused (nothing was written); 1 means anything else failed.
 
 mod args;
+mod error;
 mod key;
+mod phone;
 mod qr;
 mod run;
 mod show;

@@ -10,8 +10,9 @@ use songpei_core::store::SqliteDocStore;
 use songpei_core::validate::{Field, Problem};
 
 use crate::args::{Cli, QrCommand};
+use crate::error::{CliError, bad, parse_day, parse_id};
 use crate::key;
-use crate::run::{CliError, announce_key_file, bad, open_phone, parse_day, parse_id, print_json};
+use crate::phone::{announce_key_file, open_phone, print_json};
 
 fn kind(s: &str) -> Result<AttendanceKind, CliError> {
     match s.trim() {
@@ -59,7 +60,7 @@ pub(crate) fn run(cli: &Cli, q: &QrCommand) -> Result<(), CliError> {
             let mut phone = open_phone(cli)?;
             let day = match day {
                 Some(d) => parse_day(d, Field::Day)?,
-                None => songpei_core::clock::local_date(crate::run::clock()?.now_ms()),
+                None => songpei_core::clock::local_date(crate::phone::clock()?.now_ms()),
             };
             let code = phone.class_code(class, day, kind(k)?)?;
             let text = code.to_text();
