@@ -11,6 +11,14 @@
 use p256::ecdsa::signature::{Signer, Verifier};
 use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
 
+use automerge::ActorId;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+
+use crate::error::{Error, Result};
+use crate::ids::{DeviceId, DocId};
+use crate::store::DocStore;
+
 /// Purpose label of an enrollment signature.
 pub const ENROLL_PURPOSE: &[u8] = b"songpei/v1/enroll\0";
 /// Purpose label of a token request's signature.
@@ -86,6 +94,83 @@ pub fn verify(public_key: &[u8], purpose: &[u8], parts: &[&[u8]], signature: &[u
         return false;
     };
     key.verify(&signed_message(purpose, parts), &sig).is_ok()
+}
+
+/// Where the phone keeps its device id, its automerge actor and its device key.
+pub(crate) const META_DEVICE: &str = "device_id";
+pub(crate) const META_ACTOR: &str = "actor_id";
+const META_KEY: &str = "device_key";
+
+fn corrupt(key: &str) -> Error {
+    Error::Schema {
+        doc: DocId::from(crate::ids::ClassId::from(uuid::Uuid::nil())),
+        path: format!("meta.{key}"),
+    }
+}
+
+/// Encodes bytes as the messages do.
+pub fn b64(bytes: &[u8]) -> String {
+    B64.encode(bytes)
+}
+
+/// Decodes bytes as the messages carry them.
+pub fn unb64(text: &str) -> Option<Vec<u8>> {
+    B64.decode(text).ok()
+}
+
+/// The phone's device id and actor, made and stored on first use.
+pub(crate) fn identity<S: DocStore>(store: &mut S) -> Result<(DeviceId, ActorId)> {
+    match (store.meta(META_DEVICE)?, store.meta(META_ACTOR)?) {
+        (Some(d), Some(a)) => Ok((
+            d.parse().map_err(|_| corrupt(META_DEVICE))?,
+            hex::decode(a)
+                .map(ActorId::from)
+                .map_err(|_| corrupt(META_ACTOR))?,
+        )),
+        _ => {
+            let device = DeviceId::random();
+            let actor = ActorId::random();
+            store.set_meta(&[
+                (META_DEVICE, &device.to_string()),
+                (META_ACTOR, &actor.to_hex_string()),
+            ])?;
+            Ok((device, actor))
+        }
+    }
+}
+
+pub(crate) fn device_key<S: DocStore>(store: &S) -> Result<Option<DeviceKey>> {
+    store
+        .meta(META_KEY)?
+        .map(|k| {
+            hex::decode(k)
+                .ok()
+                .and_then(|b| DeviceKey::from_secret(&b))
+                .ok_or_else(|| corrupt(META_KEY))
+        })
+        .transpose()
+}
+
+/// The device key, made and stored first if the phone has none yet.
+pub(crate) fn device_key_or_new<S: DocStore>(store: &mut S) -> Result<DeviceKey> {
+    if let Some(k) = device_key(store)? {
+        return Ok(k);
+    }
+    let k = DeviceKey::generate();
+    store.set_meta(&[(META_KEY, &hex::encode(k.secret()))])?;
+    Ok(k)
+}
+
+/// Splits what a coordinator typed or scanned: a bare code, or the enrollment QR's text
+/// `songpei-enroll:<server>#<code>`. Returns the server (if the QR named one) and the code.
+pub fn parse_enrollment_text(text: &str) -> (Option<String>, String) {
+    match text.trim().strip_prefix("songpei-enroll:") {
+        Some(rest) => match rest.rsplit_once('#') {
+            Some((server, code)) => (Some(server.to_owned()), code.to_owned()),
+            None => (None, rest.to_owned()),
+        },
+        None => (None, text.trim().to_owned()),
+    }
 }
 
 #[cfg(test)]

@@ -34,8 +34,7 @@ pub const COMPACT_AFTER_CHUNKS: usize = 64;
 
 pub(crate) const META_DISTRICT: &str = "district";
 pub(crate) const META_VILLAGES: &str = "villages";
-pub(crate) const META_DEVICE: &str = "device_id";
-pub(crate) const META_ACTOR: &str = "actor_id";
+pub(crate) use crate::device::{META_ACTOR, META_DEVICE};
 
 /// Who this phone is and what it covers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -109,7 +108,7 @@ impl<S: DocStore> Phone<S> {
             set.insert(v);
         }
         // An identity made for enrollment before the phone was set up is kept.
-        let (device, actor) = crate::sync::auth::identity(&mut store)?;
+        let (device, actor) = crate::device::identity(&mut store)?;
         let villages_text = set.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(",");
         store.set_meta(&[
             (META_DISTRICT, district.as_str()),

@@ -33,6 +33,7 @@ pub use signin::{
 };
 
 use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::device::{self, DeviceKey};
@@ -555,6 +556,28 @@ impl CardScan<'_> {
         let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
         device::verify(public_key, CARD_SCAN_PURPOSE, &refs, signature)
     }
+}
+
+/// One of a district's card-signing keys.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CardKey {
+    /// Key id, printed in each card it signs.
+    pub id: u32,
+    /// Public key, compressed SEC1 (33 bytes).
+    pub public_key: Vec<u8>,
+    /// Withdrawn: cards it signed are refused.
+    pub revoked: bool,
+}
+
+/// A district's card keys, as of a version that grows with every change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CardKeySet {
+    /// Version.
+    pub version: u32,
+    /// Every key the district ever used, withdrawn ones marked.
+    pub keys: Vec<CardKey>,
 }
 
 #[cfg(test)]

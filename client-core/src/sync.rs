@@ -11,3 +11,4 @@ pub mod engine;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod protocol;
+pub mod transport;

@@ -23,8 +23,8 @@ use crate::domain::{AttendanceKind, AttendanceMethod, Gps};
 use crate::error::{Error, Result};
 use crate::ids::{AttendanceId, ClassId, TraineeId};
 use crate::phone::Phone;
+use crate::qr::CardKeySet;
 use crate::store::DocStore;
-use crate::sync::protocol::CardKeySet;
 use crate::validate::{Field, Invalid, Problem};
 
 /// A class code is remade every 10 seconds.
@@ -86,7 +86,7 @@ pub enum Scanned {
 pub fn scan(text: &str) -> Result<Scanned, QrError> {
     let t = text.trim();
     if t.starts_with("songpei-enroll:") {
-        let (server, code) = crate::sync::auth::parse_enrollment_text(t);
+        let (server, code) = crate::device::parse_enrollment_text(t);
         return Ok(Scanned::Enrollment { server, code });
     }
     Ok(match Code::parse(t)? {
@@ -133,7 +133,7 @@ pub fn respond<S: DocStore>(
             .and_then(|t| t.parse().ok())
             .ok_or(Invalid::new(Field::Trainee, Problem::Missing))?,
     };
-    let key = crate::sync::auth::device_key_or_new(store)?;
+    let key = crate::device::device_key_or_new(store)?;
     Ok(Response::sign(&key, &code, trainee))
 }
 
@@ -203,7 +203,7 @@ impl<S: DocStore> Phone<S> {
         }
         let up = self.clock().uptime().ok_or(QrError::NoUptime)?;
         let slot = slot_of(&up.boot, up.ms);
-        let key = crate::sync::auth::device_key_or_new(&mut self.store)?;
+        let key = crate::device::device_key_or_new(&mut self.store)?;
         let code = ClassCode::sign(&key, self.profile().device, class, day, kind, slot);
         let text = code.to_text();
         let mut shown = self.shown()?;
@@ -308,8 +308,7 @@ impl<S: DocStore> Phone<S> {
         if key.revoked {
             return Err(QrError::RevokedCardKey.into());
         }
-        let pk =
-            crate::sync::auth::unb64(&key.public_key).ok_or_else(|| corrupt(META_CARD_KEYS))?;
+        let pk = crate::device::unb64(&key.public_key).ok_or_else(|| corrupt(META_CARD_KEYS))?;
         if !c.verifies_with(&pk) {
             return Err(QrError::BadSignature("card").into());
         }
@@ -324,7 +323,7 @@ impl<S: DocStore> Phone<S> {
             at_ms,
             gps,
         };
-        let key = crate::sync::auth::device_key_or_new(&mut self.store)?;
+        let key = crate::device::device_key_or_new(&mut self.store)?;
         let signature = scan.sign(&key).to_vec();
         let method = AttendanceMethod::Card { card, signature };
         self.record_signin_at(class, c.trainee, day, kind, method, gps, at_ms)
@@ -409,7 +408,7 @@ impl<S: DocStore> Phone<S> {
                 .iter()
                 .map(|k| CardKey {
                     id: k.id,
-                    public_key: crate::sync::auth::b64(&k.public_key),
+                    public_key: crate::device::b64(&k.public_key),
                     revoked: k.revoked,
                 })
                 .collect(),

@@ -728,7 +728,7 @@ fn record(p: &mut Phone<MemoryDocStore>, class: ClassId, id: AttendanceId) -> At
 }
 
 fn device_public_key(p: &mut Phone<MemoryDocStore>) -> Vec<u8> {
-    crate::sync::auth::device_key_or_new(&mut p.store)
+    crate::device::device_key_or_new(&mut p.store)
         .expect("device key")
         .public_key()
 }
@@ -744,7 +744,7 @@ fn a_response_to_a_code_differing_from_the_shown_one_in_any_field_was_not_shown_
         .class_code(s.class, day(), AttendanceKind::SignIn)
         .expect("code");
     // The phone's own key and device: only the named field differs from what was shown.
-    let own = crate::sync::auth::device_key_or_new(&mut s.phone.store).expect("key");
+    let own = crate::device::device_key_or_new(&mut s.phone.store).expect("key");
     assert_eq!(shown.public_key.to_vec(), own.public_key());
     assert_eq!(shown.device, s.phone.profile().device);
     let sign = |class, d, kind, slot, device| ClassCode::sign(&own, device, class, d, kind, slot);

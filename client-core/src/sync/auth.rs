@@ -9,20 +9,17 @@
 //!
 //! These messages are JSON: they are rare and small, and a district's tools can read them.
 
-use automerge::ActorId;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::device::{DeviceKey, ENROLL_PURPOSE, TOKEN_PURPOSE};
+use crate::device::{ENROLL_PURPOSE, TOKEN_PURPOSE, device_key, device_key_or_new, identity};
+pub use crate::device::{b64, parse_enrollment_text, unb64};
 use crate::error::{Error, Result};
-use crate::ids::{DeviceId, DistrictCode, DocId, VillageCode};
-use crate::phone::{META_ACTOR, META_DEVICE, META_DISTRICT, META_VILLAGES, Phone};
+use crate::ids::{DistrictCode, DocId, VillageCode};
+use crate::phone::{META_DEVICE, META_DISTRICT, META_VILLAGES, Phone};
 use crate::store::DocStore;
 use crate::validate::{Field, Invalid, Problem};
 
-const META_KEY: &str = "device_key";
 const META_SERVER: &str = "server_url";
 const META_ENROLLED: &str = "enrolled";
 const META_CHALLENGE: &str = "auth.challenge";
@@ -105,64 +102,11 @@ pub struct ChallengeResponse {
     pub challenge: String,
 }
 
-/// Encodes bytes as the messages do.
-pub fn b64(bytes: &[u8]) -> String {
-    B64.encode(bytes)
-}
-
-/// Decodes bytes as the messages carry them.
-pub fn unb64(text: &str) -> Option<Vec<u8>> {
-    B64.decode(text).ok()
-}
-
 fn corrupt(key: &str) -> Error {
     Error::Schema {
         doc: DocId::from(crate::ids::ClassId::from(Uuid::nil())),
         path: format!("meta.{key}"),
     }
-}
-
-/// The phone's device id and actor, made and stored on first use.
-pub(crate) fn identity<S: DocStore>(store: &mut S) -> Result<(DeviceId, ActorId)> {
-    match (store.meta(META_DEVICE)?, store.meta(META_ACTOR)?) {
-        (Some(d), Some(a)) => Ok((
-            d.parse().map_err(|_| corrupt(META_DEVICE))?,
-            hex::decode(a)
-                .map(ActorId::from)
-                .map_err(|_| corrupt(META_ACTOR))?,
-        )),
-        _ => {
-            let device = DeviceId::random();
-            let actor = ActorId::random();
-            store.set_meta(&[
-                (META_DEVICE, &device.to_string()),
-                (META_ACTOR, &actor.to_hex_string()),
-            ])?;
-            Ok((device, actor))
-        }
-    }
-}
-
-fn device_key<S: DocStore>(store: &S) -> Result<Option<DeviceKey>> {
-    store
-        .meta(META_KEY)?
-        .map(|k| {
-            hex::decode(k)
-                .ok()
-                .and_then(|b| DeviceKey::from_secret(&b))
-                .ok_or_else(|| corrupt(META_KEY))
-        })
-        .transpose()
-}
-
-/// The device key, made and stored first if the phone has none yet.
-pub(crate) fn device_key_or_new<S: DocStore>(store: &mut S) -> Result<DeviceKey> {
-    if let Some(k) = device_key(store)? {
-        return Ok(k);
-    }
-    let k = DeviceKey::generate();
-    store.set_meta(&[(META_KEY, &hex::encode(k.secret()))])?;
-    Ok(k)
 }
 
 /// Builds the enrollment request for `code`. The device key is made and stored first, so a phone
@@ -341,31 +285,19 @@ impl<S: DocStore> Phone<S> {
     }
 }
 
-/// Splits what a coordinator typed or scanned: a bare code, or the enrollment QR's text
-/// `songpei-enroll:<server>#<code>`. Returns the server (if the QR named one) and the code.
-pub fn parse_enrollment_text(text: &str) -> (Option<String>, String) {
-    match text.trim().strip_prefix("songpei-enroll:") {
-        Some(rest) => match rest.rsplit_once('#') {
-            Some((server, code)) => (Some(server.to_owned()), code.to_owned()),
-            None => (None, rest.to_owned()),
-        },
-        None => (None, text.trim().to_owned()),
-    }
-}
-
 /// Enrolls the phone whose store is `store` with `server`: registers its device key and actor, and
 /// records the district and villages granted.
 pub fn enroll_with<S: DocStore>(
     store: &mut S,
-    transport: &mut dyn super::engine::Transport,
+    transport: &mut dyn super::transport::Transport,
     server: &str,
     code: &str,
-) -> std::result::Result<EnrollResponse, super::engine::SyncError> {
+) -> std::result::Result<EnrollResponse, super::transport::SyncError> {
     let req = enroll_request(store, code)?;
     let body = serde_json::to_vec(&req).unwrap_or_default();
     let answer = transport.call("/v1/enroll", &body)?;
     let resp: EnrollResponse = serde_json::from_slice(&answer)
-        .map_err(|_| super::engine::SyncError::Wire(super::protocol::WireError::Malformed))?;
+        .map_err(|_| super::transport::SyncError::Wire(super::protocol::WireError::Malformed))?;
     finish_enrollment(store, server, &resp)?;
     Ok(resp)
 }

@@ -7,6 +7,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub use crate::qr::{CardKey, CardKeySet};
+
 /// Version of the protocol this build speaks.
 pub const PROTOCOL_VERSION: u16 = 1;
 /// Media type of request and response bodies (before `Content-Encoding: zstd`).
@@ -264,18 +266,6 @@ pub fn bitmap_days(
     out
 }
 
-/// One of a district's card-signing keys.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct CardKey {
-    /// Key id, printed in each card it signs.
-    pub id: u32,
-    /// Public key, compressed SEC1 (33 bytes).
-    pub public_key: Vec<u8>,
-    /// Withdrawn: cards it signed are refused.
-    pub revoked: bool,
-}
-
 /// `POST /v1/cards` (JSON): the cards of a class's trainees.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -302,16 +292,6 @@ pub struct CardsResponse {
     pub cards: Vec<IssuedCard>,
     /// The district's card keys, so the phone can check the cards it just printed.
     pub card_keys: CardKeySet,
-}
-
-/// A district's card keys, as of a version that grows with every change.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct CardKeySet {
-    /// Version.
-    pub version: u32,
-    /// Every key the district ever used, withdrawn ones marked.
-    pub keys: Vec<CardKey>,
 }
 
 /// What became of one pushed document.
