@@ -11,6 +11,7 @@
 
 pub mod blind_index;
 pub mod catalog;
+pub mod changes;
 pub mod clock;
 pub mod contain;
 pub mod device;

@@ -7,7 +7,6 @@
 
 pub(crate) mod cache;
 mod ops;
-pub(crate) mod pay;
 
 pub use ops::MAX_CLASS_DAYS;
 pub(crate) use ops::check_gps;
@@ -58,7 +57,7 @@ pub struct Phone<S: DocStore> {
     clock: Arc<dyn Clock>,
     pub(crate) policy: PolicyTable,
     pub(crate) cache: DocCache,
-    pub(crate) pending_sync: Option<crate::sync::engine::PendingSync>,
+    pub(crate) pending_sync: Option<PendingSync>,
 }
 
 /// Content of a document received from elsewhere.
@@ -144,7 +143,7 @@ impl<S: DocStore> Phone<S> {
             .and_then(|a| hex::decode(a).ok())
             .map(ActorId::from)
             .ok_or_else(|| corrupt(META_ACTOR))?;
-        let policy = pay::stored_policy(&store)?.unwrap_or_default();
+        let policy = stored_policy(&store)?.unwrap_or_default();
         Ok(Self {
             store,
             profile: Profile {
@@ -210,7 +209,7 @@ impl<S: DocStore> Phone<S> {
     /// Server time minus this phone's clock: the server time seen at the last sync, carried forward
     /// on the time since boot. `None` when the phone restarted since, or never synced.
     pub fn clock_offset_ms(&self) -> Result<Option<i64>> {
-        let seen = crate::sync::engine::server_time_seen(&self.store)?;
+        let seen = server_time_seen(&self.store)?;
         let (Some((server_ms, at)), Some(now)) = (seen, self.clock.uptime()) else {
             return Ok(None);
         };
@@ -496,7 +495,7 @@ impl<S: DocStore> Phone<S> {
         // changes before automerge applies them.
         let incoming = match incoming {
             Incoming::Document(b) if b.get(8).is_some_and(|t| *t != 0) => Incoming::Changes(
-                crate::sync::changes::parse_changes(b, crate::sync::changes::ChangeCaps::NONE)
+                crate::changes::parse_changes(b, crate::changes::ChangeCaps::NONE)
                     .map_err(|_| Error::Schema {
                         doc: id,
                         path: String::new(),
@@ -548,5 +547,52 @@ impl<S: DocStore> Phone<S> {
             return Err(Invalid::new(Field::Village, Problem::NotInScope).into());
         }
         Ok((header.kind, chunk))
+    }
+}
+
+/// What a prepared request pushed, kept until its response arrives.
+#[derive(Clone, Debug)]
+pub(crate) struct PendingSync {
+    pub(crate) request_id: [u8; 16],
+    /// Documents pushed, in order, with the heads pushed.
+    pub(crate) pushed: Vec<(DocId, Vec<ChangeHash>)>,
+    /// Dirty documents left for a later round.
+    pub(crate) left_behind: usize,
+    /// Documents holding other phones' changes the server may lack: a missing base for these is
+    /// not pushed again in this sync.
+    pub(crate) waiting: std::collections::BTreeSet<DocId>,
+}
+
+/// Where the phone keeps the server time seen at its last sync.
+pub(crate) const META_SERVER_TIME: &str = "sync.server_time_ms";
+/// The time since boot when the server time above was received.
+pub(crate) const META_SERVER_UPTIME: &str = "sync.server_uptime";
+
+/// The server time seen at the last sync, and the time since boot when it was received.
+pub(crate) fn server_time_seen<S: DocStore>(
+    store: &S,
+) -> Result<Option<(i64, crate::clock::Uptime)>> {
+    let ms = store
+        .meta(META_SERVER_TIME)?
+        .and_then(|m| m.parse::<i64>().ok());
+    let up = store
+        .meta(META_SERVER_UPTIME)?
+        .and_then(|u| crate::clock::Uptime::decode(&u));
+    Ok(ms.zip(up))
+}
+
+/// Where the phone keeps the district's policy table, as the last sync brought it.
+pub(crate) const META_POLICY: &str = "district.policy";
+
+/// The district's policy table kept in `store`, if a sync brought one.
+fn stored_policy<S: DocStore>(store: &S) -> Result<Option<PolicyTable>> {
+    match store.meta(META_POLICY)? {
+        None => Ok(None),
+        Some(j) => serde_json::from_str::<PolicyTable>(&j)
+            .map(Some)
+            .map_err(|_| Error::Schema {
+                doc: crate::ids::DocId::from(crate::ids::ClassId::from(uuid::Uuid::nil())),
+                path: format!("meta.{META_POLICY}"),
+            }),
     }
 }

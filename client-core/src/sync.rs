@@ -6,9 +6,10 @@
 //! this way.
 
 pub mod auth;
-pub mod changes;
+pub use crate::changes;
 pub mod engine;
 #[cfg(feature = "http")]
 pub mod http;
+pub(crate) mod pay;
 pub mod protocol;
 pub mod transport;

@@ -6,15 +6,15 @@ use automerge::{ChangeHash, ReadDoc};
 use serde::Serialize;
 
 use super::auth::{ChallengeRequest, TokenResponse};
-use super::changes::{ChangeCaps, pack_changes, parse_changes, unpack};
 use super::protocol::{
     AckOutcome, Cursor, PROTOCOL_VERSION, Payload, Push, SyncRequest, SyncResponse, WireError,
     decode, encode, from_wire, to_wire,
 };
 pub use super::transport::{SyncError, Transport, TransportError};
+use crate::changes::{ChangeCaps, pack_changes, parse_changes, unpack};
 use crate::error::{Error, Result};
 use crate::ids::DocId;
-use crate::phone::{Incoming, Phone};
+use crate::phone::{Incoming, META_SERVER_TIME, META_SERVER_UPTIME, PendingSync, Phone};
 use crate::store::{Acked, DocStore, DocWrite};
 
 /// Limits of one request.
@@ -39,19 +39,6 @@ impl Default for SyncLimits {
             max_response_decompressed: 64 << 20,
         }
     }
-}
-
-/// What a prepared request pushed, kept until its response arrives.
-#[derive(Clone, Debug)]
-pub(crate) struct PendingSync {
-    request_id: [u8; 16],
-    /// Documents pushed, in order, with the heads pushed.
-    pushed: Vec<(DocId, Vec<ChangeHash>)>,
-    /// Dirty documents left for a later round.
-    left_behind: usize,
-    /// Documents holding other phones' changes the server may lack: a missing base for these is
-    /// not pushed again in this sync.
-    waiting: std::collections::BTreeSet<DocId>,
 }
 
 /// What one round did.
@@ -104,22 +91,6 @@ pub struct SyncReport {
 }
 
 const META_CURSOR: &str = "sync.cursor.";
-const META_SERVER_TIME: &str = "sync.server_time_ms";
-/// The time since boot when the server time above was received.
-const META_SERVER_UPTIME: &str = "sync.server_uptime";
-
-/// The server time seen at the last sync, and the time since boot when it was received.
-pub(crate) fn server_time_seen<S: DocStore>(
-    store: &S,
-) -> Result<Option<(i64, crate::clock::Uptime)>> {
-    let ms = store
-        .meta(META_SERVER_TIME)?
-        .and_then(|m| m.parse::<i64>().ok());
-    let up = store
-        .meta(META_SERVER_UPTIME)?
-        .and_then(|u| crate::clock::Uptime::decode(&u));
-    Ok(ms.zip(up))
-}
 const META_LOCAL_TIME: &str = "sync.local_time_ms";
 
 /// Caps on changes the server sends; generous, but no response may make the phone load without
@@ -449,17 +420,11 @@ impl<S: DocStore> Phone<S> {
         // The district's policy table and what it decided and pays for each class: kept with the
         // documents they describe, in the same transaction.
         let policy = resp.policy.as_ref().and_then(|p| p.table().map(|t| (p, t)));
-        if let Some((set, _)) = &policy {
-            meta.push((
-                crate::phone::pay::META_POLICY.into(),
-                crate::phone::pay::encode(set),
-            ));
+        if let Some((_, table)) = &policy {
+            meta.push((super::pay::META_POLICY.into(), super::pay::encode(table)));
         }
         for s in &resp.settlements {
-            meta.push((
-                crate::phone::pay::settlement_key(s.class),
-                crate::phone::pay::encode(s),
-            ));
+            meta.push((super::pay::settlement_key(s.class), super::pay::encode(s)));
         }
         if let Err(e) = self.store.apply_sync(&writes, &acks, &meta) {
             for id in &merged {

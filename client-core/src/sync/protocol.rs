@@ -602,8 +602,7 @@ mod tests {
         tx.commit();
         let mut r = request();
         r.pushes[0].base.clear();
-        r.pushes[0].changes =
-            crate::sync::changes::pack(&d.save_after(&[]), &[]).unwrap_or_default();
+        r.pushes[0].changes = crate::changes::pack(&d.save_after(&[]), &[]).unwrap_or_default();
         let bytes = encode(&r);
         assert_eq!(decode::<SyncRequest>(&bytes, 1 << 20), Ok(r.clone()));
         let mut refused = 0;

@@ -1,19 +1,17 @@
 //! What the district decided and pays, as the last sync brought it: the district's policy table
 //! and, for each class, every place's subsidy decision, payable days, days held for review and
-//! allowance (docs/figures.md). The class screen shows the district's figures for every place the
+//! allowance (docs/figures.md), kept beside the documents. The class screen shows the district's figures for every place the
 //! phone holds nothing new for, and its own estimate for the others (ADR 0006).
 
 use serde::Serialize;
 
+use super::protocol::ClassSettlement;
 use crate::error::{Error, Result};
 use crate::ids::{ClassId, DocId};
 use crate::phone::Phone;
-use crate::rules::PolicyTable;
 use crate::store::DocStore;
-use crate::sync::protocol::{ClassSettlement, PolicySet};
 
-/// The district's policy table, as the server sent it.
-pub(crate) const META_POLICY: &str = "district.policy";
+pub(crate) use crate::phone::META_POLICY;
 /// Prefix of a class's settlement, as the server sent it.
 const META_SETTLEMENT: &str = "district.pay.";
 
@@ -31,18 +29,6 @@ fn corrupt(key: &str) -> Error {
     Error::Schema {
         doc: DocId::from(ClassId::from(uuid::Uuid::nil())),
         path: format!("meta.{key}"),
-    }
-}
-
-/// The district's policy table kept in `store`, if a sync brought one.
-pub(crate) fn stored_policy<S: DocStore>(store: &S) -> Result<Option<PolicyTable>> {
-    match store.meta(META_POLICY)? {
-        None => Ok(None),
-        Some(j) => serde_json::from_str::<PolicySet>(&j)
-            .ok()
-            .and_then(|s| s.table())
-            .map(Some)
-            .ok_or_else(|| corrupt(META_POLICY)),
     }
 }
 
