@@ -5,7 +5,7 @@ use std::path::Path;
 
 use crate::accounts::audit::{self, Verdict};
 use crate::accounts::{self, AccountError, Role};
-use crate::store::ServerStore;
+use crate::store::{ServerStore, StoreLocation};
 
 /// What an admin command printed, and whether it succeeded.
 #[derive(Debug)]
@@ -43,42 +43,12 @@ impl AdminError {
     }
 }
 
-/// Where the server keeps its data: the data folder (keys, and the SQLite database) and, when it
-/// runs on PostgreSQL, the database's URL.
-#[derive(Clone, Debug, Default)]
-pub struct Storage {
-    /// The data folder.
-    pub data: std::path::PathBuf,
-    /// `postgres://…`, when the database is PostgreSQL.
-    pub database_url: Option<String>,
-}
-
-impl Storage {
-    /// Where a resolved configuration keeps the data.
-    pub fn of(config: &crate::Config) -> Self {
-        Self {
-            data: config.data.clone(),
-            database_url: config.database_url.clone(),
-        }
-    }
-
-    /// Opens the store.
-    pub fn open(&self, cache_docs: usize) -> Result<ServerStore, String> {
-        match &self.database_url {
-            Some(url) => ServerStore::open_postgres(url, cache_docs)
-                .map_err(|e| format!("cannot open the PostgreSQL database: {e}")),
-            None => ServerStore::open(&self.data, cache_docs)
-                .map_err(|e| format!("cannot open the database: {e}")),
-        }
-    }
-}
-
-fn open(at: &Storage) -> Result<ServerStore, AdminError> {
+fn open(at: &StoreLocation) -> Result<ServerStore, AdminError> {
     at.open(1).map_err(AdminError::Io)
 }
 
 /// `admin init`: sets up the district and prints the admin's one-time password.
-pub fn init(at: &Storage, district: &str, name: &str) -> Result<Outcome, AdminError> {
+pub fn init(at: &StoreLocation, district: &str, name: &str) -> Result<Outcome, AdminError> {
     let mut store = open(at)?;
     let password = accounts::init(store.conn_mut(), district, name)?;
     Ok(Outcome::ok(format!(
@@ -88,7 +58,7 @@ pub fn init(at: &Storage, district: &str, name: &str) -> Result<Outcome, AdminEr
 
 /// `admin village add`.
 pub fn village_add(
-    at: &Storage,
+    at: &StoreLocation,
     code: &str,
     name: &str,
     township_name: Option<&str>,
@@ -99,7 +69,7 @@ pub fn village_add(
 }
 
 /// `admin village import FILE.csv`: all rows or none.
-pub fn village_import(at: &Storage, file: &Path) -> Result<Outcome, AdminError> {
+pub fn village_import(at: &StoreLocation, file: &Path) -> Result<Outcome, AdminError> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| AdminError::Io(format!("cannot read {}: {e}", file.display())))?;
     let mut store = open(at)?;
@@ -120,7 +90,7 @@ pub fn village_import(at: &Storage, file: &Path) -> Result<Outcome, AdminError> 
 
 /// `admin account add`.
 pub fn account_add(
-    at: &Storage,
+    at: &StoreLocation,
     username: &str,
     role: &str,
     villages: &[String],
@@ -144,7 +114,7 @@ pub fn account_add(
 
 /// `admin account villages`: replaces a coordinator's or instructor's villages.
 pub fn account_villages(
-    at: &Storage,
+    at: &StoreLocation,
     username: &str,
     villages: &[String],
 ) -> Result<Outcome, AdminError> {
@@ -160,7 +130,7 @@ pub fn account_villages(
 /// `admin enroll-code`: a one-time code for a coordinator's phone, and optionally its QR code as a
 /// PNG. The QR holds `songpei-enroll:<server>#<code>` (or just the code without `--server`).
 pub fn enroll_code(
-    at: &Storage,
+    at: &StoreLocation,
     username: &str,
     qr: Option<&Path>,
     server: Option<&str>,
@@ -205,7 +175,7 @@ pub fn write_qr_png(text: &str, path: &Path) -> Result<(), AdminError> {
 }
 
 /// `admin device list`.
-pub fn device_list(at: &Storage) -> Result<Outcome, AdminError> {
+pub fn device_list(at: &StoreLocation) -> Result<Outcome, AdminError> {
     let store = open(at)?;
     let rows = accounts::devices(store.conn()).map_err(AccountError::from)?;
     let mut out = String::new();
@@ -225,7 +195,7 @@ pub fn device_list(at: &Storage) -> Result<Outcome, AdminError> {
 }
 
 /// `admin device revoke`.
-pub fn device_revoke(at: &Storage, device: &str) -> Result<Outcome, AdminError> {
+pub fn device_revoke(at: &StoreLocation, device: &str) -> Result<Outcome, AdminError> {
     let mut store = open(at)?;
     accounts::revoke_device(store.conn_mut(), device)?;
     Ok(Outcome::ok(format!(
@@ -235,7 +205,11 @@ pub fn device_revoke(at: &Storage, device: &str) -> Result<Outcome, AdminError> 
 }
 
 /// `admin erase-trainee`.
-pub fn erase_trainee(at: &Storage, trainee: &str, reason: &str) -> Result<Outcome, AdminError> {
+pub fn erase_trainee(
+    at: &StoreLocation,
+    trainee: &str,
+    reason: &str,
+) -> Result<Outcome, AdminError> {
     let mut store = open(at)?;
     let ids = crate::store::erasure::erase_trainee(&mut store, trainee, "admin-cli", reason)?;
     Ok(Outcome::ok(format!(
@@ -246,7 +220,7 @@ pub fn erase_trainee(at: &Storage, trainee: &str, reason: &str) -> Result<Outcom
 }
 
 /// `admin audit verify`: exit 0 when the chain is intact, 1 with the first broken entry.
-pub fn audit_verify(at: &Storage) -> Result<Outcome, AdminError> {
+pub fn audit_verify(at: &StoreLocation) -> Result<Outcome, AdminError> {
     let store = open(at)?;
     match audit::verify(store.conn()).map_err(AccountError::from)? {
         Verdict::Intact { entries } => Ok(Outcome::ok(format!(
@@ -262,7 +236,7 @@ pub fn audit_verify(at: &Storage) -> Result<Outcome, AdminError> {
 }
 
 /// `admin flags`: the attendance records flagged for review, of one class or all.
-pub fn flags(at: &Storage, class: Option<&str>, json: bool) -> Result<Outcome, AdminError> {
+pub fn flags(at: &StoreLocation, class: Option<&str>, json: bool) -> Result<Outcome, AdminError> {
     let store = open(at)?;
     let rows =
         crate::attendance::flags(store.conn(), class.map(str::trim)).map_err(AccountError::from)?;
@@ -289,7 +263,7 @@ pub fn flags(at: &Storage, class: Option<&str>, json: bool) -> Result<Outcome, A
 
 /// `admin card-key rotate`: withdraws the card key in use; cards it signed stop working once phones
 /// sync.
-pub fn card_key_rotate(at: &Storage) -> Result<Outcome, AdminError> {
+pub fn card_key_rotate(at: &StoreLocation) -> Result<Outcome, AdminError> {
     let mut store = open(at)?;
     let id =
         crate::attendance::rotate_card_key(store.conn_mut(), chrono::Utc::now().timestamp_millis())
@@ -301,7 +275,7 @@ pub fn card_key_rotate(at: &Storage) -> Result<Outcome, AdminError> {
 
 /// `admin cards`: the trainee cards of a class on A4 sheets, names masked.
 pub fn cards(
-    at: &Storage,
+    at: &StoreLocation,
     class: &str,
     out: &Path,
     font: Option<&Path>,

@@ -247,7 +247,7 @@ fn file_config(path: Option<&std::path::Path>) -> Result<FileConfig, ExitCode> {
         })
 }
 
-fn admin(data: &songpei_server::admin::Storage, command: AdminCommand) -> ExitCode {
+fn admin(data: &songpei_server::StoreLocation, command: AdminCommand) -> ExitCode {
     use songpei_server::admin as a;
     let result = match command {
         AdminCommand::Init { district, name } => a::init(data, &district, &name),
@@ -321,7 +321,7 @@ pub(crate) fn run(cli: Cli) -> ExitCode {
             database_url,
             command,
         } => {
-            let at = songpei_server::admin::Storage {
+            let at = songpei_server::StoreLocation {
                 data: data.unwrap_or_else(|| songpei_server::Config::default().data),
                 database_url,
             };
@@ -345,7 +345,7 @@ pub(crate) fn run(cli: Cli) -> ExitCode {
             };
             let config = Config::resolve(None, data, None, database_url, file);
             let report = songpei_server::write_monthly_report(
-                &songpei_server::admin::Storage::of(&config),
+                &songpei_server::StoreLocation::of(&config),
                 &district,
                 &month,
                 &format,

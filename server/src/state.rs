@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use songpei_core::blind_index::BlindIndexKey;
 
 use crate::ratelimit;
-use crate::{Config, ServerStore, admin};
+use crate::store::StoreLocation;
+use crate::{Config, ServerStore};
 
 /// What every request handler shares.
 #[derive(Clone, Debug)]
@@ -74,7 +75,7 @@ impl AppState {
     pub fn open(config: Config) -> Result<Self, String> {
         std::fs::create_dir_all(&config.data)
             .map_err(|e| format!("cannot create {}: {e}", config.data.display()))?;
-        let mut store = admin::Storage::of(&config).open(config.cache_docs)?;
+        let mut store = StoreLocation::of(&config).open(config.cache_docs)?;
         store
             .apply_policy(config.policy.clone())
             .map_err(|e| format!("cannot apply the policy table: {e}"))?;

@@ -87,6 +87,36 @@ impl std::fmt::Debug for ServerStore {
     }
 }
 
+/// Where the server keeps its data: the data folder (keys, and the SQLite database) and, when it
+/// runs on PostgreSQL, the database's URL.
+#[derive(Clone, Debug, Default)]
+pub struct StoreLocation {
+    /// The data folder.
+    pub data: std::path::PathBuf,
+    /// `postgres://…`, when the database is PostgreSQL.
+    pub database_url: Option<String>,
+}
+
+impl StoreLocation {
+    /// Where a resolved configuration keeps the data.
+    pub fn of(config: &crate::Config) -> Self {
+        Self {
+            data: config.data.clone(),
+            database_url: config.database_url.clone(),
+        }
+    }
+
+    /// Opens the store there.
+    pub fn open(&self, cache_docs: usize) -> Result<ServerStore, String> {
+        match &self.database_url {
+            Some(url) => ServerStore::open_postgres(url, cache_docs)
+                .map_err(|e| format!("cannot open the PostgreSQL database: {e}")),
+            None => ServerStore::open(&self.data, cache_docs)
+                .map_err(|e| format!("cannot open the database: {e}")),
+        }
+    }
+}
+
 impl ServerStore {
     /// Opens (or creates) the store in `dir`, keeping at most `cache_docs` documents loaded.
     pub fn open(dir: &Path, cache_docs: usize) -> Result<Self, DbError> {

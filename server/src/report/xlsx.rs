@@ -82,7 +82,7 @@ pub(crate) fn to_xlsx(r: &MonthlyReport) -> Result<Vec<u8>, ReportError> {
 
 /// `songpei-server report monthly`: writes the report of the data folder's district to `out`.
 pub fn write_file(
-    at: &crate::admin::Storage,
+    at: &crate::store::StoreLocation,
     district: &str,
     month: &str,
     format: &str,
