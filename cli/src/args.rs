@@ -141,6 +141,15 @@ pub(crate) enum ClassCommand {
         /// Class id.
         id: String,
     },
+    /// Name the instructor accounts of a class (replacing those named), or with no --account list
+    /// the instructors of this phone's villages and those the class names.
+    Instructors {
+        /// Class id.
+        id: String,
+        /// An instructor's login name (repeatable).
+        #[arg(long = "account")]
+        accounts: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -171,6 +180,46 @@ pub(crate) enum QrCommand {
         /// Also write the response as a PNG picture here.
         #[arg(long)]
         png: Option<PathBuf>,
+        /// Latitude of this phone's fix (signed into the response).
+        #[arg(long, requires = "lon", allow_negative_numbers = true)]
+        lat: Option<f64>,
+        /// Longitude of this phone's fix.
+        #[arg(long, requires = "lat", allow_negative_numbers = true)]
+        lon: Option<f64>,
+        /// Accuracy of the fix in metres.
+        #[arg(long)]
+        accuracy: Option<f64>,
+    },
+    /// On a trainee's phone: show this phone's key claim, for an instructor to witness in person.
+    /// Sets the store up if it is new.
+    Claim {
+        /// The trainee [default: the one given last time].
+        #[arg(long)]
+        trainee: Option<String>,
+        /// Also write the claim as a PNG picture here.
+        #[arg(long)]
+        png: Option<PathBuf>,
+    },
+    /// On an instructor's phone: witness the key claim of the trainee in front of you (check the
+    /// ID card); prints the witnessed claim for the coordinator's phone to scan.
+    Witness {
+        /// The key claim's text (or - to read it from stdin).
+        text: String,
+        /// The class.
+        #[arg(long)]
+        class: String,
+        /// The day [default: today].
+        #[arg(long)]
+        day: Option<String>,
+        /// Also write the witnessed claim as a PNG picture here.
+        #[arg(long)]
+        png: Option<PathBuf>,
+    },
+    /// On the coordinator's phone: file a witnessed key claim, registering the trainee phone's key
+    /// to the trainee.
+    Register {
+        /// The witnessed claim's text (or - to read it from stdin).
+        text: String,
     },
     /// On the coordinator's phone: take a trainee's response or card and record the sign-in.
     /// Any other songpei code is described.
@@ -260,6 +309,10 @@ pub(crate) struct ClassCreateArgs {
     /// Instructor's name (repeatable).
     #[arg(long = "instructor")]
     pub(crate) instructors: Vec<String>,
+    /// An instructor's account, by login name (repeatable): who may witness trainee keys and
+    /// co-sign card sign-ins in this class. `songpei class instructors` lists them.
+    #[arg(long = "instructor-account")]
+    pub(crate) instructor_accounts: Vec<String>,
     /// Venue name.
     #[arg(long)]
     pub(crate) venue: Option<String>,

@@ -75,22 +75,27 @@ pub(crate) fn run(cli: &Cli, q: &QrCommand) -> Result<(), CliError> {
                 println!("{text}");
             }
         }
-        QrCommand::Respond { code, trainee, png } => {
+        QrCommand::Respond {
+            code,
+            trainee,
+            png,
+            lat,
+            lon,
+            accuracy,
+        } => {
             let text = text_arg(code)?;
             let trainee: Option<TraineeId> = trainee
                 .as_deref()
                 .map(|t| parse_id(t, Field::Trainee))
                 .transpose()?;
-            std::fs::create_dir_all(&cli.data).map_err(CliError::Io)?;
-            let path = key::store_path(&cli.data);
-            let (k, key_file) = if path.exists() {
-                (key::existing(&cli.data)?, None)
-            } else {
-                key::for_new_store(&cli.data)?
+            let mut store = trainee_store(cli)?;
+            let at = qr::TraineePhoneState {
+                fix: fix(*lat, *lon, *accuracy),
+                uptime_ms: crate::phone::clock()?
+                    .uptime()
+                    .and_then(|u| u64::try_from(u.ms).ok()),
             };
-            let mut store = SqliteDocStore::open(&path, &k)?;
-            announce_key_file(key_file.as_deref());
-            let response = qr::respond(&mut store, &text, trainee)?;
+            let response = qr::respond_at(&mut store, &text, trainee, at)?;
             let out = response.to_text();
             if let Some(p) = png {
                 write_png(p, &out)?;
@@ -111,14 +116,7 @@ pub(crate) fn run(cli: &Cli, q: &QrCommand) -> Result<(), CliError> {
             accuracy,
         } => {
             let text = text_arg(text)?;
-            let gps = match (lat, lon) {
-                (Some(lat), Some(lon)) => Some(Gps {
-                    lat: *lat,
-                    lon: *lon,
-                    accuracy_m: *accuracy,
-                }),
-                _ => None,
-            };
+            let gps = fix(*lat, *lon, *accuracy);
             match qr::scan(&text).map_err(songpei_core::Error::from)? {
                 Scanned::Response(_) | Scanned::Card(_) => {}
                 other => return describe(json, &other),
@@ -134,6 +132,81 @@ pub(crate) fn run(cli: &Cli, q: &QrCommand) -> Result<(), CliError> {
             let mut phone = open_phone(cli)?;
             let outcome = phone.accept(&text, gps, session)?;
             report(json, &outcome)?;
+        }
+        QrCommand::Claim { trainee, png } => {
+            let trainee: Option<TraineeId> = trainee
+                .as_deref()
+                .map(|t| parse_id(t, Field::Trainee))
+                .transpose()?;
+            let mut store = trainee_store(cli)?;
+            let claim = qr::claim(&mut store, trainee)?;
+            let out = claim.to_text();
+            if let Some(p) = png {
+                write_png(p, &out)?;
+            }
+            if json {
+                print_json(&serde_json::json!({ "text": out, "trainee": claim.trainee }))?;
+            } else {
+                println!("{out}");
+            }
+        }
+        QrCommand::Witness {
+            text,
+            class,
+            day,
+            png,
+        } => {
+            let text = text_arg(text)?;
+            let class: ClassId = parse_id(class, Field::Class)?;
+            let day = match day {
+                Some(d) => parse_day(d, Field::Day)?,
+                None => songpei_core::clock::local_date(crate::phone::clock()?.now_ms()),
+            };
+            let mut phone = open_phone(cli)?;
+            let w = phone.witness(&text, class, day)?;
+            let out = w.to_text();
+            if let Some(p) = png {
+                write_png(p, &out)?;
+            }
+            if json {
+                print_json(&serde_json::json!({
+                    "text": out, "trainee": w.claim.trainee, "class": class,
+                }))?;
+            } else {
+                println!("{out}");
+            }
+        }
+        QrCommand::Register { text } => {
+            let text = text_arg(text)?;
+            let mut phone = open_phone(cli)?;
+            match phone.register_key(&text)? {
+                qr::RegistrationOutcome::Registered {
+                    trainee,
+                    class,
+                    registration,
+                } => {
+                    if json {
+                        print_json(&serde_json::json!({
+                            "registered": true, "trainee": trainee, "class": class,
+                            "registration": registration,
+                        }))?;
+                    } else {
+                        println!(
+                            "Registered the phone's key to trainee {trainee} in class {class}: its \
+                             sign-ins count as the trainee's own once synced."
+                        );
+                    }
+                }
+                qr::RegistrationOutcome::AlreadyRegistered { trainee, class } => {
+                    if json {
+                        print_json(&serde_json::json!({
+                            "registered": false, "trainee": trainee, "class": class,
+                        }))?;
+                    } else {
+                        println!("This key was already registered; nothing new was written.");
+                    }
+                }
+            }
         }
         QrCommand::Cards {
             class,
@@ -156,8 +229,57 @@ pub(crate) fn run(cli: &Cli, q: &QrCommand) -> Result<(), CliError> {
     Ok(())
 }
 
+fn fix(lat: Option<f64>, lon: Option<f64>, accuracy: Option<f64>) -> Option<Gps> {
+    match (lat, lon) {
+        (Some(lat), Some(lon)) => Some(Gps {
+            lat,
+            lon,
+            accuracy_m: accuracy,
+        }),
+        _ => None,
+    }
+}
+
+/// A trainee phone's store (never enrolled), set up if new.
+fn trainee_store(cli: &Cli) -> Result<SqliteDocStore, CliError> {
+    std::fs::create_dir_all(&cli.data).map_err(CliError::Io)?;
+    let path = key::store_path(&cli.data);
+    let (k, key_file) = if path.exists() {
+        (key::existing(&cli.data)?, None)
+    } else {
+        key::for_new_store(&cli.data)?
+    };
+    let store = SqliteDocStore::open(&path, &k)?;
+    announce_key_file(key_file.as_deref());
+    Ok(store)
+}
+
 fn describe(json: bool, s: &Scanned) -> Result<(), CliError> {
     match s {
+        Scanned::KeyClaim(c) => {
+            if json {
+                print_json(&serde_json::json!({ "kind": "key_claim", "trainee": c.trainee }))?;
+            } else {
+                println!(
+                    "A trainee phone's key claim for trainee {}: an instructor of the class \
+                     witnesses it with `songpei qr witness`.",
+                    c.trainee
+                );
+            }
+        }
+        Scanned::Witnessed(w) => {
+            if json {
+                print_json(&serde_json::json!({
+                    "kind": "witnessed_key", "trainee": w.claim.trainee, "class": w.class,
+                }))?;
+            } else {
+                println!(
+                    "A witnessed key claim for trainee {} in class {}: file it with `songpei qr \
+                     register`.",
+                    w.claim.trainee, w.class
+                );
+            }
+        }
         Scanned::ClassCode(c) => {
             if json {
                 print_json(&serde_json::json!({
@@ -197,18 +319,26 @@ fn report(json: bool, o: &SignInOutcome) -> Result<(), CliError> {
             day,
             kind,
             time_verified,
+            key_registered,
         } => {
             if json {
                 print_json(&serde_json::json!({
                     "recorded": true, "attendance": attendance.to_string(),
                     "trainee": trainee, "class": class, "day": day, "kind": kind,
-                    "time_verified": time_verified,
+                    "time_verified": time_verified, "key_registered": key_registered,
                 }))?;
             } else {
                 println!(
                     "Recorded {} of trainee {trainee} for {day}: {attendance}.",
                     kind_label(*kind)
                 );
+                if *key_registered == Some(false) {
+                    println!(
+                        "The trainee's phone key is not registered to the trainee on this phone: \
+                         the sign-in waits for the district's review. Register it with an \
+                         instructor of the class (`songpei qr claim`, `qr witness`, `qr register`)."
+                    );
+                }
                 if !time_verified {
                     println!(
                         "This phone restarted since its last sync: the record is marked \

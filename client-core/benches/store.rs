@@ -68,6 +68,7 @@ fn class(phone: &mut Phone<SqliteDocStore>, n: usize) -> ClassId {
             subsidised: true,
             institution: Some("贵港市职业技能培训学校".into()),
             instructors: vec!["陈师傅".into()],
+            instructor_accounts: vec![],
             venue: None,
             first_day: first,
             last_day: first + chrono::Days::new(4),

@@ -53,6 +53,10 @@ pub struct NewClass {
     pub institution: Option<String>,
     /// Instructors' names.
     pub instructors: Vec<String>,
+    /// The instructors' accounts (id or login name, as the server sends them to the phone): who
+    /// may witness trainee keys and co-sign card sign-ins in this class.
+    #[serde(default)]
+    pub instructor_accounts: Vec<String>,
     /// Venue.
     pub venue: Option<Venue>,
     /// First training day (local date).
@@ -260,6 +264,8 @@ pub struct Class {
     pub institution: Option<String>,
     /// Instructors.
     pub instructors: BTreeSet<String>,
+    /// The instructors' account ids.
+    pub instructor_accounts: BTreeSet<String>,
     /// Venue.
     pub venue: Option<Venue>,
     /// First training day.
@@ -282,6 +288,8 @@ pub struct Class {
     pub attendance: BTreeMap<AttendanceId, Attendance>,
     /// Completions by trainee.
     pub completion: BTreeMap<TraineeId, Completion>,
+    /// Trainee phone keys registered in this class, by registration id.
+    pub registrations: BTreeMap<String, crate::qr::Registration>,
 }
 
 impl Class {

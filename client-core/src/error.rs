@@ -164,6 +164,15 @@ pub enum QrError {
     /// The platform gives no time since boot, which freshness is measured on.
     #[error("this phone cannot tell the time since it started, which sign-in codes need")]
     NoUptime,
+    /// This phone's account is not an instructor the class names.
+    #[error(
+        "only an instructor of this class can witness a trainee's key, and this phone's account is \
+         not one (if the coordinator just named it, sync first)"
+    )]
+    NotAnInstructorHere,
+    /// A witnessed key claim the server would not take.
+    #[error("this trainee key cannot be registered: {0}")]
+    NotRegistrable(&'static str),
     /// A card was scanned with no sign-in under way.
     #[error("show a class code for the sign-in first (or name the class), then scan cards")]
     NoSession,

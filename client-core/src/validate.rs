@@ -124,6 +124,7 @@ pub enum Problem {
     ClassIsFinal,
     AlreadyRegistered { existing: String },
     BadFormat,
+    NotAnInstructor,
 }
 
 impl fmt::Display for Problem {
@@ -159,6 +160,10 @@ impl fmt::Display for Problem {
                 write!(f, "is already registered as trainee {existing}")
             }
             Problem::BadFormat => write!(f, "is not in the expected format"),
+            Problem::NotAnInstructor => write!(
+                f,
+                "is not an instructor account of the class's village (sync to learn new ones)"
+            ),
         }
     }
 }

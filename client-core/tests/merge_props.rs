@@ -116,6 +116,7 @@ fn build_world() -> World {
             subsidised: true,
             institution: None,
             instructors: vec![],
+            instructor_accounts: vec![],
             venue: None,
             first_day: first_day(),
             last_day: first_day() + chrono::Days::new(CLASS_DAYS - 1),

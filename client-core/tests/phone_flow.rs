@@ -68,6 +68,7 @@ fn new_class(first: &str, last: &str) -> NewClass {
         subsidised: true,
         institution: Some("贵港市职业技能培训学校".into()),
         instructors: vec!["陈师傅".into()],
+        instructor_accounts: vec![],
         venue: None,
         first_day: date(first),
         last_day: date(last),

@@ -50,6 +50,7 @@ fn class(p: &mut Phone<MemoryDocStore>) -> ClassId {
         subsidised: true,
         institution: None,
         instructors: vec![],
+        instructor_accounts: vec![],
         venue: None,
         first_day: day(),
         last_day: day() + chrono::Days::new(2),
@@ -174,8 +175,8 @@ fn malformed_texts_are_refused_with_their_reason() {
         ),
         (
             "unknown version",
-            with(&|b| b[0] = 2),
-            QrError::UnknownVersion(2),
+            with(&|b| b[0] = 3),
+            QrError::UnknownVersion(3),
         ),
         (
             "unknown algorithm",
@@ -195,7 +196,7 @@ fn malformed_texts_are_refused_with_their_reason() {
     }
     // Every kind round-trips text → code → text.
     let (_, card) = district_key_and_card();
-    let resp = Response::sign(&DeviceKey::generate(), &code, TraineeId::random());
+    let resp = Response::sign(&DeviceKey::generate(), &code, TraineeId::random(), None, None);
     for c in [
         Code::ClassCode(code.clone()),
         Code::Response(resp),
@@ -234,7 +235,7 @@ fn encode45(b: &[u8]) -> String {
 #[test]
 fn no_single_bit_flip_of_any_code_is_accepted() {
     let code = signed_class_code();
-    let resp = Response::sign(&DeviceKey::generate(), &code, TraineeId::random());
+    let resp = Response::sign(&DeviceKey::generate(), &code, TraineeId::random(), None, None);
     let (district, card) = district_key_and_card();
     let pk = district.public_key();
     for original in [
@@ -251,6 +252,8 @@ fn no_single_bit_flip_of_any_code_is_accepted() {
                 Ok(Code::ClassCode(c)) => c.verifies(),
                 Ok(Code::Response(r)) => r.verifies(),
                 Ok(Code::Card(c)) => c.verifies_with(&pk),
+                Ok(Code::KeyClaim(c)) => c.verifies(),
+                Ok(Code::Witnessed(w)) => w.claim.verifies(),
             };
             assert!(!accepted, "{} with bit {bit} flipped", original.what());
         }
@@ -409,7 +412,7 @@ fn late_wrong_class_other_phone_and_replayed_responses_are_refused() {
         .class_code(s.class, day(), AttendanceKind::SignOut)
         .expect("code");
     let mut forged = qr::respond(&mut s.trainee_phone, &fresh.to_text(), Some(s.t2)).expect("r");
-    forged.signature = Response::sign(&DeviceKey::generate(), &fresh, s.t2).signature;
+    forged.signature = Response::sign(&DeviceKey::generate(), &fresh, s.t2, None, None).signature;
     assert_eq!(
         qr_err(
             s.coord
@@ -500,7 +503,7 @@ fn a_wall_clock_two_years_ahead_does_not_change_freshness() {
 #[test]
 fn every_kind_of_code_survives_png_and_back() {
     let code = signed_class_code();
-    let resp = Response::sign(&DeviceKey::generate(), &code, TraineeId::random());
+    let resp = Response::sign(&DeviceKey::generate(), &code, TraineeId::random(), None, None);
     let (_, card) = district_key_and_card();
     for c in [
         Code::ClassCode(code),

@@ -81,6 +81,7 @@ fn new_class<S: DocStore>(p: &mut Phone<S>, title: &str) -> ClassId {
         subsidised: true,
         institution: None,
         instructors: vec![],
+        instructor_accounts: vec![],
         venue: None,
         first_day: day(),
         last_day: day() + Days::new(2),
@@ -253,6 +254,7 @@ fn flow_a_between_two_stores_records_both_codes_once() {
             day: day(),
             kind: AttendanceKind::SignIn,
             time_verified: false,
+            key_registered: Some(false),
         }
     );
     assert!(
@@ -642,7 +644,7 @@ fn c4_a_replayed_response_is_refused_after_its_window_and_for_another_class() {
     );
     let mut code1_for_x = code1.clone();
     code1_for_x.class = class_x;
-    let resigned = Response::sign(&DeviceKey::generate(), &code1_for_x, t2);
+    let resigned = Response::sign(&DeviceKey::generate(), &code1_for_x, t2, None, None);
     assert_eq!(
         qr_err(s.coord.accept(&resigned.to_text(), None, None)),
         QrError::NotShownHere
@@ -972,7 +974,7 @@ fn a_response_whose_signature_was_replaced_is_refused() {
     let rows: Vec<(&str, Response)> = vec![
         (
             "another key's signature of the same content",
-            with(&|r| r.signature = Response::sign(&someone, &code, s.trainees[0]).signature),
+            with(&|r| r.signature = Response::sign(&someone, &code, s.trainees[0], None, None).signature),
         ),
         (
             "the signature of the same phone's answer to another code",
@@ -1091,6 +1093,12 @@ fn every_kind() -> Vec<Code> {
         &fixed_key(2),
         &code,
         TraineeId::from(uuid::Uuid::from_u128(0x71)),
+        Some(songpei_core::domain::Gps {
+            lat: -89.999_999,
+            lon: -179.999_999,
+            accuracy_m: Some(65_000.0),
+        }),
+        Some(u64::MAX - 1),
     );
     let card = Card::sign(
         &fixed_key(3),

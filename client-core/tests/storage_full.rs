@@ -49,6 +49,7 @@ fn a_full_disk_refuses_the_write_and_keeps_everything_acknowledged() {
             subsidised: true,
             institution: None,
             instructors: vec![],
+            instructor_accounts: vec![],
             venue: None,
             first_day: first,
             last_day: first + chrono::Days::new(4),

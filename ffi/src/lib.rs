@@ -200,6 +200,7 @@ impl SongpeiPhone {
                 subsidised: input.subsidised,
                 institution: input.institution,
                 instructors: input.instructors,
+                instructor_accounts: input.instructor_accounts,
                 venue,
                 first_day,
                 last_day,
@@ -401,21 +402,106 @@ impl SongpeiPhone {
     }
 
     /// On a trainee's phone: the response to a class code, signed with this phone's key, as text and
-    /// PNG. `trainee_id` is remembered; `None` uses the one given last time.
-    pub fn respond(&self, class_code: String, trainee_id: Option<String>) -> Result<QrImage> {
+    /// PNG. `trainee_id` is remembered; `None` uses the one given last time. `gps` is this phone's
+    /// own fix, signed into the response with the time since boot: give it whenever the phone has
+    /// one, or the server cannot tell a class code relayed from afar.
+    #[uniffi::method(default(gps = None))]
+    pub fn respond(
+        &self,
+        class_code: String,
+        trainee_id: Option<String>,
+        gps: Option<GpsFix>,
+    ) -> Result<QrImage> {
         let trainee = trainee_id
             .as_deref()
             .map(|t| parse::<TraineeId>(t, Field::Trainee, Problem::BadFormat))
             .transpose()?;
+        let at = qr::TraineePhoneState {
+            fix: gps.map(Gps::from),
+            uptime_ms: songpei_core::clock::Clock::uptime(&songpei_core::clock::SystemClock)
+                .and_then(|u| u64::try_from(u.ms).ok()),
+        };
         let mut s = self.state.lock().map_err(|_| internal("the store lock"))?;
         let resp = match &mut *s {
-            State::Bare(store) => qr::respond(store, &class_code, trainee)?,
-            State::Ready(p) => p.respond(&class_code, trainee)?,
+            State::Bare(store) => qr::respond_at(store, &class_code, trainee, at)?,
+            State::Ready(p) => p.respond_at(&class_code, trainee, at.fix)?,
             State::Moving => return Err(SongpeiError::NotSetUp),
         };
         let text = resp.to_text();
         let png = qr::render_png(&text, 8).map_err(songpei_core::Error::from)?;
         Ok(QrImage { text, png })
+    }
+
+    /// On a trainee's phone: this phone's key claim, as text and PNG, for an instructor of the
+    /// class to witness in person. `trainee_id` is remembered; `None` uses the one given last time.
+    pub fn key_claim(&self, trainee_id: Option<String>) -> Result<QrImage> {
+        let trainee = trainee_id
+            .as_deref()
+            .map(|t| parse::<TraineeId>(t, Field::Trainee, Problem::BadFormat))
+            .transpose()?;
+        let mut s = self.state.lock().map_err(|_| internal("the store lock"))?;
+        let claim = match &mut *s {
+            State::Bare(store) => qr::claim(store, trainee)?,
+            State::Ready(p) => p.key_claim(trainee)?,
+            State::Moving => return Err(SongpeiError::NotSetUp),
+        };
+        let text = claim.to_text();
+        let png = qr::render_png(&text, 8).map_err(songpei_core::Error::from)?;
+        Ok(QrImage { text, png })
+    }
+
+    /// On an instructor's phone: witnesses the key claim of the trainee in front of the instructor
+    /// (check their ID card) for a class that names this phone's account; as text and PNG.
+    pub fn witness(&self, claim: String, class_id: String, day: String) -> Result<QrImage> {
+        let class = parse(&class_id, Field::Class, Problem::BadFormat)?;
+        let day = parse_day(&day, Field::Day)?;
+        self.with(|p| {
+            let text = p.witness(&claim, class, day)?.to_text();
+            let png = qr::render_png(&text, 8).map_err(songpei_core::Error::from)?;
+            Ok(QrImage { text, png })
+        })
+    }
+
+    /// On the coordinator's phone: files a witnessed key claim in its class, registering the
+    /// trainee phone's key to the trainee.
+    pub fn register_key(&self, witnessed: String) -> Result<KeyRegistration> {
+        self.with(|p| {
+            Ok(match p.register_key(&witnessed)? {
+                qr::RegistrationOutcome::Registered { trainee, class, .. } => KeyRegistration {
+                    registered: true,
+                    trainee_id: trainee.to_string(),
+                    class_id: class.to_string(),
+                },
+                qr::RegistrationOutcome::AlreadyRegistered { trainee, class } => {
+                    KeyRegistration {
+                        registered: false,
+                        trainee_id: trainee.to_string(),
+                        class_id: class.to_string(),
+                    }
+                }
+            })
+        })
+    }
+
+    /// The instructor accounts of this phone's villages, as of the last sync.
+    pub fn instructors(&self) -> Result<Vec<InstructorInfo>> {
+        self.with(|p| {
+            Ok(p.instructors()?
+                .instructors
+                .into_iter()
+                .map(|i| InstructorInfo {
+                    account_id: i.account,
+                    username: i.username,
+                    villages: i.villages,
+                })
+                .collect())
+        })
+    }
+
+    /// Names the instructor accounts of a class (by login name), replacing those it named.
+    pub fn set_class_instructors(&self, class_id: String, accounts: Vec<String>) -> Result<()> {
+        let class = parse(&class_id, Field::Class, Problem::BadFormat)?;
+        self.with(|p| Ok(p.set_class_instructors(class, &accounts)?))
     }
 
     /// On the coordinator's phone: takes a trainee's response or card and records the sign-in. A
@@ -443,6 +529,7 @@ impl SongpeiPhone {
                     trainee,
                     class,
                     time_verified,
+                    key_registered,
                     ..
                 } => SignInResult {
                     recorded: true,
@@ -450,6 +537,7 @@ impl SongpeiPhone {
                     trainee_id: trainee.to_string(),
                     class_id: class.to_string(),
                     time_verified,
+                    key_registered,
                 },
                 SignInOutcome::AlreadyRecorded { trainee, class } => SignInResult {
                     recorded: false,
@@ -457,6 +545,7 @@ impl SongpeiPhone {
                     trainee_id: trainee.to_string(),
                     class_id: class.to_string(),
                     time_verified: true,
+                    key_registered: None,
                 },
             })
         })
@@ -564,6 +653,13 @@ pub fn scan(text: String) -> Result<ScannedCode> {
         },
         Scanned::Card(c) => ScannedCode::Card {
             trainee_id: c.trainee.to_string(),
+        },
+        Scanned::KeyClaim(c) => ScannedCode::KeyClaim {
+            trainee_id: c.trainee.to_string(),
+        },
+        Scanned::Witnessed(w) => ScannedCode::WitnessedKey {
+            trainee_id: w.claim.trainee.to_string(),
+            class_id: w.class.to_string(),
         },
         Scanned::Enrollment { server, code } => ScannedCode::Enrollment { server, code },
     })

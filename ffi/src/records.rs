@@ -76,6 +76,10 @@ pub struct ClassInput {
     pub instructors: Vec<String>,
     /// Planned size.
     pub planned_size: Option<u32>,
+    /// The instructors' accounts by login name (see `instructors`): who may witness trainee keys
+    /// and co-sign card sign-ins in this class.
+    #[uniffi(default)]
+    pub instructor_accounts: Vec<String>,
 }
 
 /// A trainee as registered.
@@ -164,6 +168,18 @@ pub enum ScannedCode {
         /// Trainee.
         trainee_id: String,
     },
+    /// A trainee phone's key claim: witness it with `witness` on an instructor's phone.
+    KeyClaim {
+        /// Trainee.
+        trainee_id: String,
+    },
+    /// A witnessed key claim: file it with `register_key` on the coordinator's phone.
+    WitnessedKey {
+        /// Trainee.
+        trainee_id: String,
+        /// Class.
+        class_id: String,
+    },
     /// An enrollment code: use it with `enroll`.
     Enrollment {
         /// Server named in the code.
@@ -186,6 +202,31 @@ pub struct SignInResult {
     pub class_id: String,
     /// False when the phone restarted since its last sync: "time unverified".
     pub time_verified: bool,
+    /// For a response: whether this phone holds a registration of the answering phone's key to
+    /// the trainee (false: the district reviews the sign-in before paying it; register the key).
+    pub key_registered: Option<bool>,
+}
+
+/// What filing a witnessed key claim did.
+#[derive(Clone, Debug, uniffi::Record)]
+pub struct KeyRegistration {
+    /// A new registration was filed (false: the class already held it).
+    pub registered: bool,
+    /// The trainee.
+    pub trainee_id: String,
+    /// The class.
+    pub class_id: String,
+}
+
+/// An instructor account of this phone's villages.
+#[derive(Clone, Debug, uniffi::Record)]
+pub struct InstructorInfo {
+    /// Account id.
+    pub account_id: String,
+    /// Login name.
+    pub username: String,
+    /// Villages.
+    pub villages: Vec<String>,
 }
 
 /// A value edited on two phones at once.

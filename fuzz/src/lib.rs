@@ -201,6 +201,7 @@ fn a_class(p: &mut Phone<MemoryDocStore>, n: u32) -> Option<(ClassId, TraineeId)
             subsidised: true,
             institution: None,
             instructors: vec![],
+            instructor_accounts: vec![],
             venue: None,
             first_day: day(0),
             last_day: day(4),
@@ -279,6 +280,7 @@ pub fn sync_request(data: &[u8]) {
                 max_response_bytes: 1 << 16,
                 card_keys: 0,
                 policy: 0,
+                instructors: 0,
             };
             compress(&postcard::to_stdvec(&req).unwrap_or_default())
         }
@@ -447,6 +449,7 @@ pub fn seeds() -> Result<Vec<Seed>, String> {
         pushes: vec![],
         card_keys: 0,
         policy: 0,
+        instructors: 0,
         ..req
     };
     let pull = compress(&postcard::to_stdvec(&pull).map_err(|e| e.to_string())?);
@@ -558,6 +561,7 @@ mod tests {
             max_response_bytes: 1 << 16,
             card_keys: 0,
             policy: 0,
+            instructors: 0,
         };
         let body = compress(&postcard::to_stdvec(&req).expect("encode"));
         let (status, _) = w.sync(&body).expect("an answer");

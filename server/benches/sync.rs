@@ -192,6 +192,7 @@ fn new_class(p: &mut Phone<MemoryDocStore>, village: &str, n: usize) -> ClassId 
         subsidised: true,
         institution: Some("港北区职业技能培训学校".into()),
         instructors: vec!["陈师傅".into()],
+        instructor_accounts: vec![],
         venue: None,
         first_day: day(0),
         last_day: day(4),
@@ -361,6 +362,7 @@ fn push_all(
             max_response_bytes: 0,
             card_keys: 0,
             policy: 0,
+            instructors: 0,
         };
         let resp = agent
             .post(format!("{url}/v1/sync"))

@@ -534,3 +534,48 @@ pub(crate) fn account_by_username(
         Role::parse(&role).ok_or(AccountError::NotFound("role"))?,
     ))
 }
+
+/// The instructors of `villages` with their enrolled phones, as phones of those villages learn them
+/// at sync: who may witness a trainee's key and co-sign a card scan in a class that names them.
+pub(crate) fn instructors_of(
+    db: &dyn Sql,
+    villages: &BTreeSet<String>,
+) -> Result<songpei_core::sync::protocol::InstructorSet, DbError> {
+    use songpei_core::sync::protocol::{Instructor, InstructorDevice, InstructorSet};
+    let rows: Vec<(String, String, String)> = db.query_map(
+        "SELECT a.id, a.username, v.village FROM accounts a
+         JOIN account_villages v ON v.account_id = a.id
+         WHERE a.role = 'instructor' ORDER BY a.id, v.village",
+        args![],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    let mut by_account: std::collections::BTreeMap<String, Instructor> = Default::default();
+    for (id, username, village) in rows {
+        let i = by_account.entry(id.clone()).or_insert_with(|| Instructor {
+            account: id,
+            username,
+            villages: Vec::new(),
+            devices: Vec::new(),
+        });
+        i.villages.push(village);
+    }
+    by_account.retain(|_, i| i.villages.iter().any(|v| villages.contains(v)));
+    for i in by_account.values_mut() {
+        let devices: Vec<(String, Vec<u8>)> = db.query_map(
+            "SELECT id, public_key FROM devices WHERE account_id = ?1 AND revoked_at IS NULL
+             ORDER BY id",
+            args![&i.account],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        i.devices = devices
+            .into_iter()
+            .filter_map(|(id, public_key)| {
+                Some(InstructorDevice {
+                    id: id.parse().ok()?,
+                    public_key,
+                })
+            })
+            .collect();
+    }
+    Ok(InstructorSet::new(by_account.into_values().collect()))
+}

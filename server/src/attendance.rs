@@ -17,9 +17,17 @@
 //! | `far_from_venue` | the phone's GPS fix is more than 1 km (plus its accuracy) from the venue |
 //! | `too_fast` | five sign-ins on one phone within 8 s: faster than people queue |
 //! | `clock_mismatch` | the phone's clock was more than 10 minutes off (informational) |
+//! | `unregistered_key` | a response signed by a key not registered to its trainee in person (ADR 0007) |
+//! | `relayed` | the trainee phone's own fix was more than 1 km (plus both fixes' accuracy, 500 m each at most) from the recording phone's (or the venue's) |
+//! | `card_unwitnessed` | a card scan no instructor of the class scanned too, past `[signin] card_share_percent` of the sign-in's trainees |
+//!
+//! Trainee keys and card co-signatures are in `witness`: a registration or a co-signature that
+//! arrives after the records it vouches for lifts their flag (within the class document it
+//! arrives in).
 
 mod cards;
 mod checks;
+mod witness;
 #[cfg(test)]
 mod tests;
 

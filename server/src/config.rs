@@ -56,6 +56,24 @@ impl Default for Limits {
     }
 }
 
+/// How sign-ins are taken (`[signin]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SigninRules {
+    /// Of a sign-in's trainees (one class, day, and sign-in or sign-out), the share in percent whose
+    /// card may be scanned by one phone alone and still count without review; card scans past it
+    /// wait for review unless an instructor of the class scanned the same card too.
+    pub card_share_percent: u32,
+}
+
+impl Default for SigninRules {
+    fn default() -> Self {
+        Self {
+            card_share_percent: 20,
+        }
+    }
+}
+
 /// The server's configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -77,6 +95,8 @@ pub struct Config {
     /// `postgres://user@host:port/db`: run on PostgreSQL instead of the data folder's SQLite. The
     /// data folder still holds the keys, which every replica must share.
     pub database_url: Option<String>,
+    /// How sign-ins are taken.
+    pub signin: SigninRules,
 }
 
 impl Default for Config {
@@ -90,6 +110,7 @@ impl Default for Config {
             request_timeout: Duration::from_secs(120),
             policy: PolicyTable::default(),
             database_url: None,
+            signin: SigninRules::default(),
         }
     }
 }
@@ -115,6 +136,8 @@ pub struct FileConfig {
     pub policy: Option<Vec<Policy>>,
     /// `postgres://…`.
     pub database_url: Option<String>,
+    /// `[signin]`: `card_share_percent` (0–100).
+    pub signin: Option<SigninRules>,
 }
 
 impl FileConfig {
@@ -125,6 +148,15 @@ impl FileConfig {
         let file: Self = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         if let Some(entries) = &file.policy {
             check_policy(entries).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        if let Some(s) = &file.signin
+            && s.card_share_percent > 100
+        {
+            return Err(format!(
+                "{}: signin.card_share_percent: {} is not between 0 and 100",
+                path.display(),
+                s.card_share_percent
+            ));
         }
         Ok(file)
     }
@@ -188,6 +220,7 @@ impl Config {
             database_url: database_url
                 .or(file.database_url)
                 .filter(|u| !u.trim().is_empty()),
+            signin: file.signin.unwrap_or(d.signin),
         }
     }
 }

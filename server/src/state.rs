@@ -76,6 +76,7 @@ impl AppState {
         std::fs::create_dir_all(&config.data)
             .map_err(|e| format!("cannot create {}: {e}", config.data.display()))?;
         let mut store = StoreLocation::of(&config).open(config.cache_docs)?;
+        store.set_signin(config.signin);
         store
             .apply_policy(config.policy.clone())
             .map_err(|e| format!("cannot apply the policy table: {e}"))?;

@@ -77,6 +77,7 @@ pub struct ServerStore {
     cache: LruCache<DocId, LoadedDoc>,
     /// The allowance rates and caps the subsidy decisions are made by.
     policy: songpei_core::rules::PolicyTable,
+    signin: crate::config::SigninRules,
 }
 
 impl std::fmt::Debug for ServerStore {
@@ -152,12 +153,18 @@ impl ServerStore {
             db,
             cache: LruCache::new(NonZeroUsize::new(cache_docs.max(1)).unwrap_or(NonZeroUsize::MIN)),
             policy: songpei_core::rules::PolicyTable::default(),
+            signin: crate::config::SigninRules::default(),
         }
     }
 
     /// Sets the policy table that subsidy decisions are made by from now on.
     pub fn set_policy(&mut self, policy: songpei_core::rules::PolicyTable) {
         self.policy = policy;
+    }
+
+    /// Sets how sign-ins are taken from now on.
+    pub fn set_signin(&mut self, signin: crate::config::SigninRules) {
+        self.signin = signin;
     }
 
     /// Serves by `policy` from now on. When its version is not the one the stored decisions were
@@ -409,6 +416,7 @@ impl ServerStore {
         now_ms: i64,
     ) -> Result<(), DbError> {
         let policy = &self.policy;
+        let signin = &self.signin;
         self.db.transaction(|tx| -> Result<(), DbError> {
             // Classes whose pay changed without their document changing.
             let mut touched = std::collections::BTreeSet::new();
@@ -437,7 +445,7 @@ impl ServerStore {
                     args![&id, seq, &d.chunk],
                 )?;
                 append_feed(tx, &d.village, &id, &heads)?;
-                projection::write(tx, &d.projection, now_ms, policy, &mut touched)?;
+                projection::write(tx, &d.projection, now_ms, policy, signin, &mut touched)?;
             }
             for d in docs {
                 touched.remove(&d.id.to_string());

@@ -76,6 +76,7 @@ pub fn electricians_class(
         subsidised: true,
         institution: None,
         instructors: vec![],
+        instructor_accounts: vec![],
         venue: None,
         first_day,
         last_day,

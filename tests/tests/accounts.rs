@@ -35,6 +35,7 @@ fn request(dev: &RawDevice, villages: &[&str], pushes: Vec<Push>) -> SyncRequest
         max_response_bytes: 1 << 20,
         card_keys: 0,
         policy: 0,
+        instructors: 0,
     }
 }
 

@@ -578,6 +578,7 @@ fn forge_records(
         max_response_bytes: 1 << 20,
         card_keys: 0,
         policy: 0,
+        instructors: 0,
     };
     let answer = raw.sync(&encode(&req));
     assert_eq!(answer.status, 200, "{answer:?}");

@@ -36,6 +36,7 @@ fn request(dev: &RawDevice, pushes: Vec<Push>) -> SyncRequest {
         max_response_bytes: 1 << 20,
         card_keys: 0,
         policy: 0,
+        instructors: 0,
     }
 }
 

@@ -45,6 +45,7 @@ pub(crate) fn run(cli: &Cli, c: &ClassCommand) -> Result<(), CliError> {
                 subsidised: a.subsidised,
                 institution: a.institution.clone(),
                 instructors: a.instructors.clone(),
+                instructor_accounts: a.instructor_accounts.clone(),
                 venue,
                 first_day,
                 last_day,
@@ -109,6 +110,39 @@ pub(crate) fn run(cli: &Cli, c: &ClassCommand) -> Result<(), CliError> {
                 print_json(&serde_json::json!({ "id": id, "status": to }))?;
             } else {
                 println!("Class {id}: {}.", to.label_zh());
+            }
+        }
+        ClassCommand::Instructors { id, accounts } => {
+            let id: ClassId = parse_id(id, Field::Class)?;
+            let mut phone = open_phone(cli)?;
+            if !accounts.is_empty() {
+                phone.set_class_instructors(id, accounts)?;
+            }
+            let named = phone.class_instructor_accounts(id)?;
+            let known = phone.instructors()?;
+            if json {
+                let list: Vec<_> = known
+                    .instructors
+                    .iter()
+                    .map(|i| {
+                        serde_json::json!({
+                            "account": i.account, "username": i.username,
+                            "villages": i.villages, "named": named.contains(&i.account),
+                        })
+                    })
+                    .collect();
+                print_json(&serde_json::json!({ "class": id, "instructors": list }))?;
+            } else if known.instructors.is_empty() {
+                println!("No instructor accounts are known to this phone yet: sync first.");
+            } else {
+                for i in &known.instructors {
+                    let mark = if named.contains(&i.account) {
+                        "named by this class"
+                    } else {
+                        "-"
+                    };
+                    println!("{}\t{}\t{mark}", i.username, i.villages.join(","));
+                }
             }
         }
     }

@@ -4,15 +4,20 @@
 //! ```text
 //! { kind: "class", schema, id, district, village, created_at, created_by,
 //!   info:       { title, occupation, level, training_type, subsidised, institution?,
-//!                 instructors: { name: true }, venue?: { name, lat?, lon? }, first_day, last_day,
+//!                 instructors: { name: true }, instructor_accounts?: { account_id: true },
+//!                 venue?: { name, lat?, lon? }, first_day, last_day,
 //!                 daily_hours?, starts_at?: "HH:MM", sign_out_required, planned_size? },
 //!   status:     "planned" | "running" | "closed" | "cancelled",
 //!   roster:     { trainee_id: { enrolled_at, by } },
 //!   attendance: { attendance_id: { trainee, day, kind, at, offset? | time_unverified, device,
 //!                 method: "hand" | "qr" | "card", reason?, code?, response?, code_age_ms?,
 //!                 card?, signature?, gps? } },
-//!   completion: { trainee_id: { result, certificate?, at, by } } }
+//!   completion: { trainee_id: { result, certificate?, at, by } },
+//!   keys?:      { registration_id: { witnessed, registrar, at, signature } } }
 //! ```
+//!
+//! `keys` holds the trainee phone keys registered in this class (see `qr::keys`), filed once under
+//! the id of their witnessed claim and never edited.
 //!
 //! The status register is read as the furthest state among its concurrent values (see
 //! [`ClassStatus::rank`]): a close never loses to a concurrent start, so it is not reported as a
@@ -65,6 +70,12 @@ pub(crate) fn create(
     for name in &class.instructors {
         tx.put(&instructors, name.as_str(), true)?;
     }
+    if !class.instructor_accounts.is_empty() {
+        let accounts = tx.put_object(&info, "instructor_accounts", automerge::ObjType::Map)?;
+        for a in &class.instructor_accounts {
+            tx.put(&accounts, a.as_str(), true)?;
+        }
+    }
     if let Some(venue) = &class.venue {
         let v = tx.put_object(&info, "venue", automerge::ObjType::Map)?;
         tx.put(&v, "name", venue.name.as_str())?;
@@ -103,6 +114,45 @@ fn write_gps(tx: &mut impl Transactable, obj: &ObjId, gps: Gps) -> Result<()> {
 /// Sets the status register (callers check that the move is forward).
 pub(crate) fn set_status(tx: &mut impl Transactable, status: ClassStatus) -> Result<()> {
     put_if_changed(tx, &ROOT, "status", status.code())
+}
+
+/// Makes the instructor accounts the class names exactly `accounts`.
+pub(crate) fn set_instructor_accounts(
+    tx: &mut impl Transactable,
+    accounts: &std::collections::BTreeSet<String>,
+) -> Result<()> {
+    let info = ensure_map(tx, &ROOT, "info")?;
+    let map = ensure_map(tx, &info, "instructor_accounts")?;
+    let present: Vec<String> = tx.keys(&map).collect();
+    for k in &present {
+        if !accounts.contains(k) {
+            tx.delete(&map, k.as_str())?;
+        }
+    }
+    for a in accounts {
+        if !present.contains(a) {
+            tx.put(&map, a.as_str(), true)?;
+        }
+    }
+    Ok(())
+}
+
+/// Files a trainee key registration under `id`; filing one already there writes nothing.
+pub(crate) fn add_registration(
+    tx: &mut impl Transactable,
+    id: &str,
+    reg: &crate::qr::Registration,
+) -> Result<()> {
+    let keys = ensure_map(tx, &ROOT, "keys")?;
+    if tx.get(&keys, id)?.is_some() {
+        return Ok(());
+    }
+    let entry = tx.put_object(&keys, id, automerge::ObjType::Map)?;
+    tx.put(&entry, "witnessed", ScalarValue::Bytes(reg.witnessed.clone()))?;
+    tx.put(&entry, "registrar", reg.registrar.to_string())?;
+    tx.put(&entry, "at", ScalarValue::Timestamp(reg.at_ms))?;
+    tx.put(&entry, "signature", ScalarValue::Bytes(reg.signature.clone()))?;
+    Ok(())
 }
 
 /// Adds a trainee to the roster; re-enrolling an enrolled trainee writes nothing.
@@ -225,6 +275,7 @@ fn read_parts(
         Shown::Plain,
     )?;
     let instructors = r.set(&info, "instructors", "info.instructors")?;
+    let instructor_accounts = r.set(&info, "instructor_accounts", "info.instructor_accounts")?;
     let venue = match r.map(&info, "venue", "info.venue")? {
         None => None,
         Some(v) => Some(Venue {
@@ -322,6 +373,22 @@ fn read_parts(
         completion.insert(trainee, c);
     }
 
+    let mut registrations = std::collections::BTreeMap::new();
+    if let Some(keys) = r.map(&ROOT, "keys", "keys")? {
+        for key in r.keys(&keys) {
+            let path = format!("keys.{key}");
+            let entry = r.req_map(&keys, &key, &path)?;
+            let f = r.record(&entry, &path)?;
+            let reg = crate::qr::Registration {
+                witnessed: f.req("witnessed", as_bytes)?,
+                registrar: f.parsed("registrar")?,
+                at_ms: f.req("at", as_ms)?,
+                signature: f.req("signature", as_bytes)?,
+            };
+            registrations.insert(key, reg);
+        }
+    }
+
     let class = Class {
         id,
         district: header.district,
@@ -333,6 +400,7 @@ fn read_parts(
         subsidised,
         institution,
         instructors,
+        instructor_accounts,
         venue,
         first_day,
         last_day,
@@ -344,6 +412,7 @@ fn read_parts(
         roster,
         attendance,
         completion,
+        registrations,
     };
     Ok((class, r.conflicts))
 }

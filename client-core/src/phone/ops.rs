@@ -69,6 +69,7 @@ impl<S: DocStore> Phone<S> {
                     .to_owned())
             })
             .collect::<Result<_>>()?;
+        let instructor_accounts = self.instructor_accounts(&village, &c.instructor_accounts)?;
         let venue = match c.venue {
             None => None,
             Some(v) => Some(Venue {
@@ -101,6 +102,7 @@ impl<S: DocStore> Phone<S> {
             subsidised: c.subsidised,
             institution,
             instructors,
+            instructor_accounts,
             venue,
             first_day: c.first_day,
             last_day: c.last_day,
@@ -112,12 +114,48 @@ impl<S: DocStore> Phone<S> {
             roster: Default::default(),
             attendance: Default::default(),
             completion: Default::default(),
+            registrations: Default::default(),
         };
         let (device, now) = (self.profile.device, self.now_ms());
         let id = DocId::from(class.id);
         let chunk = self.create(id, |tx| doc::class::create(tx, &class, device, now))?;
         self.commit(vec![(id, Some(chunk))], true)?;
         Ok(class.id)
+    }
+
+    /// The account ids of instructors named by id or login name, each an instructor of `village`
+    /// as the server last told this phone.
+    fn instructor_accounts(
+        &self,
+        village: &crate::ids::VillageCode,
+        named: &[String],
+    ) -> Result<std::collections::BTreeSet<String>> {
+        if named.is_empty() {
+            return Ok(Default::default());
+        }
+        let set = self.instructors()?;
+        named
+            .iter()
+            .map(|n| {
+                set.find(n)
+                    .filter(|i| i.villages.iter().any(|v| v == village.as_str()))
+                    .map(|i| i.account.clone())
+                    .ok_or_else(|| invalid(Field::Instructor, Problem::NotAnInstructor))
+            })
+            .collect()
+    }
+
+    /// Names the instructor accounts of a class (by id or login name), replacing those it named.
+    pub fn set_class_instructors(&mut self, id: ClassId, accounts: &[String]) -> Result<()> {
+        let row = self.class_row_or_err(id)?;
+        if row.status.is_final() {
+            return Err(invalid(Field::Class, Problem::ClassIsFinal));
+        }
+        let accounts = self.instructor_accounts(&row.village, accounts)?;
+        let (_, chunk) = self.change(id.into(), |tx| {
+            doc::class::set_instructor_accounts(tx, &accounts)
+        })?;
+        self.commit(vec![(id.into(), chunk)], true)
     }
 
     /// Moves a class forward: planned → running → closed, or to cancelled. Moving to the state it

@@ -65,7 +65,7 @@ struct CardKeys {
 }
 
 /// A scanned text, understood.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Scanned {
     /// A coordinator's class code, its signature checked.
     ClassCode(ClassCode),
@@ -73,6 +73,11 @@ pub enum Scanned {
     Response(Response),
     /// A trainee card (its district signature is checked when it is accepted).
     Card(Card),
+    /// A trainee phone's key claim, its signature checked.
+    KeyClaim(super::KeyClaim),
+    /// A witnessed key claim, the trainee phone's signature checked (the witness's is checked
+    /// when it is filed).
+    Witnessed(super::Witnessed),
     /// An enrollment code for a coordinator's phone.
     Enrollment {
         /// The server it names, if any.
@@ -103,15 +108,48 @@ pub fn scan(text: &str) -> Result<Scanned, QrError> {
             Scanned::Response(r)
         }
         Code::Card(c) => Scanned::Card(c),
+        Code::KeyClaim(c) => {
+            if !c.verifies() {
+                return Err(QrError::BadSignature("key claim"));
+            }
+            Scanned::KeyClaim(c)
+        }
+        Code::Witnessed(w) => {
+            if !w.claim.verifies() {
+                return Err(QrError::BadSignature("key claim"));
+            }
+            Scanned::Witnessed(w)
+        }
     })
 }
 
+/// Where the trainee's phone is when it answers: its fix and its time since boot, when it has them.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct TraineePhoneState {
+    /// The phone's own fix.
+    pub fix: Option<Gps>,
+    /// Its time since boot, ms.
+    pub uptime_ms: Option<u64>,
+}
+
 /// The trainee's phone answers a class code: checks its signature and signs a response with the
-/// phone's own key. `trainee` is remembered for the next time; `None` uses the one remembered.
+/// phone's own key. `trainee` is remembered for the next time; `None` uses the one remembered. The
+/// response carries no fix and no time since boot; [`respond_at`] gives them.
 pub fn respond<S: DocStore>(
     store: &mut S,
     class_code: &str,
     trainee: Option<TraineeId>,
+) -> Result<Response> {
+    respond_at(store, class_code, trainee, TraineePhoneState::default())
+}
+
+/// [`respond`], with the trainee phone's fix and time since boot signed into the response, so the
+/// server can tell a response made far from the coordinator (a relayed class code).
+pub fn respond_at<S: DocStore>(
+    store: &mut S,
+    class_code: &str,
+    trainee: Option<TraineeId>,
+    at: TraineePhoneState,
 ) -> Result<Response> {
     let code = match scan(class_code)? {
         Scanned::ClassCode(c) => c,
@@ -123,25 +161,36 @@ pub fn respond<S: DocStore>(
             .into());
         }
     };
-    let trainee = match trainee {
-        Some(t) => {
-            store.set_meta(&[(META_TRAINEE, &t.to_string())])?;
-            t
-        }
-        None => store
-            .meta(META_TRAINEE)?
-            .and_then(|t| t.parse().ok())
-            .ok_or(Invalid::new(Field::Trainee, Problem::Missing))?,
-    };
+    let fix = crate::phone::check_gps(at.fix)?;
+    let trainee = remembered_trainee(store, trainee)?;
     let key = crate::device::device_key_or_new(store)?;
-    Ok(Response::sign(&key, &code, trainee))
+    Ok(Response::sign(&key, &code, trainee, fix, at.uptime_ms))
 }
 
-fn what(s: &Scanned) -> &'static str {
+/// `trainee`, remembered for the next time, or the one remembered.
+pub(super) fn remembered_trainee<S: DocStore>(
+    store: &mut S,
+    trainee: Option<TraineeId>,
+) -> Result<TraineeId> {
+    match trainee {
+        Some(t) => {
+            store.set_meta(&[(META_TRAINEE, &t.to_string())])?;
+            Ok(t)
+        }
+        None => Ok(store
+            .meta(META_TRAINEE)?
+            .and_then(|t| t.parse().ok())
+            .ok_or(Invalid::new(Field::Trainee, Problem::Missing))?),
+    }
+}
+
+pub(super) fn what(s: &Scanned) -> &'static str {
     match s {
         Scanned::ClassCode(_) => "a class code",
         Scanned::Response(_) => "a trainee's response",
         Scanned::Card(_) => "a trainee card",
+        Scanned::KeyClaim(_) => "a trainee phone's key claim",
+        Scanned::Witnessed(_) => "a witnessed key claim",
         Scanned::Enrollment { .. } => "an enrollment code",
     }
 }
@@ -164,6 +213,10 @@ pub enum SignInOutcome {
         /// False when the phone does not know its clock's offset to the server's: the record is
         /// kept as "time unverified" and not paid until reviewed.
         time_verified: bool,
+        /// For a response: whether this phone holds a registration of the answering phone's key
+        /// to the trainee. Without one the server holds the record for review
+        /// (`unregistered_key`): register the key with an instructor of the class.
+        key_registered: Option<bool>,
     },
     /// The trainee was already signed in (or out) for that day: nothing new was written.
     AlreadyRecorded {
@@ -285,9 +338,29 @@ impl<S: DocStore> Phone<S> {
         };
         let at_ms = self.now_ms();
         let gps = crate::phone::check_gps(gps)?;
-        self.record_signin_at(
+        let outcome = self.record_signin_at(
             code.class, r.trainee, code.day, code.kind, method, gps, at_ms,
-        )
+        )?;
+        Ok(match outcome {
+            SignInOutcome::Recorded {
+                attendance,
+                trainee,
+                class,
+                day,
+                kind,
+                time_verified,
+                ..
+            } => SignInOutcome::Recorded {
+                attendance,
+                trainee,
+                class,
+                day,
+                kind,
+                time_verified,
+                key_registered: Some(self.key_registered(trainee, &r.public_key)?),
+            },
+            other => other,
+        })
     }
 
     fn accept_card(
@@ -340,7 +413,10 @@ impl<S: DocStore> Phone<S> {
         gps: Option<Gps>,
         at_ms: i64,
     ) -> Result<SignInOutcome> {
-        if self.signed(class, trainee, day, kind)? {
+        // A card scan is also the second phone's co-signature of another's scan of the same card,
+        // so only this phone's own scans make it one too many.
+        let own_only = matches!(method, AttendanceMethod::Card { .. });
+        if self.signed(class, trainee, day, kind, own_only)? {
             return Ok(SignInOutcome::AlreadyRecorded { trainee, class });
         }
         let (attendance, time_verified) =
@@ -352,24 +428,28 @@ impl<S: DocStore> Phone<S> {
             day,
             kind,
             time_verified,
+            key_registered: None,
         })
     }
 
-    /// True when the class already holds a sign-in (or out) of the trainee that day.
+    /// True when the class already holds a sign-in (or out) of the trainee that day (recorded on
+    /// this phone, when `own_only`).
     fn signed(
         &mut self,
         class: ClassId,
         trainee: TraineeId,
         day: NaiveDate,
         kind: AttendanceKind,
+        own_only: bool,
     ) -> Result<bool> {
+        let me = self.profile().device;
         let Some(d) = self.doc(class.into())? else {
             return Ok(false);
         };
         let (c, _) = crate::doc::class::read(d, class)?;
-        Ok(c.attendance
-            .values()
-            .any(|a| a.trainee == trainee && a.day == day && a.kind == kind))
+        Ok(c.attendance.values().any(|a| {
+            a.trainee == trainee && a.day == day && a.kind == kind && (!own_only || a.device == me)
+        }))
     }
 
     /// The sign-in of the last class code shown, if recent and of this boot.
@@ -420,6 +500,22 @@ impl<S: DocStore> Phone<S> {
     /// Answers a class code with this phone's own key, as [`respond`] does on a bare store.
     pub fn respond(&mut self, class_code: &str, trainee: Option<TraineeId>) -> Result<Response> {
         respond(&mut self.store, class_code, trainee)
+    }
+
+    /// Answers a class code with this phone's own key, its fix and its time since boot.
+    pub fn respond_at(
+        &mut self,
+        class_code: &str,
+        trainee: Option<TraineeId>,
+        fix: Option<Gps>,
+    ) -> Result<Response> {
+        let uptime_ms = self.clock().uptime().and_then(|u| u64::try_from(u.ms).ok());
+        respond_at(
+            &mut self.store,
+            class_code,
+            trainee,
+            TraineePhoneState { fix, uptime_ms },
+        )
     }
 
     /// The trainees enrolled in a class, for printing their cards.

@@ -58,6 +58,12 @@ fn sample_response() -> Response {
         &key(2),
         &sample_class_code(),
         TraineeId::from(Uuid::from_u128(0x71)),
+        Some(Gps {
+            lat: 22.8,
+            lon: 109.6,
+            accuracy_m: Some(15.0),
+        }),
+        Some(123_456),
     )
 }
 
@@ -204,13 +210,13 @@ fn damaged_codes_of_every_kind_are_refused_with_their_reason() {
             (
                 "the version first, before a bad length".into(),
                 altered(&code, |b| {
-                    b[0] = 2;
+                    b[0] = 3;
                     b.pop();
                 }),
-                QrError::UnknownVersion(2),
+                QrError::UnknownVersion(3),
             ),
         ];
-        for v in [0u8, 2, 255] {
+        for v in [0u8, 3, 255] {
             rows.push((
                 format!("version {v}"),
                 altered(&code, |b| b[0] = v),
@@ -224,15 +230,22 @@ fn damaged_codes_of_every_kind_are_refused_with_their_reason() {
                 QrError::UnknownAlgorithm(a),
             ));
         }
-        for k in [0u8, 4, 255] {
+        let v2 = code.to_bytes()[0] == VERSION_2;
+        let unknown: &[u8] = if v2 { &[0, 1, 3, 255] } else { &[0, 4, 255] };
+        for &k in unknown {
             rows.push((
                 format!("kind {k}"),
                 altered(&code, |b| b[2] = k),
                 QrError::UnknownKind(k),
             ));
         }
-        // Another known kind in the header: the length gives it away.
-        for k in [KIND_CLASS_CODE, KIND_RESPONSE, KIND_CARD] {
+        // Another known kind of the version in the header: the length gives it away.
+        let known: &[u8] = if v2 {
+            &[KIND_RESPONSE, KIND_KEY_CLAIM, KIND_WITNESSED]
+        } else {
+            &[KIND_CLASS_CODE, KIND_RESPONSE, KIND_CARD]
+        };
+        for &k in known {
             if k != code.to_bytes()[2] {
                 rows.push((
                     format!("labelled kind {k}"),
@@ -253,6 +266,7 @@ const CLASS_CODE_DAY: Range<usize> = 19..23;
 const CLASS_CODE_SIGN_KIND: usize = 23;
 const CARD_DISTRICT: Range<usize> = 3..7;
 const CARD_ISSUED: Range<usize> = 27..31;
+const RESPONSE_FIX: Range<usize> = 84..92;
 
 #[test]
 fn fields_out_of_range_are_refused_with_their_reason() {
@@ -397,7 +411,7 @@ fn every_kind_round_trips_text_to_code_to_text() {
     }
     // The layout is the documented one.
     assert_eq!(sample_class_code().to_bytes().len(), 141);
-    assert_eq!(sample_response().to_bytes().len(), 148);
+    assert_eq!(sample_response().to_bytes().len(), 166);
     assert_eq!(sample_card().to_bytes().len(), 95);
 }
 
@@ -407,6 +421,7 @@ fn every_kind_round_trips_text_to_code_to_text() {
 /// What a code with byte `i` changed to `v` (`flipped` its bytes) must be refused with.
 fn flip_refusals(kind: u8, i: usize, flipped: &[u8]) -> Vec<QrError> {
     let v = flipped[i];
+    let v2 = flipped[0] == VERSION_2 || (i == 0 && kind == KIND_RESPONSE);
     let signature = match kind {
         KIND_CLASS_CODE => QrError::BadSignature("class code"),
         KIND_RESPONSE => QrError::BadSignature("response"),
@@ -415,8 +430,15 @@ fn flip_refusals(kind: u8, i: usize, flipped: &[u8]) -> Vec<QrError> {
     match i {
         0 => vec![QrError::UnknownVersion(v)],
         1 => vec![QrError::UnknownAlgorithm(v)],
-        2 if [KIND_CLASS_CODE, KIND_RESPONSE, KIND_CARD].contains(&v) => {
+        2 if v2 && [KIND_RESPONSE, KIND_KEY_CLAIM, KIND_WITNESSED].contains(&v) => {
             vec![QrError::Malformed("wrong length")]
+        }
+        2 if !v2 && [KIND_CLASS_CODE, KIND_RESPONSE, KIND_CARD].contains(&v) => {
+            vec![QrError::Malformed("wrong length")]
+        }
+        // The fix's latitude and longitude: out of range, or another place.
+        i if kind == KIND_RESPONSE && RESPONSE_FIX.contains(&i) => {
+            vec![signature, QrError::Malformed("fix")]
         }
         2 => vec![QrError::UnknownKind(v)],
         i if kind == KIND_CLASS_CODE && CLASS_CODE_DAY.contains(&i) => {
@@ -463,7 +485,7 @@ fn no_single_bit_flip_of_a_class_code_or_response_scans() {
             match Code::from_bytes(&b) {
                 Ok(Code::ClassCode(c)) => assert!(!c.verifies(), "bit {bit}"),
                 Ok(Code::Response(r)) => assert!(!r.verifies(), "bit {bit}"),
-                Ok(Code::Card(_)) => panic!("a {} became a card", code.what()),
+                Ok(other) => panic!("a {} became {}", code.what(), other.what()),
                 Err(_) => {}
             }
         }
@@ -572,9 +594,12 @@ fn a_signature_is_valid_only_under_its_own_purpose() {
     };
     let purposes = [
         CLASS_CODE_PURPOSE,
-        RESPONSE_PURPOSE,
+        RESPONSE_V2_PURPOSE,
         CARD_PURPOSE,
         CARD_SCAN_PURPOSE,
+        KEY_CLAIM_PURPOSE,
+        WITNESSED_PURPOSE,
+        RESPONSE_PURPOSE,
     ];
     for (made, purpose) in purposes.iter().enumerate() {
         let mut code = sample_class_code();
@@ -588,11 +613,32 @@ fn a_signature_is_valid_only_under_its_own_purpose() {
         let parts = card_scan.parts();
         let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
         let scan_sig = k.sign(purpose, &refs);
+        let mut claim = KeyClaim::sign(&k, TraineeId::from(Uuid::from_u128(0x71)));
+        let claim_unsigned = &claim.to_bytes()[..claim.to_bytes().len() - 64];
+        claim.signature = k.sign(purpose, &[claim_unsigned]);
+        let mut witnessed = Witnessed::sign(
+            &k,
+            KeyClaim::sign(&key(9), TraineeId::from(Uuid::from_u128(0x71))),
+            ClassId::from(Uuid::from_u128(0xc1)),
+            day(),
+            DeviceId::from(Uuid::from_u128(0xd2)),
+        );
+        let w_bytes = witnessed.to_bytes();
+        witnessed.signature = k.sign(purpose, &[&w_bytes[..w_bytes.len() - 64]]);
+        let mut v1 = sample_response();
+        v1.version = VERSION;
+        v1.fix = None;
+        v1.uptime_ms = None;
+        v1.public_key = pk_array(&pk);
+        v1.signature = k.sign(purpose, &[&v1.unsigned()]);
         let valid = [
             code.verifies(),
             resp.verifies(),
             card.verifies_with(&pk),
             card_scan.verifies(&pk, &scan_sig),
+            claim.verifies(),
+            witnessed.verifies_with(&pk),
+            v1.verifies(),
         ];
         let want: Vec<bool> = (0..purposes.len()).map(|i| i == made).collect();
         assert_eq!(
@@ -641,6 +687,7 @@ fn new_class(p: &mut Phone<MemoryDocStore>, title: &str) -> ClassId {
         subsidised: true,
         institution: None,
         instructors: vec![],
+        instructor_accounts: vec![],
         venue: None,
         first_day: day(),
         last_day: day() + Days::new(2),
@@ -819,7 +866,7 @@ fn a_response_to_a_code_differing_from_the_shown_one_in_any_field_was_not_shown_
     let trainee_key = key(2);
     for (what, code) in rows {
         assert!(code.verifies(), "{what}");
-        let r = Response::sign(&trainee_key, &code, s.trainees[0]);
+        let r = Response::sign(&trainee_key, &code, s.trainees[0], None, None);
         assert_eq!(
             qr_err(s.phone.accept(&r.to_text(), None, None).expect_err(what)),
             QrError::NotShownHere,
@@ -830,7 +877,7 @@ fn a_response_to_a_code_differing_from_the_shown_one_in_any_field_was_not_shown_
     // The code shown, made again the same way, is the one shown.
     let same = sign(s.class, day(), AttendanceKind::SignIn, shown.slot, device);
     assert_eq!(same, shown);
-    let r = Response::sign(&trainee_key, &same, s.trainees[0]);
+    let r = Response::sign(&trainee_key, &same, s.trainees[0], None, None);
     assert!(matches!(
         s.phone.accept(&r.to_text(), None, None),
         Ok(SignInOutcome::Recorded { .. })
@@ -872,6 +919,7 @@ fn a_card_with_a_session_is_recorded_with_the_coordinators_signature() {
         day: d,
         kind,
         time_verified,
+        ..
     } = out
     else {
         panic!("not recorded: {out:?}");

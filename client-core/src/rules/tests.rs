@@ -24,6 +24,7 @@ fn class(first: &str, last: &str, sign_out_required: bool) -> Class {
         subsidised: true,
         institution: None,
         instructors: Default::default(),
+        instructor_accounts: Default::default(),
         venue: None,
         first_day: d(first),
         last_day: d(last),
@@ -35,6 +36,7 @@ fn class(first: &str, last: &str, sign_out_required: bool) -> Class {
         roster: BTreeMap::new(),
         attendance: BTreeMap::new(),
         completion: BTreeMap::new(),
+        registrations: BTreeMap::new(),
     }
 }
 

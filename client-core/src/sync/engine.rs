@@ -201,6 +201,7 @@ impl<S: DocStore> Phone<S> {
             max_response_bytes: limits.max_response_bytes,
             card_keys: self.card_keys_version()?,
             policy: self.policy().version(),
+            instructors: self.instructors()?.version,
         };
         self.pending_sync = Some(PendingSync {
             request_id,
@@ -440,6 +441,9 @@ impl<S: DocStore> Phone<S> {
         }
         if let Some(keys) = &resp.card_keys {
             self.set_card_keys(keys)?;
+        }
+        if let Some(set) = &resp.instructors {
+            self.set_instructors(set)?;
         }
         Ok(round)
     }

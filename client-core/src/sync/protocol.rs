@@ -5,6 +5,7 @@
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use sha2::Digest;
 use uuid::Uuid;
 
 pub use crate::qr::{CardKey, CardKeySet};
@@ -68,6 +69,70 @@ pub struct SyncRequest {
     /// Version of the district's policy table the phone holds (0: none); the response carries
     /// the table when the server's differs.
     pub policy: u32,
+    /// Version of the instructors of the phone's villages it holds (0: none); the response
+    /// carries them when the server's differ.
+    pub instructors: u32,
+}
+
+/// An instructor's account, as phones of its villages know it: who may witness a trainee
+/// phone's key and co-sign card sign-ins in a class that names the account.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instructor {
+    /// Account id.
+    pub account: String,
+    /// Login name, which a coordinator names the instructor by.
+    pub username: String,
+    /// The account's villages.
+    pub villages: Vec<String>,
+    /// Its enrolled (not withdrawn) phones.
+    pub devices: Vec<InstructorDevice>,
+}
+
+/// One of an instructor's phones.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstructorDevice {
+    /// Device id.
+    pub id: Uuid,
+    /// Its public key, compressed SEC1 (33 bytes).
+    pub public_key: Vec<u8>,
+}
+
+/// The instructors of a phone's villages, as of a version (a digest of the list; never 0).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstructorSet {
+    /// Version.
+    pub version: u32,
+    /// Instructors, by account id.
+    pub instructors: Vec<Instructor>,
+}
+
+impl InstructorSet {
+    /// The set with its version computed from its content.
+    pub fn new(mut instructors: Vec<Instructor>) -> Self {
+        instructors.sort_by(|a, b| a.account.cmp(&b.account));
+        let bytes = postcard::to_stdvec(&instructors).unwrap_or_default();
+        let digest = sha2::Sha256::digest(&bytes);
+        let version = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]).max(1);
+        Self {
+            version,
+            instructors,
+        }
+    }
+
+    /// The instructor owning a device.
+    pub fn by_device(&self, device: Uuid) -> Option<(&Instructor, &InstructorDevice)> {
+        self.instructors
+            .iter()
+            .find_map(|i| i.devices.iter().find(|d| d.id == device).map(|d| (i, d)))
+    }
+
+    /// The instructor with this account id or login name.
+    pub fn find(&self, account_or_username: &str) -> Option<&Instructor> {
+        let t = account_or_username.trim();
+        self.instructors
+            .iter()
+            .find(|i| i.account == t || i.username == t)
+    }
 }
 
 /// One entry of the district's policy table (`[[policy]]` in the server's configuration).
@@ -368,6 +433,8 @@ pub struct SyncResponse {
     pub card_keys: Option<CardKeySet>,
     /// The district's policy table, when the request's version is not the server's.
     pub policy: Option<PolicySet>,
+    /// The instructors of the phone's villages, when the request's version is not the server's.
+    pub instructors: Option<InstructorSet>,
     /// What the district decided and pays for each class in `docs`' feed range: every class with
     /// a feed entry after the phone's cursor, whether or not its document changed.
     pub settlements: Vec<ClassSettlement>,
@@ -508,6 +575,7 @@ mod tests {
             max_response_bytes: 1 << 20,
             card_keys: 0,
             policy: 0,
+            instructors: 0,
         }
     }
 
@@ -588,6 +656,7 @@ mod tests {
             scope: None,
             card_keys: None,
             policy: None,
+            instructors: None,
             settlements: Vec::new(),
         });
         assert!(decode::<SyncRequest>(&resp, 1 << 20).is_err());

@@ -4,14 +4,16 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use crate::config::SigninRules;
 use super::cards::card_key_set;
+use super::witness;
 use crate::args;
 use crate::db::{DbError, Sql};
 use chrono::{NaiveDate, NaiveTime, TimeZone};
 use serde::Serialize;
 use songpei_core::clock::china;
 use songpei_core::domain::{Attendance, AttendanceMethod, Class, Gps};
-use songpei_core::qr::{CardScan, Code, RESPONSE_WINDOW_MS};
+use songpei_core::qr::{CardScan, Code, RESPONSE_WINDOW_MS, Signer};
 
 /// A trainee phone may answer for this many trainees a day (a couple sharing a phone).
 const MAX_TRAINEES_PER_PHONE: i64 = 2;
@@ -29,6 +31,11 @@ const HOURS_MARGIN_MS: i64 = 60 * 60 * 1000;
 /// Without a start time, a training day runs from 06:00 to 22:00.
 const DEFAULT_START: (u32, u32) = (6, 0);
 const DEFAULT_HOURS: f64 = 16.0;
+/// A response whose phone's fix is further than this from the recording phone's (or the venue's)
+/// fix, plus both fixes' accuracy, was made elsewhere: its class code was relayed.
+const RELAY_RADIUS_M: f64 = 1_000.0;
+/// The most of a fix's claimed accuracy that widens the radius.
+const MAX_SLACK_M: f64 = 500.0;
 /// A clock this far off is noted.
 const CLOCK_MISMATCH_MS: i64 = 10 * 60 * 1000;
 
@@ -105,16 +112,53 @@ struct Proof {
     problem: Option<String>,
     responder: Option<String>,
     hash: Option<Vec<u8>>,
+    /// A response's own fix and time since boot.
+    fix: Option<Gps>,
+    uptime_ms: Option<u64>,
+    /// A card's fingerprint.
+    card_hash: Option<Vec<u8>>,
 }
 
 /// Public keys looked up while checking one class.
 #[derive(Default)]
-struct Keys {
+pub(super) struct Keys {
     devices: HashMap<String, Option<Vec<u8>>>,
+    signers: HashMap<String, Option<Signer>>,
     cards: Option<BTreeMap<u32, (Vec<u8>, bool)>>,
 }
 
 impl Keys {
+    /// An enrolled, not withdrawn phone with its account's role and villages.
+    pub(super) fn signer(&mut self, db: &dyn Sql, id: &str) -> Result<Option<Signer>, DbError> {
+        if let Some(s) = self.signers.get(id) {
+            return Ok(s.clone());
+        }
+        let row: Option<(Vec<u8>, String, String)> = db.query_opt(
+            "SELECT d.public_key, d.account_id, a.role FROM devices d
+             JOIN accounts a ON a.id = d.account_id WHERE d.id = ?1 AND d.revoked_at IS NULL",
+            args![id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        let signer = match row {
+            None => None,
+            Some((public_key, account, role)) => {
+                let villages: Vec<String> = db.query_map(
+                    "SELECT village FROM account_villages WHERE account_id = ?1",
+                    args![&account],
+                    |r| r.get(0),
+                )?;
+                Some(Signer {
+                    account,
+                    public_key,
+                    instructor: role == "instructor",
+                    villages: villages.into_iter().collect(),
+                })
+            }
+        };
+        self.signers.insert(id.to_owned(), signer.clone());
+        Ok(signer)
+    }
+
     fn device(&mut self, db: &dyn Sql, id: &str) -> Result<Option<Vec<u8>>, DbError> {
         if let Some(k) = self.devices.get(id) {
             return Ok(k.clone());
@@ -148,6 +192,9 @@ fn proof(db: &dyn Sql, keys: &mut Keys, class: &Class, a: &Attendance) -> Result
         problem: Some(why.to_owned()),
         responder: None,
         hash: None,
+        fix: None,
+        uptime_ms: None,
+        card_hash: None,
     };
     match &a.method {
         AttendanceMethod::Hand { .. } => Ok(Proof {
@@ -155,6 +202,9 @@ fn proof(db: &dyn Sql, keys: &mut Keys, class: &Class, a: &Attendance) -> Result
             problem: None,
             responder: None,
             hash: None,
+            fix: None,
+            uptime_ms: None,
+            card_hash: None,
         }),
         AttendanceMethod::Other { code } => Ok(bad(&format!("method '{code}' is unknown"))),
         AttendanceMethod::Qr {
@@ -197,6 +247,9 @@ fn proof(db: &dyn Sql, keys: &mut Keys, class: &Class, a: &Attendance) -> Result
                 problem: problem.map(str::to_owned),
                 responder: Some(responder),
                 hash: Some(hash),
+                fix: r.fix,
+                uptime_ms: r.uptime_ms,
+                card_hash: None,
             })
         }
         AttendanceMethod::Card { card, signature } => {
@@ -233,12 +286,20 @@ fn proof(db: &dyn Sql, keys: &mut Keys, class: &Class, a: &Attendance) -> Result
                 problem: problem.map(str::to_owned),
                 responder: None,
                 hash: None,
+                fix: None,
+                uptime_ms: None,
+                card_hash: Some(sha256(card)),
             })
         }
     }
 }
 
-fn distance_m(a: Gps, b: Gps) -> f64 {
+fn sha256(b: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(b).to_vec()
+}
+
+pub(super) fn distance_m(a: Gps, b: Gps) -> f64 {
     // Haversine on a sphere of the Earth's mean radius: metres of error over a few kilometres.
     let r = 6_371_000.0;
     let (la1, la2) = (a.lat.to_radians(), b.lat.to_radians());
@@ -262,6 +323,7 @@ pub(crate) fn check_class(
     tx: &dyn Sql,
     class: &Class,
     now_ms: i64,
+    rules: &SigninRules,
 ) -> Result<BTreeSet<String>, DbError> {
     let id = class.id.to_string();
     let seen: BTreeSet<String> = tx
@@ -280,7 +342,11 @@ pub(crate) fn check_class(
     new.sort_by_key(|a| (a.at_ms, a.id));
     let venue = class.venue.as_ref().and_then(|v| v.gps);
     let mut keys = Keys::default();
+    // Keys registered in this document count for its records that arrive with them.
+    let registered = witness::file_registrations(tx, class, &mut keys, now_ms)?;
+    let mut days: BTreeSet<(String, &'static str)> = BTreeSet::new();
     for a in new {
+        days.insert((a.day.to_string(), a.kind.code()));
         let p = proof(tx, &mut keys, class, a)?;
         let corrected = a.corrected_ms();
         let aid = a.id.to_string();
@@ -289,6 +355,28 @@ pub(crate) fn check_class(
         let mut flags: Vec<(&str, String, bool)> = Vec::new();
         if let Some(why) = &p.problem {
             flags.push(("invalid_proof", why.clone(), true));
+        }
+        if let (Some(true), Some(r)) = (p.valid, &p.responder)
+            && let Some(why) = witness::unregistered(tx, &trainee, r)?
+        {
+            flags.push(("unregistered_key", why, true));
+        }
+        // A response made far from the phone that showed its class code: the code was relayed.
+        let reference = a.gps.or(venue);
+        let responder_distance = p.fix.zip(reference).map(|(f, r)| distance_m(f, r));
+        if let (Some(d), Some(f), Some(r)) = (responder_distance, p.fix, reference) {
+            let slack = f.accuracy_m.unwrap_or(0.0).clamp(0.0, MAX_SLACK_M)
+                + r.accuracy_m.unwrap_or(0.0).clamp(0.0, MAX_SLACK_M);
+            if d > RELAY_RADIUS_M + slack {
+                flags.push((
+                    "relayed",
+                    format!(
+                        "the trainee's phone answered {:.1} km from the phone that showed the code",
+                        d / 1000.0
+                    ),
+                    true,
+                ));
+            }
         }
         if let Some(h) = &p.hash {
             // One trainee response proves one sign-in. Which copy is the real one cannot be told
@@ -385,8 +473,10 @@ pub(crate) fn check_class(
         tx.execute(
             "INSERT INTO attendance_checks (attendance_id, class_id, village, trainee_id, day, kind,
              method, device, responder, at_ms, offset_ms, corrected_ms, received_ms, venue_lat,
-             venue_lon, proof_valid, proof_hash, payable)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, 1)",
+             venue_lon, proof_valid, proof_hash, payable, responder_distance_m,
+             responder_uptime_ms, card_hash)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, 1,
+             ?18, ?19, ?20)",
             args![
                 &aid,
                 &id,
@@ -405,6 +495,9 @@ pub(crate) fn check_class(
                 venue_lon,
                 proof_valid,
                 p.hash.clone(),
+                responder_distance,
+                p.uptime_ms.and_then(|u| i64::try_from(u).ok()),
+                p.card_hash.clone(),
             ],
         )?;
         if let Some(r) = &p.responder {
@@ -461,6 +554,8 @@ pub(crate) fn check_class(
             )?;
         }
     }
+    witness::lift_registered(tx, &id, &registered)?;
+    witness::cards(tx, class, &mut keys, &days, rules, now_ms)?;
     Ok(tx
         .query_map(
             "SELECT attendance_id FROM attendance_checks WHERE class_id = ?1 AND payable = 0",

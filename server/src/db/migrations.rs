@@ -11,6 +11,7 @@ pub const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("migrations/006_subsidy_lookups.sql")),
     (7, include_str!("migrations/007_erasure.sql")),
     (8, include_str!("migrations/008_pay.sql")),
+    (9, include_str!("migrations/009_trainee_keys.sql")),
 ];
 
 /// The schema on PostgreSQL, version by version: the same tables as SQLite's
@@ -30,4 +31,5 @@ pub const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     ),
     (7, include_str!("migrations/postgres/007_erasure.sql")),
     (8, include_str!("migrations/postgres/008_pay.sql")),
+    (9, include_str!("migrations/postgres/009_trainee_keys.sql")),
 ];

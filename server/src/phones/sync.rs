@@ -134,6 +134,8 @@ pub(crate) fn handle(
     let keys = crate::attendance::card_key_set(store.conn())?;
     let card_keys = (keys.version != req.card_keys).then_some(keys);
     let policy = (store.policy().version() != req.policy).then(|| PolicySet::of(store.policy()));
+    let instructors = crate::accounts::instructors_of(store.conn(), villages)?;
+    let instructors = (instructors.version != req.instructors).then_some(instructors);
     if !personal.is_empty() {
         // Phones receive trainees' and households' personal data in full: every such read is
         // audited.
@@ -160,6 +162,7 @@ pub(crate) fn handle(
         scope,
         card_keys,
         policy,
+        instructors,
         settlements,
     }))
 }

@@ -168,12 +168,13 @@ pub(crate) fn write(
     p: &Projection,
     now_ms: i64,
     policy: &rules::PolicyTable,
+    signin: &crate::config::SigninRules,
     touched: &mut BTreeSet<String>,
 ) -> Result<(), DbError> {
     write_reviews(tx, p)?;
     match &p.rows {
         Rows::Class(c) => {
-            let mut held = crate::attendance::check_class(tx, &c.class, now_ms)?;
+            let mut held = crate::attendance::check_class(tx, &c.class, now_ms, signin)?;
             for (subject, r) in &p.reviews {
                 match r.decision {
                     Decision::Accepted => held.remove(subject),

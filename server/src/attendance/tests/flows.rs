@@ -17,6 +17,11 @@ use crate::attendance::{check_class, checked, flags, rotate_card_key, sign_cards
 use crate::db::{DbError, Transact};
 use crate::store::ServerStore;
 
+/// Every card scan counts without a co-signature: these rows are about other checks.
+const ALL_CARDS: crate::config::SigninRules = crate::config::SigninRules {
+    card_share_percent: 100,
+};
+
 /// 2026-03-02 10:00 in Beijing.
 const TEN: i64 = 1_772_416_800_000;
 const MIN: i64 = 60_000;
@@ -71,6 +76,7 @@ impl Fixture {
             subsidised: true,
             institution: None,
             instructors: BTreeSet::new(),
+            instructor_accounts: Default::default(),
             venue: venue.map(|(lat, lon)| Venue {
                 name: "村委会".into(),
                 gps: Some(Gps {
@@ -101,15 +107,17 @@ impl Fixture {
                 .collect(),
             attendance: BTreeMap::new(),
             completion: BTreeMap::new(),
+            registrations: BTreeMap::new(),
         }
     }
 
     /// Runs the checks and returns each record's flags and whether it is payable.
     fn check(&mut self, class: &Class) -> BTreeMap<AttendanceId, (BTreeSet<String>, bool)> {
+        super::register_every_key(self.store.conn(), class);
         let held = self
             .store
             .conn_mut()
-            .transaction(|tx| -> Result<_, DbError> { check_class(tx, class, TEN + 60 * MIN) })
+            .transaction(|tx| -> Result<_, DbError> { check_class(tx, class, TEN + 60 * MIN, &ALL_CARDS) })
             .expect("check");
         let conn = self.store.conn();
         let all = flags(conn, Some(&class.id.to_string())).expect("flags");
@@ -183,9 +191,9 @@ impl Qr {
                 self.kind,
                 100,
             );
-            Response::sign(&self.trainee_key, &other, self.response_trainee)
+            Response::sign(&self.trainee_key, &other, self.response_trainee, None, None)
         } else {
-            Response::sign(&self.trainee_key, &code, self.response_trainee)
+            Response::sign(&self.trainee_key, &code, self.response_trainee, None, None)
         };
         if self.flip_code_sig {
             code.signature[10] ^= 1;

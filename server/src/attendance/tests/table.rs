@@ -61,6 +61,10 @@ struct Fx {
     /// The coordinator's enrolled phone and its key.
     device: DeviceId,
     key: DeviceKey,
+    /// Whether every response's key counts as registered (rows about other checks).
+    register_keys: bool,
+    /// How sign-ins are taken: by default every card scan counts alone (rows about other checks).
+    rules: crate::config::SigninRules,
 }
 
 impl Fx {
@@ -91,6 +95,10 @@ impl Fx {
             store,
             device,
             key,
+            register_keys: true,
+            rules: crate::config::SigninRules {
+                card_share_percent: 100,
+            },
         }
     }
 
@@ -111,6 +119,7 @@ impl Fx {
             subsidised: true,
             institution: None,
             instructors: BTreeSet::new(),
+            instructor_accounts: Default::default(),
             venue: Some(Venue {
                 name: "村委会".into(),
                 gps: Some(Gps {
@@ -140,6 +149,7 @@ impl Fx {
                 .collect(),
             attendance: BTreeMap::new(),
             completion: BTreeMap::new(),
+            registrations: BTreeMap::new(),
         }
     }
 
@@ -150,10 +160,14 @@ impl Fx {
     /// Runs `check_class` in a transaction and commits; checks that what it returns is the set of
     /// the class's records that are not payable.
     fn check(&mut self, class: &Class) -> BTreeSet<String> {
+        if self.register_keys {
+            super::register_every_key(self.store.conn(), class);
+        }
+        let rules = self.rules;
         let held = self
             .store
             .conn_mut()
-            .transaction(|tx| -> Result<_, DbError> { check_class(tx, class, ten() + HOUR) })
+            .transaction(|tx| -> Result<_, DbError> { check_class(tx, class, ten() + HOUR, &rules) })
             .expect("check_class");
         let unpaid: BTreeSet<String> = checked(self.store.conn(), &class.id.to_string())
             .expect("checked")
@@ -196,7 +210,7 @@ impl Fx {
     /// shown.
     fn qr(&self, class: &Class, trainee: TraineeId, phone: &DeviceKey, at_ms: i64) -> Attendance {
         let code = self.code(class);
-        let response = Response::sign(phone, &code, trainee);
+        let response = Response::sign(phone, &code, trainee, None, None);
         self.record(trainee, at_ms, qr(&code, &response, 5_000))
     }
 
@@ -375,7 +389,7 @@ fn qr_case(
     one(fx, |fx, c, t| {
         let mut code = fx.code(c);
         let phone = DeviceKey::generate();
-        let mut response = Response::sign(&phone, &code, t);
+        let mut response = Response::sign(&phone, &code, t, None, None);
         let mut age = 5_000;
         let mut a = fx.record(t, ten(), AttendanceMethod::Other { code: "-".into() });
         change(fx, c, t, &mut code, &mut response, &mut age, &mut a);
@@ -487,7 +501,7 @@ fn rows() -> Vec<Row> {
             let (c, id) = qr_case(fx, |_, _, t, code, response, _, _| {
                 flip_last(&mut code.signature);
                 // The response answers the altered code, so only the code's signature is wrong.
-                *response = Response::sign(&DeviceKey::generate(), code, t);
+                *response = Response::sign(&DeviceKey::generate(), code, t, None, None);
             });
             single(c, refused(id, "the class code's signature does not verify"))
         }),
@@ -501,7 +515,7 @@ fn rows() -> Vec<Row> {
                     AttendanceKind::SignIn,
                     42,
                 );
-                *response = Response::sign(&DeviceKey::generate(), code, t);
+                *response = Response::sign(&DeviceKey::generate(), code, t, None, None);
             });
             single(c, refused(id, OTHER_CODE))
         }),
@@ -515,14 +529,14 @@ fn rows() -> Vec<Row> {
                     AttendanceKind::SignIn,
                     42,
                 );
-                *response = Response::sign(&DeviceKey::generate(), code, t);
+                *response = Response::sign(&DeviceKey::generate(), code, t, None, None);
             });
             single(c, refused(id, OTHER_CODE))
         }),
         ("sign-out code on a sign-in record", |fx| {
             let (c, id) = qr_case(fx, |fx, c, t, code, response, _, _| {
                 *code = ClassCode::sign(&fx.key, fx.device, c.id, d(), AttendanceKind::SignOut, 42);
-                *response = Response::sign(&DeviceKey::generate(), code, t);
+                *response = Response::sign(&DeviceKey::generate(), code, t, None, None);
             });
             single(c, refused(id, OTHER_CODE))
         }),
@@ -550,7 +564,7 @@ fn rows() -> Vec<Row> {
                         AttendanceKind::SignIn,
                         42,
                     );
-                    *response = Response::sign(&DeviceKey::generate(), code, t);
+                    *response = Response::sign(&DeviceKey::generate(), code, t, None, None);
                 });
                 single(
                     c,
@@ -572,7 +586,7 @@ fn rows() -> Vec<Row> {
                     AttendanceKind::SignIn,
                     42,
                 );
-                *response = Response::sign(&DeviceKey::generate(), code, t);
+                *response = Response::sign(&DeviceKey::generate(), code, t, None, None);
                 a.device = stranger;
             });
             single(
@@ -591,7 +605,7 @@ fn rows() -> Vec<Row> {
         }),
         ("response for another trainee", |fx| {
             let (c, id) = qr_case(fx, |_, _, _, code, response, _, _| {
-                *response = Response::sign(&DeviceKey::generate(), code, TraineeId::random());
+                *response = Response::sign(&DeviceKey::generate(), code, TraineeId::random(), None, None);
             });
             single(c, refused(id, "the response is for another trainee"))
         }),
@@ -599,13 +613,13 @@ fn rows() -> Vec<Row> {
             let (c, id) = qr_case(fx, |fx, c, t, _, response, _, _| {
                 let other =
                     ClassCode::sign(&fx.key, fx.device, c.id, d(), AttendanceKind::SignIn, 43);
-                *response = Response::sign(&DeviceKey::generate(), &other, t);
+                *response = Response::sign(&DeviceKey::generate(), &other, t, None, None);
             });
             single(c, refused(id, "the response answers another class code"))
         }),
         ("response signed with the coordinator's own key", |fx| {
             let (c, id) = qr_case(fx, |fx, _, t, code, response, _, _| {
-                *response = Response::sign(&fx.key, code, t);
+                *response = Response::sign(&fx.key, code, t, None, None);
             });
             single(
                 c,

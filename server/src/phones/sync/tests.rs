@@ -81,6 +81,7 @@ fn setup(p: &mut Phone<MemoryDocStore>) -> (ClassId, TraineeId) {
             subsidised: true,
             institution: None,
             instructors: vec![],
+            instructor_accounts: vec![],
             venue: None,
             first_day: day(0),
             last_day: day(4),
