@@ -87,6 +87,14 @@ pub fn electricians_class(
     }
 }
 
+fn key_bytes(hex: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex");
+    }
+    out
+}
+
 /// Makes an 18-digit ID number that passes GB 11643 from its first 17 digits.
 pub fn id_number(first17: &str) -> String {
     const W: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
@@ -150,6 +158,50 @@ impl CliPhone {
             .env("TZ", "America/New_York")
             .env_remove("SONGPEI_NOW");
         c
+    }
+
+    /// The phone's store opened in this process, as the app would open it.
+    pub fn open_core(&self) -> songpei_core::Phone<songpei_core::store::SqliteDocStore> {
+        let key = key_bytes(&self.key);
+        let store = songpei_core::store::SqliteDocStore::open(&self.store_file(), &key)
+            .expect("open store");
+        songpei_core::Phone::open(
+            store,
+            songpei_core::blind_index::BlindIndexKey::derive_from_store_key(&key),
+        )
+        .expect("open phone")
+    }
+
+    /// The phone's own signing key (what a modified app on it could sign with).
+    pub fn device_key(&self) -> songpei_core::device::DeviceKey {
+        use songpei_core::store::DocStore;
+        let key = key_bytes(&self.key);
+        let store = songpei_core::store::SqliteDocStore::open(&self.store_file(), &key)
+            .expect("open store");
+        let hex = store
+            .meta("device_key")
+            .expect("meta")
+            .expect("the phone has a key");
+        let bytes: Vec<u8> = (0..hex.len() / 2)
+            .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex"))
+            .collect();
+        songpei_core::device::DeviceKey::from_secret(&bytes).expect("key")
+    }
+
+    /// Registers `trainee_phone`'s key to `trainee` in `class`, in person: the trainee's phone shows
+    /// its claim, `instructor` witnesses it, this (coordinator's) phone files it. The instructor's
+    /// phone must hold the class (synced after the class named it).
+    pub fn register_trainee_phone(
+        &self,
+        instructor: &CliPhone,
+        trainee_phone: &CliPhone,
+        class: &str,
+        trainee: &str,
+    ) {
+        let claim = trainee_phone.ok(&["qr", "claim", "--trainee", trainee]);
+        let witnessed = instructor.ok(&["qr", "witness", &claim, "--class", class]);
+        let out = self.json(&["qr", "register", &witnessed]);
+        assert_eq!(out["registered"], true, "{out}");
     }
 
     /// Runs a command and returns its output, whatever the exit code.
@@ -441,6 +493,35 @@ impl ServerProcess {
             .find_map(|l| l.split(": ").nth(1).filter(|c| c.len() == 14))
             .unwrap_or_else(|| panic!("no code in {out}"))
             .to_owned()
+    }
+
+    /// Adds an account of `role` (coordinator or instructor) working in `villages`.
+    pub fn add_account(&self, username: &str, role: &str, villages: &[&str]) {
+        let mut args = vec!["account", "add", "--username", username, "--role", role];
+        for v in villages {
+            args.extend(["--village", v]);
+        }
+        self.admin_ok(&args);
+    }
+
+    /// Enrolls a phone to an existing account; returns its device id.
+    pub fn enroll_as(&self, phone: &CliPhone, username: &str) -> String {
+        let out = self.admin_ok(&["enroll-code", "--username", username]);
+        let code = out
+            .lines()
+            .find_map(|l| l.split(": ").nth(1).filter(|c| c.len() == 14))
+            .unwrap_or_else(|| panic!("no code in {out}"))
+            .to_owned();
+        let v = phone.json(&["enroll", "--server", &self.url, "--code", &code]);
+        v["device_id"].as_str().expect("device id").to_owned()
+    }
+
+    /// A new instructor account of `villages` with one enrolled phone.
+    pub fn instructor(&self, username: &str, villages: &[&str]) -> CliPhone {
+        self.add_account(username, "instructor", villages);
+        let phone = CliPhone::new();
+        self.enroll_as(&phone, username);
+        phone
     }
 
     /// Enrolls a phone as a new coordinator of `villages`; returns its device id.
