@@ -374,8 +374,9 @@ fn fix_bytes(fix: Option<Gps>) -> [u8; 10] {
         Some(g) => (
             (g.lat * 1e6).round() as i32,
             (g.lon * 1e6).round() as i32,
-            g.accuracy_m
-                .map_or(u16::MAX, |a| a.round().clamp(0.0, f64::from(u16::MAX - 1)) as u16),
+            g.accuracy_m.map_or(u16::MAX, |a| {
+                a.round().clamp(0.0, f64::from(u16::MAX - 1)) as u16
+            }),
         ),
         None => (NO_FIX, 0, u16::MAX),
     };

@@ -196,7 +196,13 @@ fn malformed_texts_are_refused_with_their_reason() {
     }
     // Every kind round-trips text → code → text.
     let (_, card) = district_key_and_card();
-    let resp = Response::sign(&DeviceKey::generate(), &code, TraineeId::random(), None, None);
+    let resp = Response::sign(
+        &DeviceKey::generate(),
+        &code,
+        TraineeId::random(),
+        None,
+        None,
+    );
     for c in [
         Code::ClassCode(code.clone()),
         Code::Response(resp),
@@ -235,7 +241,13 @@ fn encode45(b: &[u8]) -> String {
 #[test]
 fn no_single_bit_flip_of_any_code_is_accepted() {
     let code = signed_class_code();
-    let resp = Response::sign(&DeviceKey::generate(), &code, TraineeId::random(), None, None);
+    let resp = Response::sign(
+        &DeviceKey::generate(),
+        &code,
+        TraineeId::random(),
+        None,
+        None,
+    );
     let (district, card) = district_key_and_card();
     let pk = district.public_key();
     for original in [
@@ -503,7 +515,13 @@ fn a_wall_clock_two_years_ahead_does_not_change_freshness() {
 #[test]
 fn every_kind_of_code_survives_png_and_back() {
     let code = signed_class_code();
-    let resp = Response::sign(&DeviceKey::generate(), &code, TraineeId::random(), None, None);
+    let resp = Response::sign(
+        &DeviceKey::generate(),
+        &code,
+        TraineeId::random(),
+        None,
+        None,
+    );
     let (_, card) = district_key_and_card();
     for c in [
         Code::ClassCode(code),

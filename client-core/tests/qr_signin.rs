@@ -974,7 +974,9 @@ fn a_response_whose_signature_was_replaced_is_refused() {
     let rows: Vec<(&str, Response)> = vec![
         (
             "another key's signature of the same content",
-            with(&|r| r.signature = Response::sign(&someone, &code, s.trainees[0], None, None).signature),
+            with(&|r| {
+                r.signature = Response::sign(&someone, &code, s.trainees[0], None, None).signature
+            }),
         ),
         (
             "the signature of the same phone's answer to another code",

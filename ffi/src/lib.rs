@@ -472,13 +472,11 @@ impl SongpeiPhone {
                     trainee_id: trainee.to_string(),
                     class_id: class.to_string(),
                 },
-                qr::RegistrationOutcome::AlreadyRegistered { trainee, class } => {
-                    KeyRegistration {
-                        registered: false,
-                        trainee_id: trainee.to_string(),
-                        class_id: class.to_string(),
-                    }
-                }
+                qr::RegistrationOutcome::AlreadyRegistered { trainee, class } => KeyRegistration {
+                    registered: false,
+                    trainee_id: trainee.to_string(),
+                    class_id: class.to_string(),
+                },
             })
         })
     }

@@ -27,9 +27,9 @@
 
 mod cards;
 mod checks;
-mod witness;
 #[cfg(test)]
 mod tests;
+mod witness;
 
 pub(crate) use cards::card_key_set;
 pub(crate) use cards::{class_village, roster, rotate_card_key, sign_cards};

@@ -80,7 +80,9 @@ fn file_raw(server: &ServerProcess, coord: &CliPhone, class: &str, regs: &[Regis
         };
         for reg in regs {
             let id = reg.witnessed().map_or_else(|| "x".repeat(32), |w| w.id());
-            let e = tx.put_object(&keys, id.as_str(), ObjType::Map).expect("entry");
+            let e = tx
+                .put_object(&keys, id.as_str(), ObjType::Map)
+                .expect("entry");
             tx.put(&e, "witnessed", ScalarValue::Bytes(reg.witnessed.clone()))
                 .expect("put");
             tx.put(&e, "registrar", reg.registrar.to_string())
@@ -232,14 +234,26 @@ fn every_fraud_attempt_ends_unpaid_or_held_and_the_honest_paths_stay_paid(
         .expect("chen is an instructor of the village");
     assert_eq!(chen_named["named"], true, "{named}");
     let names = [
-        "honest", "lone", "same", "unassigned", "replay", "relay", "card_w", "a1", "a2", "a3",
+        "honest",
+        "lone",
+        "same",
+        "unassigned",
+        "replay",
+        "relay",
+        "card_w",
+        "a1",
+        "a2",
+        "a3",
     ];
     let t: BTreeMap<&str, String> = names
         .iter()
         .enumerate()
         .map(|(i, n)| {
             let id = coord.trainee(
-                &format!("学员{}", ["甲", "乙", "丙", "丁", "戊", "己", "庚", "辛", "壬", "癸"][i]),
+                &format!(
+                    "学员{}",
+                    ["甲", "乙", "丙", "丁", "戊", "己", "庚", "辛", "壬", "癸"][i]
+                ),
                 &id_number(&format!("4508021990010{}12", 10 + i)),
                 &["--poverty", "lifted"],
             );
@@ -254,7 +268,8 @@ fn every_fraud_attempt_ends_unpaid_or_held_and_the_honest_paths_stay_paid(
 
     // Honest registrations, in person: the trainee's phone shows its claim, chen witnesses it, the
     // coordinator's phone files it.
-    let phone: BTreeMap<&str, CliPhone> = names[..6].iter().map(|n| (*n, CliPhone::new())).collect();
+    let phone: BTreeMap<&str, CliPhone> =
+        names[..6].iter().map(|n| (*n, CliPhone::new())).collect();
     let honest_claim = phone["honest"].ok(&["qr", "claim", "--trainee", &t["honest"]]);
     let honest_witnessed = chen.ok(&["qr", "witness", &honest_claim, "--class", &class]);
     let filed = coord.json(&["qr", "register", &honest_witnessed]);
@@ -354,7 +369,9 @@ fn every_fraud_attempt_ends_unpaid_or_held_and_the_honest_paths_stay_paid(
             &coord,
             up + 8_000,
             Some(&w),
-            &["--json", "qr", "scan", &response, "--lat", &lat, "--lon", &lon],
+            &[
+                "--json", "qr", "scan", &response, "--lat", &lat, "--lon", &lon,
+            ],
         )))
         .expect("json");
         assert_eq!(out["recorded"], true, "{name}: {out}");
@@ -383,7 +400,9 @@ fn every_fraud_attempt_ends_unpaid_or_held_and_the_honest_paths_stay_paid(
             .expect("texts")
             .iter()
             .filter_map(|x| x.as_str())
-            .find(|x| matches!(Code::parse(x), Ok(Code::Card(c)) if c.trainee.to_string() == trainee))
+            .find(
+                |x| matches!(Code::parse(x), Ok(Code::Card(c)) if c.trainee.to_string() == trainee),
+            )
             .expect("a card")
             .to_owned()
     };
@@ -394,8 +413,18 @@ fn every_fraud_attempt_ends_unpaid_or_held_and_the_honest_paths_stay_paid(
             1_400_000 + k as i64 * 10_000,
             Some(&w),
             &[
-                "--json", "qr", "scan", &card_of(&t[name]), "--class", &class, "--day", &day,
-                "--lat", &lat, "--lon", &lon,
+                "--json",
+                "qr",
+                "scan",
+                &card_of(&t[name]),
+                "--class",
+                &class,
+                "--day",
+                &day,
+                "--lat",
+                &lat,
+                "--lon",
+                &lon,
             ],
         )))
         .expect("json");
@@ -410,8 +439,18 @@ fn every_fraud_attempt_ends_unpaid_or_held_and_the_honest_paths_stay_paid(
         1_500_000,
         Some(&wall(11)),
         &[
-            "--json", "qr", "scan", &card_of(&t["card_w"]), "--class", &class, "--day", &day,
-            "--lat", &lat, "--lon", &lon,
+            "--json",
+            "qr",
+            "scan",
+            &card_of(&t["card_w"]),
+            "--class",
+            &class,
+            "--day",
+            &day,
+            "--lat",
+            &lat,
+            "--lon",
+            &lon,
         ],
     )))
     .expect("json");
@@ -453,7 +492,12 @@ fn every_fraud_attempt_ends_unpaid_or_held_and_the_honest_paths_stay_paid(
             &["relayed"],
             0,
         ),
-        ("a card the instructor scanned too", &record["card_w"], &[], 1),
+        (
+            "a card the instructor scanned too",
+            &record["card_w"],
+            &[],
+            1,
+        ),
         ("the instructor's scan of that card", &chen_record, &[], 1),
         ("a card within 20% of the sign-in", &record["a1"], &[], 1),
         ("a second card within 20%", &record["a2"], &[], 1),
@@ -472,8 +516,14 @@ fn every_fraud_attempt_ends_unpaid_or_held_and_the_honest_paths_stay_paid(
     }
     // Each refused registration says why.
     for (trainee, why) in [
-        ("same", "the witness and the filing phone belong to the same account"),
-        ("unassigned", "the witness is not an instructor of this class"),
+        (
+            "same",
+            "the witness and the filing phone belong to the same account",
+        ),
+        (
+            "unassigned",
+            "the witness is not an instructor of this class",
+        ),
         ("replay", "the witness's signature does not verify"),
     ] {
         assert_eq!(

@@ -100,8 +100,17 @@ fn row_of(
         .expect("checked")
 }
 
-/// A class held today (China time) in village A, its hours around now, at a venue with a fix.
-fn class_today(phone: &CliPhone) -> (String, String) {
+/// An instructor of village A with a phone, known to `coord` (which syncs to learn of them).
+fn instructor(server: &ServerProcess, coord: &CliPhone) -> (CliPhone, String) {
+    let name = format!("i{}", rand::random::<u32>());
+    let phone = server.instructor(&name, &[VILLAGE_A]);
+    ok(at(coord, 500, None, None, &["sync"]));
+    (phone, name)
+}
+
+/// A class held today (China time) in village A, its hours around now, at a venue with a fix,
+/// naming `instructor`'s account.
+fn class_today(phone: &CliPhone, instructor: &str) -> (String, String) {
     let local = Utc::now() + Duration::hours(8);
     let day = local.format("%Y-%m-%d").to_string();
     let start = format!("{:02}:00", local.hour().saturating_sub(1));
@@ -132,6 +141,8 @@ fn class_today(phone: &CliPhone) -> (String, String) {
         "23.1",
         "--lon",
         "109.6",
+        "--instructor-account",
+        instructor,
     ]);
     (id, day)
 }
@@ -139,10 +150,13 @@ fn class_today(phone: &CliPhone) -> (String, String) {
 fn flow_a_offline_cards_and_the_server_checks_every_proof(
     start: &dyn Fn(Option<&str>) -> ServerProcess,
 ) {
-    let server = start(None);
+    // Every card scan counts alone here (ADR 0007's share is tested in `fraud`): this is about the
+    // proofs.
+    let server = start(Some("[signin]\ncard_share_percent = 100\n"));
     let coord = CliPhone::new();
     server.enroll(&coord, &[VILLAGE_A]);
-    let (class, day) = class_today(&coord);
+    let (chen, chen_name) = instructor(&server, &coord);
+    let (class, day) = class_today(&coord, &chen_name);
     let names = ["张三", "李四", "王五", "赵六"];
     let trainees: Vec<String> = names
         .iter()
@@ -155,9 +169,12 @@ fn flow_a_offline_cards_and_the_server_checks_every_proof(
         .collect();
     // The coordinator syncs once: the server's time and the district's card keys arrive.
     ok(at(&coord, 1_000_000, None, None, &["sync"]));
+    // The trainee's phone key is registered to the trainee in person.
+    ok(at(&chen, 1, None, None, &["sync"]));
+    let trainee_phone = CliPhone::new();
+    coord.register_trainee_phone(&chen, &trainee_phone, &class, &trainees[0]);
 
     // Flow A, offline: nothing below talks to the server.
-    let trainee_phone = CliPhone::new();
     let code = ok(at(
         &coord,
         1_010_000,
@@ -431,11 +448,15 @@ fn a_phone_clock_two_years_ahead_is_corrected() {
     let server = ServerProcess::start();
     let coord = CliPhone::new();
     server.enroll(&coord, &[VILLAGE_A]);
-    let (class, day) = class_today(&coord);
+    let (chen, chen_name) = instructor(&server, &coord);
+    let (class, day) = class_today(&coord, &chen_name);
     let t = coord.trainee("钱七", &id_number("45080219900101321"), &[]);
     coord.ok(&["enrol", &class, &t]);
     let ahead = (Utc::now() + Duration::days(730)).to_rfc3339();
     ok(at(&coord, 5_000, Some(&ahead), None, &["sync"]));
+    ok(at(&chen, 1, None, None, &["sync"]));
+    let trainee_phone = CliPhone::new();
+    coord.register_trainee_phone(&chen, &trainee_phone, &class, &t);
     let code = ok(at(
         &coord,
         6_000,
@@ -443,7 +464,6 @@ fn a_phone_clock_two_years_ahead_is_corrected() {
         None,
         &["qr", "class-code", "--class", &class, "--day", &day],
     ));
-    let trainee_phone = CliPhone::new();
     let resp = ok(at(
         &trainee_phone,
         1,

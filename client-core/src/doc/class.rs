@@ -148,10 +148,18 @@ pub(crate) fn add_registration(
         return Ok(());
     }
     let entry = tx.put_object(&keys, id, automerge::ObjType::Map)?;
-    tx.put(&entry, "witnessed", ScalarValue::Bytes(reg.witnessed.clone()))?;
+    tx.put(
+        &entry,
+        "witnessed",
+        ScalarValue::Bytes(reg.witnessed.clone()),
+    )?;
     tx.put(&entry, "registrar", reg.registrar.to_string())?;
     tx.put(&entry, "at", ScalarValue::Timestamp(reg.at_ms))?;
-    tx.put(&entry, "signature", ScalarValue::Bytes(reg.signature.clone()))?;
+    tx.put(
+        &entry,
+        "signature",
+        ScalarValue::Bytes(reg.signature.clone()),
+    )?;
     Ok(())
 }
 

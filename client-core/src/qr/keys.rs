@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::signin::remembered_trainee;
 use super::{
-    Code, KIND_KEY_CLAIM, KIND_WITNESSED, KEY_CLAIM_PURPOSE, PK, QrError, SIG, WITNESSED_PURPOSE,
+    Code, KEY_CLAIM_PURPOSE, KIND_KEY_CLAIM, KIND_WITNESSED, PK, QrError, SIG, WITNESSED_PURPOSE,
     day_bytes, hash, header_v2, pk_array, responder_of, text_of,
 };
 use crate::device::{self, DeviceKey};
@@ -372,7 +372,12 @@ impl<S: DocStore> Phone<S> {
                 account: format!("device:{device}"),
                 public_key: key.public_key(),
                 instructor: false,
-                villages: self.profile().villages.iter().map(|v| v.to_string()).collect(),
+                villages: self
+                    .profile()
+                    .villages
+                    .iter()
+                    .map(|v| v.to_string())
+                    .collect(),
             }));
         }
         Ok(None)
@@ -398,7 +403,12 @@ impl<S: DocStore> Phone<S> {
 
     /// On an instructor's phone: witnesses the key claim of a trainee standing in front of the
     /// instructor, for a class whose instructors include this phone's account.
-    pub fn witness(&mut self, claim_text: &str, class: ClassId, day: NaiveDate) -> Result<Witnessed> {
+    pub fn witness(
+        &mut self,
+        claim_text: &str,
+        class: ClassId,
+        day: NaiveDate,
+    ) -> Result<Witnessed> {
         let claim = match super::scan(claim_text)? {
             super::Scanned::KeyClaim(c) => c,
             other => {
@@ -462,9 +472,7 @@ impl<S: DocStore> Phone<S> {
         for d in [w.witness, me] {
             known.insert(d, self.signer(&set, d)?);
         }
-        if let Err(why) =
-            registration_problem(&reg, &plan, |d| known.get(&d).cloned().flatten())
-        {
+        if let Err(why) = registration_problem(&reg, &plan, |d| known.get(&d).cloned().flatten()) {
             return Err(QrError::NotRegistrable(why).into());
         }
         let (_, chunk) = self.change(w.class.into(), |tx| {

@@ -1225,3 +1225,232 @@ fn a_card_of_a_trainee_not_enrolled_in_the_class_is_refused() {
     }
     assert!(attendance(&mut s.phone, s.class).is_empty());
 }
+
+/// The sizes and QR versions README and ADRs 0004 and 0007 state, at error correction M.
+#[test]
+fn every_kind_has_its_documented_size_and_qr_version() {
+    let claim = KeyClaim::sign(&key(2), TraineeId::from(Uuid::from_u128(0x71)));
+    let witnessed = Witnessed::sign(
+        &key(4),
+        claim.clone(),
+        ClassId::from(Uuid::from_u128(0xc1)),
+        day(),
+        DeviceId::from(Uuid::from_u128(0xd2)),
+    );
+    let rows: [(&str, Vec<u8>, usize, i16); 5] = [
+        ("class code", sample_class_code().to_bytes(), 141, 8),
+        ("response", sample_response().to_bytes(), 166, 9),
+        ("card", sample_card().to_bytes(), 95, 6),
+        ("key claim", claim.to_bytes(), 116, 7),
+        ("witnessed claim", witnessed.to_bytes(), 216, 11),
+    ];
+    for (what, bytes, len, version) in rows {
+        assert_eq!(bytes.len(), len, "{what}: bytes");
+        let text = text_of(&bytes);
+        let qr = qrcode::QrCode::with_error_correction_level(text.as_bytes(), qrcode::EcLevel::M)
+            .expect("fits a QR code");
+        assert_eq!(
+            qr.version(),
+            qrcode::Version::Normal(version),
+            "{what}: {} characters",
+            text.len()
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// ADR 0007: a registration is taken only when every rule holds; one row per rule.
+
+/// A class naming instructor account `inst`, with trainee 0x71 enrolled, in `VILLAGE`.
+fn registration_class() -> crate::domain::Class {
+    use crate::catalog::ClassStatus;
+    let trainee = TraineeId::from(Uuid::from_u128(0x71));
+    crate::domain::Class {
+        id: ClassId::from(Uuid::from_u128(0xc1)),
+        district: district(),
+        village: crate::ids::VillageCode::parse(VILLAGE).expect("village"),
+        title: "t".into(),
+        occupation: "电工".into(),
+        level: Level::Junior,
+        training_type: TrainingType::EmploymentSkills,
+        subsidised: true,
+        institution: None,
+        instructors: Default::default(),
+        instructor_accounts: ["inst".to_owned()].into_iter().collect(),
+        venue: None,
+        first_day: day(),
+        last_day: day(),
+        daily_hours: None,
+        starts_at: None,
+        sign_out_required: false,
+        planned_size: None,
+        status: ClassStatus::Running,
+        roster: [(
+            trainee,
+            crate::domain::Enrolment {
+                trainee,
+                enrolled_at_ms: 0,
+            },
+        )]
+        .into_iter()
+        .collect(),
+        attendance: Default::default(),
+        completion: Default::default(),
+        registrations: Default::default(),
+    }
+}
+
+fn signer(account: &str, k: &DeviceKey, instructor: bool, villages: &[&str]) -> Signer {
+    Signer {
+        account: account.into(),
+        public_key: k.public_key(),
+        instructor,
+        villages: villages.iter().map(|v| (*v).to_owned()).collect(),
+    }
+}
+
+#[test]
+fn a_registration_is_taken_only_when_every_rule_holds() {
+    let class = registration_class();
+    let trainee = TraineeId::from(Uuid::from_u128(0x71));
+    let (trainee_key, witness_key, filer_key) = (key(20), key(21), key(22));
+    let (witness, filer) = (
+        DeviceId::from(Uuid::from_u128(0xd21)),
+        DeviceId::from(Uuid::from_u128(0xd22)),
+    );
+    let claim = KeyClaim::sign(&trainee_key, trainee);
+    let good_w = || Witnessed::sign(&witness_key, claim.clone(), class.id, day(), witness);
+    let file = |w: &Witnessed| Registration::sign(&filer_key, w.to_bytes(), filer, NOW_MS);
+    let instructor = || signer("inst", &witness_key, true, &[VILLAGE]);
+    let coordinator = || signer("coord", &filer_key, false, &[VILLAGE]);
+    type Made = (Registration, Option<Signer>, Option<Signer>);
+    #[allow(clippy::type_complexity)]
+    let rows: Vec<(&str, Box<dyn Fn() -> Made + '_>, Result<(), &str>)> = vec![
+        (
+            "every rule holds",
+            Box::new(|| (file(&good_w()), Some(instructor()), Some(coordinator()))),
+            Ok(()),
+        ),
+        (
+            "not a witnessed claim",
+            Box::new(|| {
+                let mut r = file(&good_w());
+                r.witnessed = claim.to_bytes();
+                (r, Some(instructor()), Some(coordinator()))
+            }),
+            Err("the witnessed claim cannot be read"),
+        ),
+        (
+            "the claim re-signed by another key",
+            Box::new(|| {
+                let mut w = good_w();
+                w.claim.signature = KeyClaim::sign(&key(23), trainee).signature;
+                (file(&w), Some(instructor()), Some(coordinator()))
+            }),
+            Err("the trainee phone's claim does not verify"),
+        ),
+        (
+            "witnessed for another class",
+            Box::new(|| {
+                let w = Witnessed::sign(
+                    &witness_key,
+                    claim.clone(),
+                    ClassId::from(Uuid::from_u128(0xc2)),
+                    day(),
+                    witness,
+                );
+                (file(&w), Some(instructor()), Some(coordinator()))
+            }),
+            Err("the witness signed for another class"),
+        ),
+        (
+            "a trainee not on the roster",
+            Box::new(|| {
+                let other = KeyClaim::sign(&trainee_key, TraineeId::from(Uuid::from_u128(0x72)));
+                let w = Witnessed::sign(&witness_key, other, class.id, day(), witness);
+                (file(&w), Some(instructor()), Some(coordinator()))
+            }),
+            Err("the trainee is not on the class's roster"),
+        ),
+        (
+            "a witness phone not enrolled",
+            Box::new(|| (file(&good_w()), None, Some(coordinator()))),
+            Err("the witness's phone is not an enrolled phone"),
+        ),
+        (
+            "signed by another key than the witness phone's",
+            Box::new(|| {
+                let w = Witnessed::sign(&key(24), claim.clone(), class.id, day(), witness);
+                (file(&w), Some(instructor()), Some(coordinator()))
+            }),
+            Err("the witness's signature does not verify"),
+        ),
+        (
+            "a witness who is not an instructor",
+            Box::new(|| {
+                let s = signer("inst", &witness_key, false, &[VILLAGE]);
+                (file(&good_w()), Some(s), Some(coordinator()))
+            }),
+            Err("the witness is not an instructor"),
+        ),
+        (
+            "an instructor the class does not name",
+            Box::new(|| {
+                let s = signer("other", &witness_key, true, &[VILLAGE]);
+                (file(&good_w()), Some(s), Some(coordinator()))
+            }),
+            Err("the witness is not an instructor of this class"),
+        ),
+        (
+            "an instructor of another village",
+            Box::new(|| {
+                let s = signer("inst", &witness_key, true, &["450802101202"]);
+                (file(&good_w()), Some(s), Some(coordinator()))
+            }),
+            Err("the witness does not work in the class's village"),
+        ),
+        (
+            "a filing phone not enrolled",
+            Box::new(|| (file(&good_w()), Some(instructor()), None)),
+            Err("the filing phone is not an enrolled phone"),
+        ),
+        (
+            "a filing signature by another key",
+            Box::new(|| {
+                let r = Registration::sign(&key(25), good_w().to_bytes(), filer, NOW_MS);
+                (r, Some(instructor()), Some(coordinator()))
+            }),
+            Err("the filing phone's signature does not verify"),
+        ),
+        (
+            "witness and filing phone of one account",
+            Box::new(|| {
+                let s = signer("inst", &filer_key, true, &[VILLAGE]);
+                (file(&good_w()), Some(instructor()), Some(s))
+            }),
+            Err("the witness and the filing phone belong to the same account"),
+        ),
+        (
+            "a filing account of another village",
+            Box::new(|| {
+                let s = signer("coord", &filer_key, false, &["450802101202"]);
+                (file(&good_w()), Some(instructor()), Some(s))
+            }),
+            Err("the filing phone's account does not work in the class's village"),
+        ),
+    ];
+    for (what, make, want) in rows {
+        let (reg, w, f) = make();
+        let got = registration_problem(&reg, &class, |d| {
+            if d == witness {
+                w.clone()
+            } else if d == filer {
+                f.clone()
+            } else {
+                None
+            }
+        })
+        .map(|_| ());
+        assert_eq!(got, want, "{what}");
+    }
+}

@@ -46,8 +46,8 @@ class Server:
         )
         return out.stdout
 
-    def enrollment_code(self, username):
-        self.admin("account", "add", "--username", username, "--role", "coordinator", "--village", VILLAGE)
+    def enrollment_code(self, username, role="coordinator"):
+        self.admin("account", "add", "--username", username, "--role", role, "--village", VILLAGE)
         out = self.admin("enroll-code", "--username", username)
         for line in out.splitlines():
             if line.startswith("enrollment code for"):

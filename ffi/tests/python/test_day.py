@@ -83,8 +83,14 @@ def test_a_whole_day(server, tmp):
     assert enrolled.villages == [VILLAGE]
     assert coord.is_set_up()
 
+    # The class's instructor, with a phone of their own.
+    instructor = sp.SongpeiPhone.open(str(tmp / "instructor.db"), key())
+    asyncio.run(instructor.enroll(server.url, server.enrollment_code("chen", "instructor")))
+    asyncio.run(coord.sync(None))
+    assert [i.username for i in coord.instructors()] == ["chen"]
+
     day = china_now().strftime("%Y-%m-%d")
-    cls = coord.create_class(class_input(day))
+    cls = coord.create_class(sp.ClassInput(**{**class_input(day).__dict__, "instructor_accounts": ["chen"]}))
     t1 = coord.add_trainee(trainee_input(NAME, ID_NUMBER, "脱贫户"))
     t2 = coord.add_trainee(trainee_input("李建国", "450802197911230037", None))
     decision = coord.enrol(cls, t1)
@@ -98,18 +104,31 @@ def test_a_whole_day(server, tmp):
     summary = asyncio.run(coord.sync(None))
     assert summary.docs_pushed >= 4
 
-    # QR sign-in between two phones, offline.
+    # The trainee's phone key is registered to the trainee in person: the trainee's phone shows its
+    # claim, the instructor witnesses it, the coordinator's phone files it.
+    asyncio.run(instructor.sync(None))
     trainee_phone = sp.SongpeiPhone.open(str(tmp / "trainee.db"), key())
+    claim = trainee_phone.key_claim(t1)
+    assert isinstance(sp.scan(claim.text), sp.ScannedCode.KEY_CLAIM)
+    witnessed = instructor.witness(claim.text, cls, day)
+    assert sp.scan(witnessed.text).class_id == cls
+    with pytest.raises(sp.SongpeiError.BadInput):
+        coord.witness(claim.text, cls, day)
+    filed = coord.register_key(witnessed.text)
+    assert filed.registered and filed.trainee_id == t1
+
+    # QR sign-in between two phones, offline.
     code = coord.class_code(cls, day, sp.SignKind.IN)
     assert code.text.startswith("SP:")
     assert sp.decode_image(code.png) == [code.text]
     scanned = sp.scan(code.text)
     assert isinstance(scanned, sp.ScannedCode.CLASS_CODE)
     assert scanned.class_id == cls
-    answer = trainee_phone.respond(code.text, t1)
+    answer = trainee_phone.respond(code.text, t1, sp.GpsFix(lat=23.1002, lon=109.6, accuracy_m=20.0))
     assert sp.scan(answer.text).trainee_id == t1
     result = coord.accept(answer.text, sp.GpsFix(lat=23.1001, lon=109.6001, accuracy_m=10.0), None, None, sp.SignKind.IN)
     assert result.recorded and result.trainee_id == t1 and result.time_verified
+    assert result.key_registered
     again = coord.accept(answer.text, None, None, None, sp.SignKind.IN)
     assert not again.recorded
 

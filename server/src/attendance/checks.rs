@@ -4,10 +4,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::config::SigninRules;
 use super::cards::card_key_set;
 use super::witness;
 use crate::args;
+use crate::config::SigninRules;
 use crate::db::{DbError, Sql};
 use chrono::{NaiveDate, NaiveTime, TimeZone};
 use serde::Serialize;

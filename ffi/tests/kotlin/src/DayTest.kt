@@ -70,8 +70,8 @@ class Server(root: File) {
         return out
     }
 
-    fun enrollmentCode(username: String): String {
-        admin("account", "add", "--username", username, "--role", "coordinator", "--village", VILLAGE)
+    fun enrollmentCode(username: String, role: String = "coordinator"): String {
+        admin("account", "add", "--username", username, "--role", role, "--village", VILLAGE)
         return admin("enroll-code", "--username", username).lines()
             .first { it.startsWith("enrollment code for") }
             .substringAfter(": ").trim()
@@ -125,8 +125,16 @@ fun main(args: Array<String>) {
         expect(e.district == "450802" && e.villages == listOf(VILLAGE), "district and villages: $e")
         expect(coord.isSetUp(), "set up after enrollment")
     }
+    val instructor = SongpeiPhone.open(File(tmp, "instructor.db").path, key())
+    check("the class's instructor enrolls a phone of their own") {
+        runBlocking { instructor.enroll(server.url, server.enrollmentCode("chen", "instructor")) }
+        runBlocking { coord.sync(null) }
+        expect(coord.instructors().map { it.username } == listOf("chen"), "instructors: ${coord.instructors()}")
+    }
     check("plan a class, register and enrol trainees") {
-        cls = coord.createClass(classInput(day, maxOf(china.hour - 1, 0)))
+        cls = coord.createClass(
+            classInput(day, maxOf(china.hour - 1, 0)).copy(instructorAccounts = listOf("chen"))
+        )
         t1 = coord.addTrainee(traineeInput(NAME, ID_NUMBER, "脱贫户"))
         t2 = coord.addTrainee(traineeInput("李建国", "450802197911230037", null))
         val s = coord.enrol(cls, t1)
@@ -138,15 +146,24 @@ fun main(args: Array<String>) {
         val s = runBlocking { coord.sync(null) }
         expect(s.docsPushed >= 4u, "pushed: $s")
     }
+    val trainee = SongpeiPhone.open(File(tmp, "trainee.db").path, key())
+    check("the trainee's phone key is registered in person") {
+        runBlocking { instructor.sync(null) }
+        val claim = trainee.keyClaim(t1)
+        expect(scan(claim.text) is ScannedCode.KeyClaim, "a key claim")
+        val witnessed = instructor.witness(claim.text, cls, day)
+        val filed = coord.registerKey(witnessed.text)
+        expect(filed.registered && filed.traineeId == t1, "registered: $filed")
+    }
     check("QR sign-in between two phones") {
-        val trainee = SongpeiPhone.open(File(tmp, "trainee.db").path, key())
         val code = coord.classCode(cls, day, SignKind.IN)
         expect(decodeImage(code.png) == listOf(code.text), "the PNG decodes to the code")
         val scanned = scan(code.text)
         expect(scanned is ScannedCode.ClassCode && scanned.classId == cls, "scan: $scanned")
-        val answer = trainee.respond(code.text, t1)
+        val answer = trainee.respond(code.text, t1, GpsFix(23.1002, 109.6, 20.0))
         val r = coord.accept(answer.text, GpsFix(23.1001, 109.6001, 10.0), null, null, SignKind.IN)
         expect(r.recorded && r.traineeId == t1 && r.timeVerified, "recorded: $r")
+        expect(r.keyRegistered == true, "the key is registered: $r")
         expect(!coord.accept(answer.text, null, null, null, SignKind.IN).recorded, "not twice")
     }
     check("the class page counts the day and the allowance") {

@@ -117,7 +117,9 @@ impl Fixture {
         let held = self
             .store
             .conn_mut()
-            .transaction(|tx| -> Result<_, DbError> { check_class(tx, class, TEN + 60 * MIN, &ALL_CARDS) })
+            .transaction(|tx| -> Result<_, DbError> {
+                check_class(tx, class, TEN + 60 * MIN, &ALL_CARDS)
+            })
             .expect("check");
         let conn = self.store.conn();
         let all = flags(conn, Some(&class.id.to_string())).expect("flags");

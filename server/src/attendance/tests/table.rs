@@ -167,7 +167,9 @@ impl Fx {
         let held = self
             .store
             .conn_mut()
-            .transaction(|tx| -> Result<_, DbError> { check_class(tx, class, ten() + HOUR, &rules) })
+            .transaction(|tx| -> Result<_, DbError> {
+                check_class(tx, class, ten() + HOUR, &rules)
+            })
             .expect("check_class");
         let unpaid: BTreeSet<String> = checked(self.store.conn(), &class.id.to_string())
             .expect("checked")
@@ -605,7 +607,13 @@ fn rows() -> Vec<Row> {
         }),
         ("response for another trainee", |fx| {
             let (c, id) = qr_case(fx, |_, _, _, code, response, _, _| {
-                *response = Response::sign(&DeviceKey::generate(), code, TraineeId::random(), None, None);
+                *response = Response::sign(
+                    &DeviceKey::generate(),
+                    code,
+                    TraineeId::random(),
+                    None,
+                    None,
+                );
             });
             single(c, refused(id, "the response is for another trainee"))
         }),

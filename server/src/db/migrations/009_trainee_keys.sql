@@ -13,7 +13,7 @@ CREATE TABLE trainee_keys (
     problem         TEXT,
     PRIMARY KEY (class_id, registration_id)
 ) STRICT, WITHOUT ROWID;
-CREATE INDEX trainee_keys_key ON trainee_keys (trainee_id, responder);
+CREATE INDEX trainee_keys_by_trainee ON trainee_keys (trainee_id, responder);
 
 -- What a response says of the trainee's phone: how far its own fix was from the recording phone's
 -- (when both had one) and its time since boot.

@@ -12,7 +12,7 @@ CREATE TABLE trainee_keys (
     problem         TEXT,
     PRIMARY KEY (class_id, registration_id)
 );
-CREATE INDEX trainee_keys_key ON trainee_keys (trainee_id, responder);
+CREATE INDEX trainee_keys_by_trainee ON trainee_keys (trainee_id, responder);
 
 ALTER TABLE attendance_checks ADD COLUMN responder_distance_m DOUBLE PRECISION;
 ALTER TABLE attendance_checks ADD COLUMN responder_uptime_ms BIGINT;
