@@ -112,6 +112,9 @@ const CODES = {
     phone_many_trainees: ['一部手机多人签到', 'one phone, many trainees'], far_from_venue:
       ['远离培训地点', 'far from the venue'], too_fast: ['签到过快', 'too fast'],
     clock_mismatch: ['手机时钟偏差', 'phone clock off'],
+    unregistered_key: ['学员手机未登记', 'trainee phone not registered'],
+    relayed: ['签到码疑被转发', 'class code relayed'],
+    card_unwitnessed: ['签到卡无讲师复核', 'card without an instructor'],
   },
   kind: { in: ['签到', 'sign-in'], out: ['签退', 'sign-out'] },
   method: { qr: ['扫码', 'QR'], hand: ['手工补录', 'by hand'], card: ['签到卡', 'card'] },
