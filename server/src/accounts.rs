@@ -560,22 +560,17 @@ pub(crate) fn instructors_of(
         i.villages.push(village);
     }
     by_account.retain(|_, i| i.villages.iter().any(|v| villages.contains(v)));
-    for i in by_account.values_mut() {
-        let devices: Vec<(String, Vec<u8>)> = db.query_map(
-            "SELECT id, public_key FROM devices WHERE account_id = ?1 AND revoked_at IS NULL
-             ORDER BY id",
-            args![&i.account],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        i.devices = devices
-            .into_iter()
-            .filter_map(|(id, public_key)| {
-                Some(InstructorDevice {
-                    id: id.parse().ok()?,
-                    public_key,
-                })
-            })
-            .collect();
+    let devices: Vec<(String, String, Vec<u8>)> = db.query_map(
+        "SELECT d.account_id, d.id, d.public_key FROM devices d
+         JOIN accounts a ON a.id = d.account_id
+         WHERE a.role = 'instructor' AND d.revoked_at IS NULL ORDER BY d.id",
+        args![],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    for (account, id, public_key) in devices {
+        if let (Some(i), Ok(id)) = (by_account.get_mut(&account), id.parse()) {
+            i.devices.push(InstructorDevice { id, public_key });
+        }
     }
     Ok(InstructorSet::new(by_account.into_values().collect()))
 }

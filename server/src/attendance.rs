@@ -19,7 +19,7 @@
 //! | `clock_mismatch` | the phone's clock was more than 10 minutes off (informational) |
 //! | `unregistered_key` | a response signed by a key not registered to its trainee in person (ADR 0007) |
 //! | `relayed` | the trainee phone's own fix was more than 1 km (plus both fixes' accuracy, 500 m each at most) from the recording phone's (or the venue's) |
-//! | `card_unwitnessed` | a card scan no instructor of the class scanned too, past `[signin] card_share_percent` of the sign-in's trainees |
+//! | `card_unwitnessed` | a card scan no instructor of the class scanned too, past `[signin] card_share_percent` of the sign-in's trainees paid by phone or on cards |
 //!
 //! Trainee keys and card co-signatures are in `witness`: a registration or a co-signature that
 //! arrives after the records it vouches for lifts their flag (within the class document it

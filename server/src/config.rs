@@ -60,8 +60,9 @@ impl Default for Limits {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SigninRules {
-    /// Of a sign-in's trainees (one class, day, and sign-in or sign-out), the share in percent whose
-    /// card may be scanned by one phone alone and still count without review; card scans past it
+    /// Of a sign-in's trainees (one class, day, and sign-in or sign-out) paid by phone or on cards,
+    /// the share in percent whose card may be scanned by one phone alone and still count without
+    /// review; card scans past it
     /// wait for review unless an instructor of the class scanned the same card too.
     pub card_share_percent: u32,
 }

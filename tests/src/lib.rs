@@ -95,6 +95,50 @@ fn key_bytes(hex: &str) -> [u8; 32] {
     out
 }
 
+/// Runs a CLI command on `phone` with the time since boot `uptime_ms` (and optionally a wall clock
+/// and a boot id).
+pub fn at(
+    phone: &CliPhone,
+    uptime_ms: i64,
+    wall: Option<&str>,
+    boot: Option<&str>,
+    args: &[&str],
+) -> std::process::Output {
+    let mut c = phone.command(args);
+    c.env("SONGPEI_UPTIME_MS", uptime_ms.to_string())
+        .env("SONGPEI_BOOT_ID", boot.unwrap_or("boot-a"));
+    if let Some(w) = wall {
+        c.env("SONGPEI_NOW", w);
+    }
+    c.output().expect("run songpei")
+}
+
+/// The trimmed stdout of a command that must succeed.
+pub fn ok(out: std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned()
+}
+
+/// Asserts a command was refused (exit 2) with `needle` in its error.
+pub fn refused(out: std::process::Output, needle: &str) {
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "expected a refusal; stdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(needle), "{needle:?} not in {err:?}");
+}
+
 /// Makes an 18-digit ID number that passes GB 11643 from its first 17 digits.
 pub fn id_number(first17: &str) -> String {
     const W: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];

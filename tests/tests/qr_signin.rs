@@ -15,49 +15,7 @@ use songpei_core::qr::Code;
 use songpei_core::store::SqliteDocStore;
 use songpei_core::sync::changes::pack;
 use songpei_core::sync::protocol::{Cursor, PROTOCOL_VERSION, Push, SyncRequest, encode, to_wire};
-use songpei_tests::{CliPhone, ServerProcess, VILLAGE_A, id_number};
-
-/// Runs a CLI command on `phone` with the time since boot `uptime_ms` (and optionally a wall clock
-/// and a boot id).
-fn at(
-    phone: &CliPhone,
-    uptime_ms: i64,
-    wall: Option<&str>,
-    boot: Option<&str>,
-    args: &[&str],
-) -> std::process::Output {
-    let mut c = phone.command(args);
-    c.env("SONGPEI_UPTIME_MS", uptime_ms.to_string())
-        .env("SONGPEI_BOOT_ID", boot.unwrap_or("boot-a"));
-    if let Some(w) = wall {
-        c.env("SONGPEI_NOW", w);
-    }
-    c.output().expect("run songpei")
-}
-
-fn ok(out: std::process::Output) -> String {
-    assert!(
-        out.status.success(),
-        "failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_owned()
-}
-
-fn refused(out: std::process::Output, needle: &str) {
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "expected a refusal; stdout: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(needle), "{needle:?} not in {err:?}");
-}
+use songpei_tests::{CliPhone, ServerProcess, VILLAGE_A, at, id_number, ok, refused};
 
 fn flags(server: &ServerProcess, class: &str) -> Vec<serde_json::Value> {
     let out = server.admin_ok(&["flags", "--class", class, "--json"]);

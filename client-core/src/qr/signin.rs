@@ -338,29 +338,13 @@ impl<S: DocStore> Phone<S> {
         };
         let at_ms = self.now_ms();
         let gps = crate::phone::check_gps(gps)?;
-        let outcome = self.record_signin_at(
+        let mut outcome = self.record_signin_at(
             code.class, r.trainee, code.day, code.kind, method, gps, at_ms,
         )?;
-        Ok(match outcome {
-            SignInOutcome::Recorded {
-                attendance,
-                trainee,
-                class,
-                day,
-                kind,
-                time_verified,
-                ..
-            } => SignInOutcome::Recorded {
-                attendance,
-                trainee,
-                class,
-                day,
-                kind,
-                time_verified,
-                key_registered: Some(self.key_registered(trainee, &r.public_key)?),
-            },
-            other => other,
-        })
+        if let SignInOutcome::Recorded { key_registered, .. } = &mut outcome {
+            *key_registered = Some(self.key_registered(r.trainee, &r.public_key)?);
+        }
+        Ok(outcome)
     }
 
     fn accept_card(

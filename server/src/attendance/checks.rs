@@ -554,7 +554,7 @@ pub(crate) fn check_class(
             )?;
         }
     }
-    witness::lift_registered(tx, &id, &registered)?;
+    witness::lift_registered(tx, &id, &registered, &mut days)?;
     witness::cards(tx, class, &mut keys, &days, rules, now_ms)?;
     Ok(tx
         .query_map(

@@ -117,21 +117,25 @@ fn refresh_payable(tx: &dyn Sql, attendance: &str) -> Result<(), DbError> {
     Ok(())
 }
 
-/// Records of the class held only for a key registered since: no longer held for it.
+/// Records of the class held only for a key registered since: no longer held for it. Adds their
+/// sign-ins (day and kind) to `days`, whose card share they widen.
 pub(super) fn lift_registered(
     tx: &dyn Sql,
     class: &str,
     registered: &BTreeSet<(String, String)>,
+    days: &mut BTreeSet<(String, &'static str)>,
 ) -> Result<(), DbError> {
     for (trainee, responder) in registered {
-        let held: Vec<String> = tx.query_map(
-            "SELECT c.attendance_id FROM attendance_checks c JOIN attendance_flags f
+        let held: Vec<(String, String, String)> = tx.query_map(
+            "SELECT c.attendance_id, c.day, c.kind FROM attendance_checks c
+             JOIN attendance_flags f
              ON f.attendance_id = c.attendance_id AND f.flag = 'unregistered_key'
              WHERE c.class_id = ?1 AND c.trainee_id = ?2 AND c.responder = ?3",
             args![class, trainee, responder],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )?;
-        for a in held {
+        for (a, day, kind) in held {
+            days.insert((day, if kind == "out" { "out" } else { "in" }));
             tx.execute(
                 "DELETE FROM attendance_flags WHERE attendance_id = ?1 AND flag = 'unregistered_key'",
                 args![&a],
@@ -142,8 +146,8 @@ pub(super) fn lift_registered(
     Ok(())
 }
 
-/// A checked record of a sign-in: id, trainee, method, device, card fingerprint.
-type SignInRow = (String, String, String, String, Option<Vec<u8>>);
+/// A checked record of a sign-in: id, trainee, method, device, card fingerprint, payable.
+type SignInRow = (String, String, String, String, Option<Vec<u8>>, bool);
 
 /// One card sign-in as checked.
 struct CardRow {
@@ -156,8 +160,9 @@ struct CardRow {
 /// Decides again, for each sign-in (day and kind) of `days`, which card sign-ins wait for review:
 /// a card scan counts at once when a phone of another account scanned the same card for the same
 /// sign-in and one of the two is an instructor the class names; otherwise only within
-/// `card_share_percent` of the sign-in's trainees, first scanned first; the rest are held
-/// (`card_unwitnessed`) until the district reviews them or a co-signature arrives.
+/// `card_share_percent` of the sign-in's trainees paid by phone or on cards, first scanned first;
+/// the rest are held (`card_unwitnessed`) until the district reviews them or a co-signature
+/// arrives.
 pub(super) fn cards(
     tx: &dyn Sql,
     class: &Class,
@@ -169,13 +174,28 @@ pub(super) fn cards(
     let id = class.id.to_string();
     for (day, kind) in days {
         let rows: Vec<SignInRow> = tx.query_map(
-            "SELECT attendance_id, trainee_id, method, device, card_hash FROM attendance_checks
-             WHERE class_id = ?1 AND day = ?2 AND kind = ?3 AND proof_valid = 1
-             ORDER BY at_ms, attendance_id",
+            "SELECT attendance_id, trainee_id, method, device, card_hash, payable
+             FROM attendance_checks WHERE class_id = ?1 AND day = ?2 AND kind = ?3
+             AND proof_valid = 1 ORDER BY at_ms, attendance_id",
             args![&id, day, *kind],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            },
         )?;
-        let signed_in: BTreeSet<&str> = rows.iter().map(|r| r.1.as_str()).collect();
+        // The share is of the trainees the sign-in pays by phone, plus the cards themselves: held
+        // phone records (a spare store's, say) do not widen it.
+        let signed_in: BTreeSet<&str> = rows
+            .iter()
+            .filter(|r| r.2 == "card" || r.5)
+            .map(|r| r.1.as_str())
+            .collect();
         let cards: Vec<CardRow> = rows
             .iter()
             .filter(|r| r.2 == "card")

@@ -471,6 +471,81 @@ fn fixed(fx: &Fx, m: f64, accuracy_m: Option<f64>) -> (Class, AttendanceId) {
     })
 }
 
+/// A response made `m` metres north of the venue (accuracy 20 m); the coordinator's fix at the
+/// venue, or none.
+fn answered_from(fx: &Fx, m: f64, coordinator_fix: bool) -> (Class, AttendanceId) {
+    qr_case(fx, |_, _, t, code, response, _, a| {
+        let (lat, lon) = north(VENUE, m);
+        let fix = Gps {
+            lat,
+            lon,
+            accuracy_m: Some(20.0),
+        };
+        *response = Response::sign(&DeviceKey::generate(), code, t, Some(fix), Some(60_000));
+        a.gps = coordinator_fix.then_some(Gps {
+            lat: VENUE.0,
+            lon: VENUE.1,
+            accuracy_m: Some(10.0),
+        });
+    })
+}
+
+/// An instructor account of the village with an enrolled phone: the phone's id and key.
+fn instructor(fx: &Fx) -> (DeviceId, DeviceKey) {
+    let conn = fx.store.conn();
+    let key = DeviceKey::generate();
+    let device = DeviceId::random();
+    conn.execute(
+        "INSERT INTO townships (code, name) VALUES ('450802101', '港城镇')",
+        &[],
+    )
+    .expect("township");
+    conn.execute(
+        "INSERT INTO places (code, name, township) VALUES (?1, '大湾村', '450802101')",
+        args![VILLAGE],
+    )
+    .expect("village");
+    conn.execute(
+        "INSERT INTO accounts (id, username, role, created_at)
+         VALUES ('acc-i', 'chen.instructor', 'instructor', 0)",
+        &[],
+    )
+    .expect("account");
+    conn.execute(
+        "INSERT INTO account_villages (account_id, village) VALUES ('acc-i', ?1)",
+        args![VILLAGE],
+    )
+    .expect("its village");
+    conn.execute(
+        "INSERT INTO devices (id, account_id, public_key, created_at) VALUES (?1, 'acc-i', ?2, 0)",
+        args![device.to_string(), key.public_key()],
+    )
+    .expect("instructor's phone");
+    (device, key)
+}
+
+/// `qr` trainees signing in by phone a minute apart, then `cards` by card scanned on the
+/// coordinator's phone alone, a minute apart after them. Returns the card records.
+fn phones_then_cards(fx: &Fx, qr: usize, cards: usize) -> (Class, Vec<AttendanceId>) {
+    let ts: Vec<TraineeId> = (0..qr + cards).map(|_| TraineeId::random()).collect();
+    let mut c = Fx::class(&ts);
+    for (i, t) in ts[..qr].iter().enumerate() {
+        let a = fx.qr(&c, *t, &DeviceKey::generate(), ten() + i as i64 * MIN);
+        add(a, &mut c);
+    }
+    let printed = fx.cards(&ts[qr..]);
+    let ids = ts[qr..]
+        .iter()
+        .zip(&printed)
+        .enumerate()
+        .map(|(i, (t, card))| {
+            let at = ten() + (qr + i) as i64 * MIN;
+            add(fx.card(&c, *t, card, &fx.key, at), &mut c)
+        })
+        .collect();
+    (c, ids)
+}
+
 fn single(c: Class, e: Expect) -> Case {
     Case {
         classes: vec![c],
@@ -715,6 +790,82 @@ fn rows() -> Vec<Row> {
         ("fix 5 km from the venue", |fx| {
             let (c, id) = fixed(fx, 5_000.0, None);
             single(c, flagged(id, &["far_from_venue"], false))
+        }),
+        // --- ADR 0007: whose key, relays, cards
+        ("a key not registered to its trainee", |fx| {
+            fx.register_keys = false;
+            let (c, id) = qr_case(fx, |_, _, _, _, _, _, _| {});
+            single(c, flagged(id, &["unregistered_key"], false))
+        }),
+        ("a response made 5 km from the coordinator's fix", |fx| {
+            let (c, id) = answered_from(fx, 5_000.0, true);
+            single(c, flagged(id, &["relayed"], false))
+        }),
+        (
+            "a response made 5 km from the venue, the coordinator without a fix",
+            |fx| {
+                let (c, id) = answered_from(fx, 5_000.0, false);
+                single(c, flagged(id, &["relayed"], false))
+            },
+        ),
+        ("a response made 800 m from the coordinator's fix", |fx| {
+            let (c, id) = answered_from(fx, 800.0, true);
+            single(c, ok(id))
+        }),
+        ("cards within and past 20% of the sign-in", |fx| {
+            fx.rules.card_share_percent = 20;
+            // 4 phones and 2 cards: 6 trainees, so one card counts alone.
+            let (c, ids) = phones_then_cards(fx, 4, 2);
+            Case {
+                classes: vec![c],
+                expect: vec![ok(ids[0]), flagged(ids[1], &["card_unwitnessed"], false)],
+            }
+        }),
+        ("held phone records do not widen the card share", |fx| {
+            fx.rules.card_share_percent = 20;
+            fx.register_keys = false;
+            // Four answers from unregistered spare keys, held, and one card: the card is alone.
+            let (c, ids) = phones_then_cards(fx, 4, 1);
+            let spare: Vec<Expect> = c
+                .attendance
+                .keys()
+                .filter(|a| **a != ids[0])
+                .map(|a| flagged(*a, &["unregistered_key"], false))
+                .collect();
+            let mut expect = vec![flagged(ids[0], &["card_unwitnessed"], false)];
+            expect.extend(spare);
+            Case {
+                classes: vec![c],
+                expect,
+            }
+        }),
+        ("a card the class's instructor scanned too", |fx| {
+            fx.rules.card_share_percent = 0;
+            let (device, key) = instructor(fx);
+            let (mut c, ids) = phones_then_cards(fx, 1, 2);
+            c.instructor_accounts.insert("acc-i".into());
+            // The instructor's phone scans the first card; the second no one else scanned.
+            let (trainee, card) = match &c.attendance[&ids[0]].method {
+                AttendanceMethod::Card { card, .. } => {
+                    (c.attendance[&ids[0]].trainee, card.clone())
+                }
+                _ => unreachable!("a card record"),
+            };
+            let card = match songpei_core::qr::Code::from_bytes(&card) {
+                Ok(songpei_core::qr::Code::Card(card)) => card,
+                _ => unreachable!("a card"),
+            };
+            let mut a = fx.card(&c, trainee, &card, &key, ten() + 5 * MIN);
+            a.device = device;
+            let co = add(a, &mut c);
+            Case {
+                classes: vec![c],
+                expect: vec![
+                    ok(ids[0]),
+                    ok(co),
+                    flagged(ids[1], &["card_unwitnessed"], false),
+                ],
+            }
         }),
         ("fix 500 m from the venue", |fx| {
             let (c, id) = fixed(fx, 500.0, None);
@@ -1056,4 +1207,43 @@ fn a_replay_with_the_signature_reencoded_is_still_a_replay() {
             }
         },
     )]);
+}
+
+/// A registration filed after the sign-ins it vouches for lifts their hold; the filing is kept
+/// with its outcome, once.
+#[test]
+fn a_registration_arriving_later_lifts_the_hold_on_its_records() {
+    use songpei_core::qr::{KeyClaim, Registration, Witnessed};
+    let mut fx = Fx::new();
+    fx.register_keys = false;
+    let (witness, witness_key) = instructor(&fx);
+    fx.store
+        .conn()
+        .execute(
+            "INSERT INTO account_villages (account_id, village) VALUES ('acc-1', ?1)",
+            args![VILLAGE],
+        )
+        .expect("the coordinator's village");
+    let t = TraineeId::random();
+    let mut c = Fx::class(&[t]);
+    c.instructor_accounts.insert("acc-i".into());
+    let phone = DeviceKey::generate();
+    let id = add(fx.qr(&c, t, &phone, ten()), &mut c);
+    let held = fx.check(&c);
+    assert!(
+        held.contains(&id.to_string()),
+        "held before its key is registered"
+    );
+
+    let w = Witnessed::sign(&witness_key, KeyClaim::sign(&phone, t), c.id, d(), witness);
+    let reg = Registration::sign(&fx.key, w.to_bytes(), fx.device, ten() + HOUR);
+    c.registrations.insert(w.id(), reg);
+    let held = fx.check(&c);
+    assert!(held.is_empty(), "paid once its key is registered: {held:?}");
+    let all = flags(fx.store.conn(), None).expect("flags");
+    assert!(all.is_empty(), "{all:?}");
+    assert_eq!(count(&fx, "trainee_keys"), 1);
+    // Checked again, the registration is not filed twice.
+    fx.check(&c);
+    assert_eq!(count(&fx, "trainee_keys"), 1);
 }
