@@ -235,6 +235,78 @@ pub fn audit_verify(at: &StoreLocation) -> Result<Outcome, AdminError> {
     }
 }
 
+/// `admin callbacks verify`: draws the call-back sample again under the key in `key_file` (the
+/// data folder's `callback.key` by default) and compares it with the call list. Exit 0 when every
+/// drawn trainee-day is on the list and every day listed as drawn is drawn, 1 otherwise. The rate
+/// is `rate` (0–1), or else the rate the latest call was drawn at.
+pub fn callbacks_verify(
+    at: &StoreLocation,
+    key_file: Option<&Path>,
+    rate: Option<f64>,
+) -> Result<Outcome, AdminError> {
+    let bad = |problem| AdminError::Account(AccountError::Invalid { field: "key-file", problem });
+    let path = key_file.map_or_else(
+        || at.data.join(crate::state::CALLBACK_KEY_FILE),
+        Path::to_path_buf,
+    );
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| AdminError::Io(format!("cannot read {}: {e}", path.display())))?;
+    let key: [u8; 32] = hex::decode(text.trim())
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| bad("is not 64 hex characters"))?;
+    if let Some(r) = rate
+        && !(0.0..=1.0).contains(&r)
+    {
+        return Err(AdminError::Account(AccountError::Invalid {
+            field: "rate",
+            problem: "is not between 0 and 1",
+        }));
+    }
+    let store = open(at)?;
+    let per_million = match rate {
+        Some(r) => (r * 1_000_000.0).round() as u32,
+        None => store
+            .conn()
+            .query_opt(
+                "SELECT per_million FROM callbacks ORDER BY selected_ms DESC, id LIMIT 1",
+                &[],
+                |r| r.get::<i64>(0),
+            )
+            .map_err(AccountError::from)?
+            .map_or(50_000, |p| p.clamp(0, 1_000_000) as u32),
+    };
+    let sampler = crate::callbacks::Sampler::new(key, per_million);
+    let (drawn, missing, unexplained) =
+        crate::callbacks::verify(store.conn(), &sampler).map_err(AccountError::from)?;
+    let mut out = format!(
+        "{drawn} payable trainee-day(s) drawn at {:.4} by this key
+",
+        f64::from(per_million) / 1_000_000.0
+    );
+    for (class, trainee, day) in &missing {
+        out.push_str(&format!(
+            "drawn but not on the call list: class {class}, trainee {trainee}, {day}
+"
+        ));
+    }
+    for (class, trainee, day) in &unexplained {
+        out.push_str(&format!(
+            "on the call list as drawn but not drawn by this key: class {class}, trainee {trainee}, {day}
+"
+        ));
+    }
+    if missing.is_empty() && unexplained.is_empty() {
+        out.push_str("the call list matches the sample
+");
+        Ok(Outcome::ok(out))
+    } else {
+        out.push_str("the call list does NOT match the sample drawn by this key
+");
+        Ok(Outcome { out, code: 1 })
+    }
+}
+
 /// `admin flags`: the attendance records flagged for review, of one class or all.
 pub fn flags(at: &StoreLocation, class: Option<&str>, json: bool) -> Result<Outcome, AdminError> {
     let store = open(at)?;

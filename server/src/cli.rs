@@ -137,6 +137,11 @@ enum AdminCommand {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Call-back sampling (电话回访).
+    Callbacks {
+        #[command(subcommand)]
+        command: CallbacksCommand,
+    },
     /// Attendance records flagged for review (invalid proofs, replays, unverified times …).
     Flags {
         /// Only this class.
@@ -230,6 +235,20 @@ enum DeviceCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum CallbacksCommand {
+    /// Draws the sample again under a call-back key and compares it with the call list; exit 1
+    /// when they differ. An auditor given a copy of `callback.key` runs it on a copy of the data.
+    Verify {
+        /// The key (64 hex characters) [default: callback.key in the data folder].
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+        /// The rate, 0–1 [default: the rate the latest call was drawn at].
+        #[arg(long)]
+        rate: Option<f64>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum AuditCommand {
     /// Checks the hash chain; exit 1 with the first broken entry.
     Verify,
@@ -288,6 +307,9 @@ fn admin(data: &songpei_server::StoreLocation, command: AdminCommand) -> ExitCod
         AdminCommand::Audit {
             command: AuditCommand::Verify,
         } => a::audit_verify(data),
+        AdminCommand::Callbacks {
+            command: CallbacksCommand::Verify { key_file, rate },
+        } => a::callbacks_verify(data, key_file.as_deref(), rate),
         AdminCommand::Flags { class, json } => a::flags(data, class.as_deref(), json),
         AdminCommand::CardKey {
             command: CardKeyCommand::Rotate,

@@ -75,6 +75,35 @@ impl Default for SigninRules {
     }
 }
 
+/// Call-back sampling (`[callbacks]` in the file).
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CallbacksFile {
+    /// The share of payable trainee-days called back, 0 to 1.
+    pub rate: f64,
+}
+
+impl Default for CallbacksFile {
+    fn default() -> Self {
+        Self { rate: 0.05 }
+    }
+}
+
+/// Call-back sampling: the share of payable trainee-days the office calls, in parts per million.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CallbackRules {
+    /// Parts per million of payable trainee-days drawn for a call.
+    pub per_million: u32,
+}
+
+impl Default for CallbackRules {
+    fn default() -> Self {
+        Self {
+            per_million: 50_000,
+        }
+    }
+}
+
 /// The server's configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -98,6 +127,8 @@ pub struct Config {
     pub database_url: Option<String>,
     /// How sign-ins are taken.
     pub signin: SigninRules,
+    /// How trainee-days are drawn for a call-back.
+    pub callbacks: CallbackRules,
 }
 
 impl Default for Config {
@@ -112,6 +143,7 @@ impl Default for Config {
             policy: PolicyTable::default(),
             database_url: None,
             signin: SigninRules::default(),
+            callbacks: CallbackRules::default(),
         }
     }
 }
@@ -139,6 +171,8 @@ pub struct FileConfig {
     pub database_url: Option<String>,
     /// `[signin]`: `card_share_percent` (0–100).
     pub signin: Option<SigninRules>,
+    /// `[callbacks]`: `rate` (0–1), the share of payable trainee-days called back.
+    pub callbacks: Option<CallbacksFile>,
 }
 
 impl FileConfig {
@@ -157,6 +191,15 @@ impl FileConfig {
                 "{}: signin.card_share_percent: {} is not between 0 and 100",
                 path.display(),
                 s.card_share_percent
+            ));
+        }
+        if let Some(c) = &file.callbacks
+            && !(0.0..=1.0).contains(&c.rate)
+        {
+            return Err(format!(
+                "{}: callbacks.rate: {} is not between 0 and 1",
+                path.display(),
+                c.rate
             ));
         }
         Ok(file)
@@ -222,6 +265,9 @@ impl Config {
                 .or(file.database_url)
                 .filter(|u| !u.trim().is_empty()),
             signin: file.signin.unwrap_or(d.signin),
+            callbacks: file.callbacks.map_or(d.callbacks, |c| CallbackRules {
+                per_million: (c.rate.clamp(0.0, 1.0) * 1_000_000.0).round() as u32,
+            }),
         }
     }
 }

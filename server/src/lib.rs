@@ -6,6 +6,7 @@
 //! The tree follows the audiences: `phones` (sync, enrollment and tokens, cards, rate limits),
 //! `office` (the dashboard's API by feature, its files, the OpenAPI document), `report` (the
 //! monthly report and its files), `attendance` (the checks of every record, the card keys),
+//! `callbacks` (call-back sampling, outcomes and the holds a denial puts on a class),
 //! `accounts` (accounts, devices, audit, erasure), `store` (documents, feed, projections, pay) and
 //! `db` (one SQL interface over SQLite and PostgreSQL, and the migrations); `app` ties them into a
 //! router and an accept loop, `state` is what every handler shares.
@@ -16,6 +17,7 @@ pub mod accounts;
 pub mod admin;
 mod app;
 mod attendance;
+mod callbacks;
 mod config;
 pub mod db;
 mod error;

@@ -1,7 +1,8 @@
 //! The district office's side: the JSON API under `/api/v1`, used by the dashboard — sign-in with a
 //! district account (`sessions`), the `overview`, `classes`, `trainees` (lookup masked; unmasking
-//! asks for a reason and is audited), the `review` queue, `targets` and the monthly `reports` —
-//! the dashboard's files (`web`) and the OpenAPI document (`openapi`). Each route is registered from its
+//! asks for a reason and is audited), the `review` queue, `targets`, the monthly `reports`, the
+//! call-back list (`callbacks`, with the audit log), the per-coordinator `signals` — the
+//! dashboard's files (`web`) and the OpenAPI document (`openapi`). Each route is registered from its
 //! handler's `#[utoipa::path]`, so it is described in the OpenAPI document at `/api/openapi.json`.
 //!
 //! Only district accounts (`district_admin`, `district_viewer`) sign in; only an admin decides
@@ -17,12 +18,14 @@ use crate::AppState;
 use crate::db::Sql;
 use crate::error::ApiError;
 
+mod callbacks;
 mod classes;
 pub(crate) mod openapi;
 mod overview;
 mod reports;
 mod review;
 mod sessions;
+mod signals;
 mod targets;
 mod trainees;
 pub(crate) mod web;
@@ -55,6 +58,11 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(reports::report_json))
         .routes(routes!(reports::report_xlsx))
         .routes(routes!(reports::report_csv))
+        .routes(routes!(callbacks::call_list))
+        .routes(routes!(callbacks::record_outcome))
+        .routes(routes!(callbacks::disclose_phone))
+        .routes(routes!(callbacks::audit_log))
+        .routes(routes!(signals::signals))
 }
 
 fn now_ms() -> i64 {

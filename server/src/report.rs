@@ -212,6 +212,42 @@ pub struct Progress {
     pub fraction: Option<f64>,
 }
 
+/// 电话回访 of the month's training days (docs/figures.md).
+#[derive(Clone, Debug, Default, Serialize, ToSchema)]
+pub struct CallbackFigures {
+    /// Trainee-days of the month that were payable when checked: payable now, or on the call list.
+    pub trainee_days: i64,
+    /// Of them, on the call list.
+    pub called: i64,
+    /// called / trainee_days; `null` without trainee-days.
+    pub rate: Option<f64>,
+    /// Calls with an outcome.
+    pub decided: i64,
+    /// 确认.
+    pub confirmed: i64,
+    /// 否认.
+    pub denied: i64,
+    /// 联系不上 (three unanswered attempts).
+    pub unreachable: i64,
+    /// confirmed / decided; `null` before any outcome.
+    pub confirmation_rate: Option<f64>,
+    /// Calls and denials by village, for every village with a call this month.
+    pub by_village: Vec<VillageCallbacks>,
+}
+
+/// One village's calls of the month.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct VillageCallbacks {
+    /// Village code.
+    pub village: String,
+    /// Village name.
+    pub village_name: String,
+    /// Calls.
+    pub called: i64,
+    /// Denials.
+    pub denied: i64,
+}
+
 /// The monthly report.
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct MonthlyReport {
@@ -231,6 +267,8 @@ pub struct MonthlyReport {
     pub subsidy: Vec<DecisionCount>,
     /// Progress against the year's target.
     pub progress: Progress,
+    /// Call-backs of the month's training days.
+    pub callbacks: CallbackFigures,
     /// Every place behind the figures.
     pub places: Vec<Place>,
 }
@@ -430,6 +468,7 @@ pub(crate) fn monthly(
         |r| r.get(0),
     )?;
     let target = target_for(conn, month.year).map_err(|_| ReportError::NotInitialised)?;
+    let callbacks = callback_figures(conn, &d.code, &key)?;
     Ok(MonthlyReport {
         district: d.code,
         district_name: d.name,
@@ -485,8 +524,77 @@ pub(crate) fn monthly(
                 .map(|t| cumulative as f64 / t as f64),
             target,
         },
+        callbacks,
         places,
     })
+}
+
+/// The call-back figures of the training days of month `key`.
+fn callback_figures(
+    conn: &dyn Sql,
+    district: &str,
+    key: &str,
+) -> Result<CallbackFigures, crate::db::DbError> {
+    let payable: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM p_attendance_days a JOIN p_classes c ON c.id = a.class_id
+         WHERE c.district = ?1 AND a.payable = 1 AND substr(a.day, 1, 7) = ?2",
+        args![district, key],
+        |r| r.get(0),
+    )?;
+    let names: BTreeMap<String, String> = conn
+        .query_map("SELECT code, name FROM places", &[], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
+        .into_iter()
+        .collect();
+    let mut f = CallbackFigures::default();
+    let mut not_payable = 0;
+    let mut villages: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    for (village, outcome, still_payable) in conn.query_map(
+        "SELECT cb.village, cb.outcome, EXISTS (SELECT 1 FROM p_attendance_days a
+                WHERE a.class_id = cb.class_id AND a.trainee_id = cb.trainee_id
+                AND a.day = cb.day AND a.payable = 1)
+         FROM callbacks cb JOIN p_classes c ON c.id = cb.class_id
+         WHERE c.district = ?1 AND substr(cb.day, 1, 7) = ?2",
+        args![district, key],
+        |r| {
+            Ok((
+                r.get::<String>(0)?,
+                r.get::<Option<String>>(1)?,
+                r.get::<bool>(2)?,
+            ))
+        },
+    )? {
+        f.called += 1;
+        if !still_payable {
+            not_payable += 1;
+        }
+        let v = villages.entry(village).or_default();
+        v.0 += 1;
+        match outcome.as_deref() {
+            Some("confirmed") => f.confirmed += 1,
+            Some("denied") => {
+                f.denied += 1;
+                v.1 += 1;
+            }
+            Some("unreachable") => f.unreachable += 1,
+            _ => {}
+        }
+    }
+    f.trainee_days = payable + not_payable;
+    f.decided = f.confirmed + f.denied + f.unreachable;
+    f.rate = (f.trainee_days > 0).then(|| f.called as f64 / f.trainee_days as f64);
+    f.confirmation_rate = (f.decided > 0).then(|| f.confirmed as f64 / f.decided as f64);
+    f.by_village = villages
+        .into_iter()
+        .map(|(village, (called, denied))| VillageCallbacks {
+            village_name: names.get(&village).cloned().unwrap_or_else(|| village.clone()),
+            village,
+            called,
+            denied,
+        })
+        .collect();
+    Ok(f)
 }
 
 /// The district's target for `year`, by its code or name in the target table.

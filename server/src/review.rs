@@ -2,13 +2,16 @@
 //! document it is about ([`songpei_core::doc::review`]): it is stored, fed to the village's phones
 //! and projected like any phone's change, in one transaction with its audit entry.
 
-use automerge::{ActorId, ReadDoc};
+use automerge::ReadDoc;
 use songpei_core::doc::review::{self, CONFLICT_PREFIX, Decision, Review};
 use songpei_core::doc::{self};
 use songpei_core::ids::DocId;
 
 use crate::AppState;
 use crate::accounts::audit::Entry;
+use crate::callbacks;
+use crate::db::{DbError, Sql};
+use crate::store::ServerStore;
 use crate::args;
 use crate::error::ApiError;
 use crate::store::DocCommit;
@@ -29,10 +32,10 @@ pub(crate) struct Decide<'a> {
     pub reason: &'a str,
 }
 
-/// Records a decision as a change by `actor` (the server's own).
+/// Records a decision as the server's own change. The subject `hold` decides every
+/// open hold of the class at once (see [`crate::callbacks`]).
 pub(crate) fn decide(
     state: &AppState,
-    actor: &ActorId,
     d: &Decide<'_>,
     now_ms: i64,
 ) -> Result<(), ApiError> {
@@ -40,39 +43,78 @@ pub(crate) fn decide(
     let review = Review::new(decision, d.reason, reviewer, now_ms)?;
     let mut store = state.store.lock().map_err(|_| ApiError::Internal)?;
     let id = doc_id.to_string();
-    let known: bool = if let Some(path) = subject.strip_prefix(CONFLICT_PREFIX) {
-        store
-            .conn()
-            .query_opt(
+    let subjects: Vec<String> = if subject == callbacks::HOLD_ALL {
+        store.conn().query_map(
+            "SELECT 'hold:' || h.callback_id FROM class_holds h WHERE h.class_id = ?1
+             AND NOT EXISTS (SELECT 1 FROM p_reviews r WHERE r.doc_id = h.class_id
+                             AND r.subject = 'hold:' || h.callback_id)
+             ORDER BY h.callback_id",
+            args![&id],
+            |r| r.get(0),
+        )?
+    } else {
+        let known = if let Some(path) = subject.strip_prefix(CONFLICT_PREFIX) {
+            store.conn().query_opt(
                 "SELECT 1 FROM p_conflicts WHERE doc_id = ?1 AND path = ?2",
                 args![&id, path],
                 |_| Ok(()),
             )?
-            .is_some()
-    } else {
-        store
-            .conn()
-            .query_opt(
+        } else if let Some(call) = subject.strip_prefix(callbacks::HOLD_PREFIX) {
+            store.conn().query_opt(
+                "SELECT 1 FROM class_holds WHERE class_id = ?1 AND callback_id = ?2",
+                args![&id, call],
+                |_| Ok(()),
+            )?
+        } else {
+            store.conn().query_opt(
                 "SELECT 1 FROM attendance_checks WHERE class_id = ?1 AND attendance_id = ?2",
                 args![&id, subject],
                 |_| Ok(()),
             )?
-            .is_some()
+        };
+        known.map(|()| vec![subject.to_owned()]).unwrap_or_default()
     };
-    if !known {
+    if subjects.is_empty() {
         return Err(ApiError::Invalid {
             field: "subject".into(),
-            message: "names no flagged record or conflict of this document".into(),
+            message: "names no flagged record, conflict or held class of this document".into(),
         });
     }
+    let audit = Entry::new(
+        format!("account:{reviewer}"),
+        "review",
+        id,
+        serde_json::json!({ "subject": subject, "decision": decision.code() }),
+    );
+    let reviews: Vec<(String, Review)> = subjects
+        .into_iter()
+        .map(|s| (s, review.clone()))
+        .collect();
+    write(&mut store, state, doc_id, &reviews, &[audit], &|_| Ok(()), now_ms)
+}
+
+/// Writes `reviews` into document `doc_id` as one change by the server's actor, and commits it
+/// with `audit`, running `pre` first in the same transaction (rows the projection reads).
+pub(crate) fn write(
+    store: &mut ServerStore,
+    state: &AppState,
+    doc_id: DocId,
+    reviews: &[(String, Review)],
+    audit: &[Entry],
+    pre: &dyn Fn(&dyn Sql) -> Result<(), DbError>,
+    now_ms: i64,
+) -> Result<(), ApiError> {
+    let id = doc_id.to_string();
     let commit = {
         let loaded = store
             .doc(doc_id)?
             .ok_or_else(|| ApiError::NotFound(format!("document {id} is not on the server")))?;
         let before = loaded.doc.get_heads();
-        loaded.doc.set_actor(actor.clone());
+        loaded.doc.set_actor(state.actor.clone());
         let mut tx = loaded.doc.transaction();
-        review::put(&mut tx, subject, &review).map_err(|_| ApiError::Internal)?;
+        for (subject, review) in reviews {
+            review::put(&mut tx, subject, review).map_err(|_| ApiError::Internal)?;
+        }
         let (hash, _) = tx.commit();
         let ops = hash
             .and_then(|h| loaded.doc.get_change_by_hash(&h))
@@ -100,13 +142,7 @@ pub(crate) fn decide(
             version: loaded.version,
         }
     };
-    let audit = Entry::new(
-        format!("account:{reviewer}"),
-        "review",
-        id,
-        serde_json::json!({ "subject": subject, "decision": decision.code() }),
-    );
-    if let Err(e) = store.commit(&[commit], None, &[audit], now_ms) {
+    if let Err(e) = store.commit_with(&[commit], None, audit, now_ms, pre) {
         store.evict(doc_id);
         return Err(e.into());
     }

@@ -29,9 +29,13 @@ pub struct AppState {
     pub actor: automerge::ActorId,
 }
 
+/// The call-back sampling key's file in the data folder: an auditor given a copy recomputes the
+/// sample (`songpei-server admin callbacks verify`).
+pub(crate) const CALLBACK_KEY_FILE: &str = "callback.key";
+
 /// Reads a 32-byte key from the data folder, creating it (readable by the owner only) on first
 /// start.
-fn key_file(dir: &Path, name: &str) -> std::io::Result<[u8; 32]> {
+pub(crate) fn key_file(dir: &Path, name: &str) -> std::io::Result<[u8; 32]> {
     let path = dir.join(name);
     match std::fs::read_to_string(&path) {
         Ok(s) => hex::decode(s.trim())
@@ -85,6 +89,12 @@ impl AppState {
             .map_err(|e| format!("blind index key: {e}"))?;
         let token_key =
             key_file(&config.data, "token.key").map_err(|e| format!("token key: {e}"))?;
+        let callback_key = key_file(&config.data, CALLBACK_KEY_FILE)
+            .map_err(|e| format!("call-back key: {e}"))?;
+        store.set_sampler(crate::callbacks::Sampler::new(
+            callback_key,
+            config.callbacks.per_million,
+        ));
         Ok(Self {
             store: Arc::new(Mutex::new(store)),
             rate: Arc::new(ratelimit::RateLimits::new(&config.limits)),

@@ -78,6 +78,7 @@ pub struct ServerStore {
     /// The allowance rates and caps the subsidy decisions are made by.
     policy: songpei_core::rules::PolicyTable,
     signin: crate::config::SigninRules,
+    sampler: crate::callbacks::Sampler,
 }
 
 impl std::fmt::Debug for ServerStore {
@@ -154,12 +155,18 @@ impl ServerStore {
             cache: LruCache::new(NonZeroUsize::new(cache_docs.max(1)).unwrap_or(NonZeroUsize::MIN)),
             policy: songpei_core::rules::PolicyTable::default(),
             signin: crate::config::SigninRules::default(),
+            sampler: crate::callbacks::Sampler::default(),
         }
     }
 
     /// Sets the policy table that subsidy decisions are made by from now on.
     pub fn set_policy(&mut self, policy: songpei_core::rules::PolicyTable) {
         self.policy = policy;
+    }
+
+    /// Sets how trainee-days are drawn for a call-back from now on.
+    pub fn set_sampler(&mut self, sampler: crate::callbacks::Sampler) {
+        self.sampler = sampler;
     }
 
     /// Sets how sign-ins are taken from now on.
@@ -388,6 +395,10 @@ impl ServerStore {
                     "UPDATE p_trainees SET name_masked = '（已删除）', id_masked = '（已删除）',
                      phone_masked = NULL, sex = NULL, birth_year = NULL, key_groups = '[]'
                      WHERE id = ?1",
+                    // What a clerk noted on a call may name the person.
+                    "UPDATE callbacks SET note = NULL WHERE trainee_id = ?1",
+                    "UPDATE callback_attempts SET note = '' WHERE callback_id IN
+                     (SELECT id FROM callbacks WHERE trainee_id = ?1)",
                 ] {
                     tx.execute(sql, args![&id])?;
                 }
@@ -415,9 +426,26 @@ impl ServerStore {
         audit: &[crate::accounts::audit::Entry],
         now_ms: i64,
     ) -> Result<(), DbError> {
-        let policy = &self.policy;
-        let signin = &self.signin;
+        self.commit_with(docs, request, audit, now_ms, &|_| Ok(()))
+    }
+
+    /// [`Self::commit`], running `pre` first in the same transaction: rows the projections read
+    /// (a class's hold after a call-back denial).
+    pub(crate) fn commit_with(
+        &mut self,
+        docs: &[DocCommit],
+        request: Option<&RequestRecord>,
+        audit: &[crate::accounts::audit::Entry],
+        now_ms: i64,
+        pre: &dyn Fn(&dyn Sql) -> Result<(), DbError>,
+    ) -> Result<(), DbError> {
+        let rules = projection::Rules {
+            policy: &self.policy,
+            signin: &self.signin,
+            sampler: &self.sampler,
+        };
         self.db.transaction(|tx| -> Result<(), DbError> {
+            pre(tx)?;
             // Classes whose pay changed without their document changing.
             let mut touched = std::collections::BTreeSet::new();
             for d in docs {
@@ -445,7 +473,7 @@ impl ServerStore {
                     args![&id, seq, &d.chunk],
                 )?;
                 append_feed(tx, &d.village, &id, &heads)?;
-                projection::write(tx, &d.projection, now_ms, policy, signin, &mut touched)?;
+                projection::write(tx, &d.projection, now_ms, &rules, &mut touched)?;
             }
             for d in docs {
                 touched.remove(&d.id.to_string());

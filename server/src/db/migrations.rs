@@ -12,6 +12,7 @@ pub const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("migrations/007_erasure.sql")),
     (8, include_str!("migrations/008_pay.sql")),
     (9, include_str!("migrations/009_trainee_keys.sql")),
+    (10, include_str!("migrations/010_callbacks.sql")),
 ];
 
 /// The schema on PostgreSQL, version by version: the same tables as SQLite's
@@ -32,4 +33,5 @@ pub const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("migrations/postgres/007_erasure.sql")),
     (8, include_str!("migrations/postgres/008_pay.sql")),
     (9, include_str!("migrations/postgres/009_trainee_keys.sql")),
+    (10, include_str!("migrations/postgres/010_callbacks.sql")),
 ];

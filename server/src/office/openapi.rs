@@ -224,6 +224,11 @@ mod tests {
         ("GET", "/api/v1/reports/monthly"),
         ("GET", "/api/v1/reports/monthly.xlsx"),
         ("GET", "/api/v1/reports/monthly.csv"),
+        ("GET", "/api/v1/callbacks"),
+        ("POST", "/api/v1/callbacks/{id}"),
+        ("POST", "/api/v1/callbacks/{id}/phone"),
+        ("GET", "/api/v1/audit"),
+        ("GET", "/api/v1/signals"),
     ];
 
     /// The methods probed on every path. HEAD is left out: axum answers it wherever GET is served.

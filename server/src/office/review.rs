@@ -21,10 +21,11 @@ use super::{Places, admin_only, now_ms, session, with_conn};
 /// Something waiting for review.
 #[derive(Serialize, ToSchema)]
 pub(super) struct ReviewItem {
-    /// `flag` or `conflict`.
+    /// `flag`, `conflict` or `hold` (a class held after a call-back denial).
     kind: String,
     doc_id: String,
-    /// For a flag: the attendance id; for a conflict: `conflict:<path>`.
+    /// For a flag: the attendance id; for a conflict: `conflict:<path>`; for a held class:
+    /// `hold` (accepted clears the hold; rejected rejects every record of the class).
     subject: String,
     class_id: Option<String>,
     class_title: Option<String>,
@@ -37,6 +38,24 @@ pub(super) struct ReviewItem {
     path: Option<String>,
     winner: Option<String>,
     values: Vec<String>,
+    /// For a held class: the call-back denials that hold it.
+    denials: Vec<HoldDenial>,
+}
+
+/// A call-back denial that holds a class.
+#[derive(Serialize, ToSchema)]
+pub(super) struct HoldDenial {
+    /// The call's id.
+    callback_id: String,
+    trainee_id: String,
+    name_masked: Option<String>,
+    /// The day the trainee denied.
+    day: String,
+    /// The clerk's note.
+    note: Option<String>,
+    /// The clerk.
+    decided_by: Option<String>,
+    held_ms: i64,
 }
 
 /// The review queue.
@@ -45,7 +64,7 @@ pub(super) struct ReviewQueue {
     items: Vec<ReviewItem>,
 }
 
-/// Flags that hold pay and conflicts, not yet decided.
+/// Flags that hold pay, conflicts and classes held after a call-back denial, not yet decided.
 #[utoipa::path(get, path = "/api/v1/review", tag = "office", security(("session" = [])),
     responses((status = 200, description = "What waits for a decision.", body = ReviewQueue),
         SessionRefused, Limits, Storage))]
@@ -108,6 +127,7 @@ pub(super) async fn review_queue(
                     path: None,
                     winner: None,
                     values: Vec::new(),
+                    denials: Vec::new(),
                 });
                 items.len() - 1
             });
@@ -148,7 +168,63 @@ pub(super) async fn review_queue(
                 path: Some(path),
                 winner: Some(winner),
                 values: serde_json::from_str(&vals).unwrap_or_default(),
+                denials: Vec::new(),
             });
+        }
+        // Classes held after a call-back denial: subject `hold` decides them all at once.
+        let holds = conn.query_map(
+            "SELECT h.class_id, c.title, c.village, h.callback_id, cb.trainee_id, t.name_masked,
+                    cb.day, cb.note, cb.decided_by, h.held_ms
+             FROM class_holds h JOIN callbacks cb ON cb.id = h.callback_id
+             LEFT JOIN p_classes c ON c.id = h.class_id
+             LEFT JOIN p_trainees t ON t.id = cb.trainee_id
+             WHERE NOT EXISTS (SELECT 1 FROM p_reviews r WHERE r.doc_id = h.class_id
+                               AND r.subject = 'hold:' || h.callback_id)
+             ORDER BY h.held_ms, h.callback_id",
+            &[],
+            |r| {
+                Ok((
+                    r.get::<String>(0)?,
+                    r.get::<Option<String>>(1)?,
+                    r.get::<Option<String>>(2)?,
+                    HoldDenial {
+                        callback_id: r.get(3)?,
+                        trainee_id: r.get(4)?,
+                        name_masked: r.get(5)?,
+                        day: r.get(6)?,
+                        note: r.get(7)?,
+                        decided_by: r.get(8)?,
+                        held_ms: r.get(9)?,
+                    },
+                ))
+            },
+        )?;
+        let mut held: BTreeMap<String, usize> = BTreeMap::new();
+        for (class, title, village, denial) in holds {
+            let i = *held.entry(class.clone()).or_insert_with(|| {
+                items.push(ReviewItem {
+                    kind: "hold".into(),
+                    doc_id: class.clone(),
+                    subject: crate::callbacks::HOLD_ALL.into(),
+                    class_id: Some(class.clone()),
+                    class_title: title.clone(),
+                    village_name: village
+                        .as_deref()
+                        .map(|v| places.village_name(v))
+                        .unwrap_or_default(),
+                    doc_kind: Some("class".into()),
+                    trainee_id: None,
+                    name_masked: None,
+                    day: None,
+                    flags: Vec::new(),
+                    path: None,
+                    winner: None,
+                    values: Vec::new(),
+                    denials: Vec::new(),
+                });
+                items.len() - 1
+            });
+            items[i].denials.push(denial);
         }
         Ok(Json(ReviewQueue { items }))
     })
@@ -160,7 +236,7 @@ pub(super) async fn review_queue(
 pub(super) struct ReviewRequest {
     /// The document the subject belongs to.
     pub doc_id: String,
-    /// The attendance id, or `conflict:<path>`.
+    /// The attendance id, `conflict:<path>`, or `hold` (a class held after a call-back denial).
     pub subject: String,
     /// `accepted` or `rejected`.
     pub decision: String,
@@ -214,7 +290,6 @@ pub(super) async fn review_decide(
         })?;
         crate::review::decide(
             &s,
-            &s.actor,
             &crate::review::Decide {
                 reviewer: &session.username,
                 doc,

@@ -73,6 +73,27 @@ pub(super) fn summary_rows(r: &MonthlyReport) -> Vec<(String, String, f64)> {
             (f * 1000.0).round() / 10.0,
         ));
     }
+    let c = &r.callbacks;
+    let percent = |f: Option<f64>| f.map_or(0.0, |f| (f * 1000.0).round() / 10.0);
+    for (item, value) in [
+        ("应回访人天", c.trainee_days as f64),
+        ("抽中回访人天", c.called as f64),
+        ("回访比例（%）", percent(c.rate)),
+        ("已有结果", c.decided as f64),
+        ("确认", c.confirmed as f64),
+        ("否认", c.denied as f64),
+        ("联系不上", c.unreachable as f64),
+        ("确认率（%）", percent(c.confirmation_rate)),
+    ] {
+        out.push(("电话回访".to_owned(), item.to_owned(), value));
+    }
+    for v in &c.by_village {
+        out.push((
+            "电话回访否认（按村）".to_owned(),
+            v.village_name.clone(),
+            v.denied as f64,
+        ));
+    }
     out
 }
 

@@ -11,6 +11,7 @@ use songpei_core::doc::{self, Conflict, DocKind, Header};
 use songpei_core::rules;
 
 use crate::args;
+use crate::callbacks;
 use crate::db::{DbError, Sql};
 use crate::error::ApiError;
 
@@ -158,6 +159,14 @@ pub(crate) fn project(
     })
 }
 
+/// What projections are written by: the policy table, the sign-in rules and the call-back
+/// sampler.
+pub(crate) struct Rules<'a> {
+    pub policy: &'a rules::PolicyTable,
+    pub signin: &'a crate::config::SigninRules,
+    pub sampler: &'a crate::callbacks::Sampler,
+}
+
 /// Replaces the document's rows. A class's new attendance records are checked first
 /// ([`crate::attendance::check_class`]); records that fail or wait for review do not count for pay
 /// until the district accepts them, and records the district rejects never count. Classes whose
@@ -167,22 +176,28 @@ pub(crate) fn write(
     tx: &dyn Sql,
     p: &Projection,
     now_ms: i64,
-    policy: &rules::PolicyTable,
-    signin: &crate::config::SigninRules,
+    rules: &Rules<'_>,
     touched: &mut BTreeSet<String>,
 ) -> Result<(), DbError> {
+    let policy = rules.policy;
     write_reviews(tx, p)?;
     match &p.rows {
         Rows::Class(c) => {
-            let mut held = crate::attendance::check_class(tx, &c.class, now_ms, signin)?;
+            let mut held = crate::attendance::check_class(tx, &c.class, now_ms, rules.signin)?;
             for (subject, r) in &p.reviews {
                 match r.decision {
                     Decision::Accepted => held.remove(subject),
                     Decision::Rejected => held.insert(subject.clone()),
                 };
             }
-            let by_day =
-                rules::attendance_by_day_where(&c.class, |a| !held.contains(&a.id.to_string()));
+            // A class held after a call-back denial pays nothing until the office decides.
+            let hold = callbacks::hold_of(tx, &c.id, |s| p.reviews.get(s).map(|r| r.decision))?;
+            if hold != callbacks::Hold::None {
+                held.extend(c.class.attendance.keys().map(ToString::to_string));
+            }
+            let by_day = songpei_core::rules::attendance_by_day_where(&c.class, |a| {
+                !held.contains(&a.id.to_string())
+            });
             let before = subsidy_facts(tx, &c.id)?;
             tx.execute(
                 "INSERT INTO p_classes (id, district, village, title, status, occupation, \
@@ -236,6 +251,34 @@ pub(crate) fn write(
                     )?;
                 }
             }
+            // Payable trainee-days go to the call list when drawn, or when a record of theirs was
+            // accepted after a flag.
+            let accepted: BTreeSet<(String, String)> = c
+                .class
+                .attendance
+                .values()
+                .filter(|a| {
+                    p.reviews
+                        .get(&a.id.to_string())
+                        .is_some_and(|r| r.decision == Decision::Accepted)
+                })
+                .map(|a| (a.trainee.to_string(), a.day.to_string()))
+                .collect();
+            let payable: BTreeMap<(String, String), bool> = by_day
+                .iter()
+                .flat_map(|(t, days)| {
+                    days.iter()
+                        .filter(|(day, d)| {
+                            d.payable && c.class.first_day <= **day && **day <= c.class.last_day
+                        })
+                        .map(move |(day, _)| (t.to_string(), day.to_string()))
+                })
+                .map(|k| {
+                    let a = accepted.contains(&k);
+                    (k, a)
+                })
+                .collect();
+            callbacks::select(tx, rules.sampler, &c.id, &c.village, &payable, now_ms)?;
             let roster: BTreeSet<String> = c.enrolments.iter().map(|(t, _)| t.clone()).collect();
             let decided: BTreeSet<String> = tx
                 .query_map(

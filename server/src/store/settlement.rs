@@ -11,7 +11,9 @@ use songpei_core::rules::{self, PayBasis, PolicyTable, SubsidyDecision};
 use songpei_core::sync::protocol::{ClassSettlement, PlaceSettlement, WireDecision, day_bitmap};
 
 use crate::args;
+use crate::callbacks::{self, Hold};
 use crate::db::{DbError, Sql};
+use songpei_core::doc::review::Decision;
 
 /// One trainee's day as the district counts it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -189,14 +191,16 @@ pub(crate) fn class_pay(
         )?
         .into_iter()
         .collect();
-    let reviewed: BTreeSet<String> = conn
+    let reviewed: BTreeMap<String, Option<Decision>> = conn
         .query_map(
-            "SELECT subject FROM p_reviews WHERE doc_id = ?1",
+            "SELECT subject, decision FROM p_reviews WHERE doc_id = ?1",
             args![class],
-            |r| r.get(0),
+            |r| Ok((r.get::<String>(0)?, Decision::parse(&r.get::<String>(1)?))),
         )?
         .into_iter()
         .collect();
+    // After a call-back denial every record not rejected waits for the office.
+    let hold = callbacks::hold_of(conn, class, |s| reviewed.get(s).copied().flatten())?;
     let mut records: BTreeMap<String, u32> = BTreeMap::new();
     let mut held: BTreeMap<String, BTreeSet<NaiveDate>> = BTreeMap::new();
     for (id, t, day, payable) in conn.query_map(
@@ -212,10 +216,13 @@ pub(crate) fn class_pay(
         },
     )? {
         *records.entry(t.clone()).or_default() += 1;
-        if !payable
-            && !reviewed.contains(&id)
-            && let Ok(day) = day.parse()
-        {
+        let waits = match (hold, reviewed.get(&id)) {
+            (_, Some(Some(Decision::Rejected))) => false,
+            (Hold::Open, _) => true,
+            (Hold::Rejected, _) => false,
+            (Hold::None, decided) => !payable && decided.is_none(),
+        };
+        if waits && let Ok(day) = day.parse() {
             held.entry(t).or_default().insert(day);
         }
     }
