@@ -244,7 +244,12 @@ pub fn callbacks_verify(
     key_file: Option<&Path>,
     rate: Option<f64>,
 ) -> Result<Outcome, AdminError> {
-    let bad = |problem| AdminError::Account(AccountError::Invalid { field: "key-file", problem });
+    let bad = |problem| {
+        AdminError::Account(AccountError::Invalid {
+            field: "key-file",
+            problem,
+        })
+    };
     let path = key_file.map_or_else(
         || at.data.join(crate::state::CALLBACK_KEY_FILE),
         Path::to_path_buf,
@@ -297,12 +302,16 @@ pub fn callbacks_verify(
         ));
     }
     if missing.is_empty() && unexplained.is_empty() {
-        out.push_str("the call list matches the sample
-");
+        out.push_str(
+            "the call list matches the sample
+",
+        );
         Ok(Outcome::ok(out))
     } else {
-        out.push_str("the call list does NOT match the sample drawn by this key
-");
+        out.push_str(
+            "the call list does NOT match the sample drawn by this key
+",
+        );
         Ok(Outcome { out, code: 1 })
     }
 }

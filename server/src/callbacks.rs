@@ -353,15 +353,7 @@ pub(crate) fn record(
         now_ms,
     )?;
     let reviews: Vec<(String, Review)> = records.into_iter().map(|a| (a, review.clone())).collect();
-    crate::review::write(
-        &mut store,
-        state,
-        doc,
-        &reviews,
-        &[audit],
-        &write,
-        now_ms,
-    )?;
+    crate::review::write(&mut store, state, doc, &reviews, &[audit], &write, now_ms)?;
     Ok(Recorded {
         closed_as,
         attempts,
@@ -373,7 +365,14 @@ pub(crate) fn record(
 pub(crate) fn verify(
     db: &dyn Sql,
     sampler: &Sampler,
-) -> Result<(usize, Vec<(String, String, String)>, Vec<(String, String, String)>), DbError> {
+) -> Result<
+    (
+        usize,
+        Vec<(String, String, String)>,
+        Vec<(String, String, String)>,
+    ),
+    DbError,
+> {
     type Day = (String, String, String);
     let listed: BTreeMap<Day, (String, u32)> = db
         .query_map(
@@ -443,12 +442,20 @@ mod tests {
         let again = Sampler::new([7; 32], 50_000);
         let other = Sampler::new([8; 32], 50_000);
         let picked = sample(&a, &days);
-        assert_eq!(picked, sample(&again, &days), "the same key draws the same days");
+        assert_eq!(
+            picked,
+            sample(&again, &days),
+            "the same key draws the same days"
+        );
         let guessed = sample(&other, &days);
         assert_ne!(picked, guessed, "another key draws other days");
         let both = picked.iter().filter(|i| guessed.contains(i)).count();
         // Independent draws at 5 % overlap on about 5 % of the picks.
-        assert!(both * 4 < picked.len(), "{both} of {} in common", picked.len());
+        assert!(
+            both * 4 < picked.len(),
+            "{both} of {} in common",
+            picked.len()
+        );
         // The rate holds: 5 % of 4,000 is 200, well within ±60.
         assert!((140..=260).contains(&picked.len()), "{}", picked.len());
     }

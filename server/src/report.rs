@@ -588,7 +588,10 @@ fn callback_figures(
     f.by_village = villages
         .into_iter()
         .map(|(village, (called, denied))| VillageCallbacks {
-            village_name: names.get(&village).cloned().unwrap_or_else(|| village.clone()),
+            village_name: names
+                .get(&village)
+                .cloned()
+                .unwrap_or_else(|| village.clone()),
             village,
             called,
             denied,

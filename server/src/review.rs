@@ -9,12 +9,12 @@ use songpei_core::ids::DocId;
 
 use crate::AppState;
 use crate::accounts::audit::Entry;
+use crate::args;
 use crate::callbacks;
 use crate::db::{DbError, Sql};
-use crate::store::ServerStore;
-use crate::args;
 use crate::error::ApiError;
 use crate::store::DocCommit;
+use crate::store::ServerStore;
 use crate::store::projection;
 
 /// One decision to record.
@@ -34,11 +34,7 @@ pub(crate) struct Decide<'a> {
 
 /// Records a decision as the server's own change. The subject `hold` decides every
 /// open hold of the class at once (see [`crate::callbacks`]).
-pub(crate) fn decide(
-    state: &AppState,
-    d: &Decide<'_>,
-    now_ms: i64,
-) -> Result<(), ApiError> {
+pub(crate) fn decide(state: &AppState, d: &Decide<'_>, now_ms: i64) -> Result<(), ApiError> {
     let (reviewer, doc_id, subject, decision) = (d.reviewer, d.doc, d.subject, d.decision);
     let review = Review::new(decision, d.reason, reviewer, now_ms)?;
     let mut store = state.store.lock().map_err(|_| ApiError::Internal)?;
@@ -86,11 +82,17 @@ pub(crate) fn decide(
         id,
         serde_json::json!({ "subject": subject, "decision": decision.code() }),
     );
-    let reviews: Vec<(String, Review)> = subjects
-        .into_iter()
-        .map(|s| (s, review.clone()))
-        .collect();
-    write(&mut store, state, doc_id, &reviews, &[audit], &|_| Ok(()), now_ms)
+    let reviews: Vec<(String, Review)> =
+        subjects.into_iter().map(|s| (s, review.clone())).collect();
+    write(
+        &mut store,
+        state,
+        doc_id,
+        &reviews,
+        &[audit],
+        &|_| Ok(()),
+        now_ms,
+    )
 }
 
 /// Writes `reviews` into document `doc_id` as one change by the server's actor, and commits it

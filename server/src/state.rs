@@ -89,8 +89,8 @@ impl AppState {
             .map_err(|e| format!("blind index key: {e}"))?;
         let token_key =
             key_file(&config.data, "token.key").map_err(|e| format!("token key: {e}"))?;
-        let callback_key = key_file(&config.data, CALLBACK_KEY_FILE)
-            .map_err(|e| format!("call-back key: {e}"))?;
+        let callback_key =
+            key_file(&config.data, CALLBACK_KEY_FILE).map_err(|e| format!("call-back key: {e}"))?;
         store.set_sampler(crate::callbacks::Sampler::new(
             callback_key,
             config.callbacks.per_million,

@@ -31,7 +31,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::Value;
-use songpei_tests::{CliPhone, DISTRICT, ServerProcess, VILLAGE_A, VILLAGE_B, id_number};
+use songpei_tests::{CliPhone, Office, ServerProcess, VILLAGE_A, VILLAGE_B, id_number};
 
 const POLICY: &str = "[[policy]]\neffective_from = \"2019-01-01\"\nallowance_fen_per_day = 5000\nmax_subsidised_per_year = 3\n\
                       [[policy]]\neffective_from = \"2026-03-04\"\nallowance_fen_per_day = 6000\nmax_subsidised_per_year = 3\n";
@@ -73,113 +73,6 @@ fn class(
 fn attend(phone: &CliPhone, class: &str, trainee: &str, days: &[&str], kind: &str) {
     for day in days {
         phone.ok(&["attend", class, trainee, "--day", day, kind]);
-    }
-}
-
-/// A small client of the office API with a session.
-struct Office {
-    agent: ureq::Agent,
-    base: String,
-    cookie: String,
-}
-
-impl Office {
-    fn sign_in(server: &ServerProcess) -> Self {
-        let out = server.admin_ok(&[
-            "account",
-            "add",
-            "--username",
-            "office",
-            "--role",
-            "district_admin",
-        ]);
-        let password = out
-            .lines()
-            .find_map(|l| l.strip_prefix("password (shown once): "))
-            .expect("password")
-            .trim()
-            .to_owned();
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
-        let resp = agent
-            .post(format!("{}/api/v1/login", server.url))
-            .header("Content-Type", "application/json")
-            .send(serde_json::json!({"username": "office", "password": password}).to_string())
-            .expect("login");
-        assert_eq!(resp.status().as_u16(), 200);
-        let cookie = resp
-            .headers()
-            .get("set-cookie")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .expect("session cookie")
-            .to_owned();
-        Self {
-            agent,
-            base: server.url.clone(),
-            cookie,
-        }
-    }
-
-    /// The same session against a server restarted (perhaps on another port).
-    fn sign_in_again(server: &ServerProcess, before: Self) -> Self {
-        Self {
-            base: server.url.clone(),
-            ..before
-        }
-    }
-
-    fn get(&self, path: &str) -> Value {
-        let mut resp = self
-            .agent
-            .get(format!("{}{path}", self.base))
-            .header("Cookie", &self.cookie)
-            .call()
-            .expect("answer");
-        assert_eq!(resp.status().as_u16(), 200, "{path}");
-        serde_json::from_slice(&resp.body_mut().read_to_vec().expect("body")).expect("JSON")
-    }
-
-    fn post(&self, path: &str, body: Value) -> Value {
-        let mut resp = self
-            .agent
-            .post(format!("{}{path}", self.base))
-            .header("Cookie", &self.cookie)
-            .header("Content-Type", "application/json")
-            .send(body.to_string())
-            .expect("answer");
-        let status = resp.status().as_u16();
-        let v = serde_json::from_slice(&resp.body_mut().read_to_vec().expect("body"))
-            .unwrap_or(Value::Null);
-        assert_eq!(status, 200, "{path}: {v}");
-        v
-    }
-
-    /// Accepts every record of `class` that waits for review, with a reason.
-    fn accept_all(&self, class: &str) -> usize {
-        let page = self.get(&format!("/api/v1/classes/{class}"));
-        let mut n = 0;
-        for a in page["attendance"].as_array().expect("attendance") {
-            if a["payable"] == false && a["review"].is_null() {
-                self.post(
-                    "/api/v1/review",
-                    serde_json::json!({
-                        "doc_id": class, "subject": a["attendance_id"],
-                        "decision": "accepted", "reason": "村委会纸质签到表为证"
-                    }),
-                );
-                n += 1;
-            }
-        }
-        n
-    }
-
-    fn report(&self, month: &str) -> Value {
-        self.get(&format!(
-            "/api/v1/reports/monthly?district={DISTRICT}&month={month}"
-        ))
     }
 }
 

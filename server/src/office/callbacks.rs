@@ -245,9 +245,9 @@ pub(super) async fn disclose_phone(
             return Err(ApiError::Conflict("callback_closed"));
         }
         let tid: TraineeId = trainee.parse().map_err(|_| ApiError::Internal)?;
-        let doc = store
-            .doc(DocId::from(tid))?
-            .ok_or_else(|| ApiError::NotFound("the trainee's record is not on the server".into()))?;
+        let doc = store.doc(DocId::from(tid))?.ok_or_else(|| {
+            ApiError::NotFound("the trainee's record is not on the server".into())
+        })?;
         let (t, _) = songpei_core::doc::trainee::read(&doc.doc, tid)
             .map_err(|_| ApiError::NotFound("the trainee's record is not on the server".into()))?;
         let phone = t.phone.map(|p| p.expose().to_owned());
