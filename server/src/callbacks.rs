@@ -475,6 +475,89 @@ mod tests {
     }
 
     #[test]
+    fn the_call_list_is_what_the_key_draws_and_an_auditor_without_it_cannot_match_it() {
+        use crate::db::Transact;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = crate::ServerStore::open(dir.path(), 4).expect("store");
+        // Projections without their classes.
+        store
+            .conn()
+            .batch("PRAGMA foreign_keys = OFF")
+            .expect("pragma");
+        let sampler = Sampler::new([42; 32], 200_000);
+        // 3 classes × 20 trainees × 3 days, every day payable; one day accepted after a flag.
+        let mut by_class: BTreeMap<String, BTreeMap<(String, String), bool>> = BTreeMap::new();
+        for (i, (class, trainee, day)) in days(180).into_iter().enumerate() {
+            let class = format!("c{}", i % 3);
+            store
+                .conn()
+                .execute(
+                    "INSERT INTO p_attendance_days (class_id, trainee_id, day, signed_in,
+                     signed_out, payable) VALUES (?1, ?2, ?3, 1, 0, 1)",
+                    args![&class, &trainee, &day],
+                )
+                .expect("day");
+            by_class
+                .entry(class)
+                .or_default()
+                .insert((trainee, day), i == 7);
+        }
+        store
+            .conn_mut()
+            .transaction(|tx| -> Result<(), DbError> {
+                for (class, days) in &by_class {
+                    select(tx, &sampler, class, "450802101201", days, 1)?;
+                    // Drawn again (a later merge), nothing is listed twice.
+                    select(tx, &sampler, class, "450802101201", days, 2)?;
+                }
+                Ok(())
+            })
+            .expect("select");
+        let listed: Vec<(String, String, String, String)> = store
+            .conn()
+            .query_map(
+                "SELECT class_id, trainee_id, day, reason FROM callbacks
+                 ORDER BY class_id, trainee_id, day",
+                &[],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .expect("list");
+        let mut want: Vec<(String, String, String, String)> = Vec::new();
+        for (class, days) in &by_class {
+            for ((trainee, day), accepted) in days {
+                let reason = if *accepted {
+                    FLAG_ACCEPTED
+                } else if sampler.selects(class, trainee, day) {
+                    SAMPLE
+                } else {
+                    continue;
+                };
+                want.push((
+                    class.clone(),
+                    trainee.clone(),
+                    day.clone(),
+                    reason.to_owned(),
+                ));
+            }
+        }
+        want.sort();
+        assert_eq!(listed, want);
+        assert!((20..=60).contains(&listed.len()), "{}", listed.len());
+        // The auditor with the key draws the same days; with another key, not.
+        let (drawn, missing, unexplained) = verify(store.conn(), &sampler).expect("verify");
+        assert_eq!((missing.len(), unexplained.len()), (0, 0));
+        let drawn_by_key = by_class
+            .iter()
+            .flat_map(|(c, days)| days.keys().map(move |(t, d)| (c, t, d)))
+            .filter(|(c, t, d)| sampler.selects(c, t, d))
+            .count();
+        assert_eq!(drawn, drawn_by_key);
+        let (_, missing, unexplained) =
+            verify(store.conn(), &Sampler::new([43; 32], 200_000)).expect("verify");
+        assert!(!missing.is_empty() && !unexplained.is_empty());
+    }
+
+    #[test]
     fn outcomes_parse_from_the_api_words_only() {
         for o in [Outcome::Confirmed, Outcome::Denied, Outcome::Unreachable] {
             assert_eq!(Outcome::parse(o.code()), Some(o));

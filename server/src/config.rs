@@ -302,6 +302,38 @@ mod tests {
     }
 
     #[test]
+    fn the_call_back_rate_is_read_and_a_rate_outside_0_to_1_is_refused_naming_it() {
+        assert_eq!(Config::default().callbacks.per_million, 50_000);
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("c.toml");
+        // (file, per million, or the error's start)
+        for (text, want) in [
+            ("[callbacks]\nrate = 0.05\n", Ok(50_000)),
+            ("[callbacks]\nrate = 1.0\n", Ok(1_000_000)),
+            ("[callbacks]\nrate = 1\n", Ok(1_000_000)),
+            ("[callbacks]\nrate = 0.0\n", Ok(0)),
+            ("[callbacks]\n", Ok(50_000)),
+            ("", Ok(50_000)),
+            ("[callbacks]\nrate = 1.5\n", Err("callbacks.rate")),
+            ("[callbacks]\nrate = -0.01\n", Err("callbacks.rate")),
+            ("[callbacks]\nrate = nan\n", Err("callbacks.rate")),
+            ("[callbacks]\nratio = 0.1\n", Err("unknown field")),
+        ] {
+            std::fs::write(&path, text).expect("write");
+            let got = FileConfig::read(&path).map(|f| {
+                Config::resolve(None, None, None, None, f)
+                    .callbacks
+                    .per_million
+            });
+            match (got, want) {
+                (Ok(n), Ok(w)) => assert_eq!(n, w, "{text:?}"),
+                (Err(e), Err(w)) => assert!(e.contains(w), "{text:?}: {e}"),
+                (got, want) => panic!("{text:?}: {got:?}, wanted {want:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn unknown_keys_are_refused() {
         assert!(toml::from_str::<FileConfig>("lisen = \"x\"").is_err());
     }
