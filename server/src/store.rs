@@ -393,8 +393,8 @@ impl ServerStore {
                     "DELETE FROM chunks WHERE doc_id = ?1",
                     "DELETE FROM p_conflicts WHERE doc_id = ?1",
                     "UPDATE p_trainees SET name_masked = '（已删除）', id_masked = '（已删除）',
-                     phone_masked = NULL, sex = NULL, birth_year = NULL, key_groups = '[]'
-                     WHERE id = ?1",
+                     phone_masked = NULL, phone_index = NULL, sex = NULL, birth_year = NULL,
+                     key_groups = '[]' WHERE id = ?1",
                     // What a clerk noted on a call may name the person.
                     "UPDATE callbacks SET note = NULL WHERE trainee_id = ?1",
                     "UPDATE callback_attempts SET note = '' WHERE callback_id IN

@@ -107,7 +107,8 @@ fn a_denial_holds_the_class_until_the_office_decides_on_every_face(
         &start_at,
         "--subsidised",
     ]);
-    let phones = ["13800001111", "13800002222", "13800003333"];
+    // 黄伟's number on file is 韦春燕's: a call to it reaches her, not him.
+    let phones = ["13800001111", "13800002222", "13800001111"];
     let t: Vec<String> = ["韦春燕", "覃丽", "黄伟"]
         .iter()
         .enumerate()
@@ -193,6 +194,10 @@ fn a_denial_holds_the_class_until_the_office_decides_on_every_face(
         "{listed}"
     );
     assert!(!listed.to_string().contains(phones[0]), "{listed}");
+    for i in listed["items"].as_array().expect("items") {
+        let shared = i64::from(i["trainee_id"] != b.as_str());
+        assert_eq!(i["phone_shared_with"], shared, "{i}");
+    }
 
     // The number, disclosed for one open call and audited with its purpose.
     let a_yesterday = call(a, &yesterday);
@@ -487,7 +492,8 @@ fn a_denial_holds_the_class_until_the_office_decides_on_every_face(
     assert_eq!(report_fen(&office, &months), 0);
 
     // The coordinator's signals: 2 denials of 4 calls with an outcome; 2 of 5 records held; no
-    // cards; zhao, with no records, has nothing to count.
+    // cards; 2 of 3 trainees with a number on file for someone else too; zhao, with no records,
+    // has nothing to count.
     let signals = office.get("/api/v1/signals");
     let codes: Vec<&str> = signals["signals"]
         .as_array()
@@ -502,6 +508,7 @@ fn a_denial_holds_the_class_until_the_office_decides_on_every_face(
             "unregistered_key",
             "relayed",
             "fresh_keys",
+            "shared_phone",
             "held",
             "denials"
         ]
@@ -541,8 +548,9 @@ fn a_denial_holds_the_class_until_the_office_decides_on_every_face(
     assert_eq!(li["denials"], (2, 4), "{signals}");
     assert_eq!(li["held"], (2, 5), "{signals}");
     assert_eq!(li["card_share"], (0, 5), "{signals}");
+    assert_eq!(li["shared_phone"], (2, 3), "{signals}");
     assert!(row("zhao").values().all(|v| *v == (0, 0)), "{signals}");
-    let denials = &signals["signals"][5];
+    let denials = &signals["signals"][6];
     assert_eq!(
         denials["median"], 0.5,
         "the median over coordinators with calls: {denials}"

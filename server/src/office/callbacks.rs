@@ -40,6 +40,9 @@ pub(super) struct CallItem {
     name_masked: Option<String>,
     /// The phone number on file, masked; `null` when the trainee gave none.
     phone_masked: Option<String>,
+    /// Other people with the same number on file: a call to it may not reach this trainee (or
+    /// reach the coordinator).
+    phone_shared_with: i64,
     /// The training day asked about.
     day: String,
     /// `sample` (drawn) or `flag_accepted` (a record of the day was accepted after a flag).
@@ -91,7 +94,9 @@ pub(super) async fn call_list(
         let sql = format!(
             "SELECT cb.id, cb.class_id, c.title, cb.village, cb.trainee_id, t.name_masked,
                     t.phone_masked, cb.day, cb.reason, cb.selected_ms, cb.attempts, cb.outcome,
-                    cb.note, cb.decided_by, cb.decided_ms
+                    cb.note, cb.decided_by, cb.decided_ms,
+                    (SELECT COUNT(DISTINCT o.blind_index) FROM p_trainees o
+                     WHERE o.phone_index = t.phone_index AND o.blind_index <> t.blind_index)
              FROM callbacks cb
              LEFT JOIN p_classes c ON c.id = cb.class_id
              LEFT JOIN p_trainees t ON t.id = cb.trainee_id
@@ -122,6 +127,7 @@ pub(super) async fn call_list(
                 note: r.get(12)?,
                 decided_by: r.get(13)?,
                 decided_ms: r.get(14)?,
+                phone_shared_with: r.get(15)?,
             })
         })?;
         Ok(Json(CallList { items }))

@@ -42,6 +42,11 @@ pub(crate) const SIGNALS: &[(&str, &str, &str)] = &[
         "该协管员签到中出现的学员手机密钥里，第一次被系统见到（登记或应答）就是它第一次应答当天的比例。比例高说明学员手机多为临时新装。",
     ),
     (
+        "shared_phone",
+        "共用号码学员占比",
+        "该协管员签到的学员中，登记的手机号码同时登记在其他人名下的比例。号码若是协管员自己的或同一人的，电话回访就问不到学员本人。",
+    ),
+    (
         "held",
         "待审记录占比",
         "该协管员的记录中，因任一拦截支付的标记而待审的比例。",
@@ -283,6 +288,23 @@ fn compute(conn: &dyn Sql, month: Option<String>, places: &Places) -> Result<Sig
             (a.clone(), (n, ks.len() as i64))
         })
         .collect();
+    // Trainees whose number is on file for another person too.
+    let shared: Counts = conn
+        .query_map(
+            &format!(
+                "SELECT d.account_id, COUNT(DISTINCT a.trainee_id),
+                        COUNT(DISTINCT CASE WHEN EXISTS (
+                            SELECT 1 FROM p_trainees t JOIN p_trainees o
+                              ON o.phone_index = t.phone_index AND o.blind_index <> t.blind_index
+                            WHERE t.id = a.trainee_id) THEN a.trainee_id END)
+                 FROM attendance_checks a JOIN devices d ON d.id = a.device
+                 WHERE {in_month} GROUP BY d.account_id"
+            ),
+            args![m],
+            |r| Ok((r.get::<String>(0)?, (r.get::<i64>(2)?, r.get::<i64>(1)?))),
+        )?
+        .into_iter()
+        .collect();
     // Call-back denials, by the accounts whose records the trainee-day holds.
     let mut denials: Counts = BTreeMap::new();
     for (account, outcome) in conn.query_map(
@@ -305,6 +327,7 @@ fn compute(conn: &dyn Sql, month: Option<String>, places: &Places) -> Result<Sig
         ("unregistered_key", of_qr("unregistered_key")),
         ("relayed", of_qr("relayed")),
         ("fresh_keys", fresh),
+        ("shared_phone", shared),
         ("held", held),
         ("denials", denials),
     ]

@@ -62,6 +62,7 @@ pub(crate) struct TraineeRow {
     name_masked: String,
     id_masked: String,
     phone_masked: Option<String>,
+    phone_index: Option<Vec<u8>>,
     sex: Option<&'static str>,
     birth_year: Option<i32>,
     household: Option<String>,
@@ -123,6 +124,7 @@ pub(crate) fn project(
                 name_masked: t.name.masked(),
                 id_masked: t.id_number.masked(),
                 phone_masked: t.phone.as_ref().map(|p| p.masked()),
+                phone_index: t.phone.as_ref().map(|p| key.phone_index(p).to_vec()),
                 sex: t.sex().map(|s| match s {
                     songpei_core::validate::Sex::Male => "male",
                     songpei_core::validate::Sex::Female => "female",
@@ -315,12 +317,13 @@ pub(crate) fn write(
             }
             tx.execute(
                 "INSERT INTO p_trainees (id, district, village, blind_index, name_masked, \
-                 id_masked, phone_masked, sex, birth_year, household, key_groups) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+                 id_masked, phone_masked, sex, birth_year, household, key_groups, phone_index) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
                  ON CONFLICT (id) DO UPDATE SET district = excluded.district, \
                  village = excluded.village, blind_index = excluded.blind_index, \
                  name_masked = excluded.name_masked, id_masked = excluded.id_masked, \
-                 phone_masked = excluded.phone_masked, sex = excluded.sex, \
+                 phone_masked = excluded.phone_masked, phone_index = excluded.phone_index, \
+                 sex = excluded.sex, \
                  birth_year = excluded.birth_year, household = excluded.household, \
                  key_groups = excluded.key_groups",
                 args![
@@ -334,7 +337,8 @@ pub(crate) fn write(
                     t.sex,
                     t.birth_year,
                     t.household.as_deref(),
-                    &t.key_groups
+                    &t.key_groups,
+                    t.phone_index.clone()
                 ],
             )?;
             if old.as_deref() != Some(&t.blind_index[..]) {

@@ -39,3 +39,9 @@ CREATE TABLE class_holds (
     held_ms     INTEGER NOT NULL
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX class_holds_by_class ON class_holds (class_id);
+
+-- The blind index of a trainee's mobile number (HMAC under the blind-index key): one number on
+-- file for several people, the coordinator's own perhaps, would send a call-back to the wrong
+-- person.
+ALTER TABLE p_trainees ADD COLUMN phone_index BLOB;
+CREATE INDEX p_trainees_phone ON p_trainees (phone_index);
