@@ -19,14 +19,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use songpei_core::doc::review::{Decision, Review};
-use songpei_core::ids::DocId;
+use songpei_core::doc::review::Decision;
 
-use crate::AppState;
-use crate::accounts::audit::Entry;
 use crate::args;
 use crate::db::{DbError, Sql};
-use crate::error::ApiError;
 
 /// Why a trainee-day is on the call list: drawn by the keyed hash.
 pub(crate) const SAMPLE: &str = "sample";
@@ -188,192 +184,15 @@ pub(crate) fn hold_of(
     Ok(hold)
 }
 
-/// What a clerk found on a call.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Outcome {
-    /// 确认: the trainee was there.
-    Confirmed,
-    /// 否认: the trainee says they were not.
-    Denied,
-    /// 联系不上: no answer this time.
-    Unreachable,
-}
-
-impl Outcome {
-    /// Parses the API's word.
-    pub(crate) fn parse(s: &str) -> Option<Self> {
-        match s {
-            "confirmed" => Some(Self::Confirmed),
-            "denied" => Some(Self::Denied),
-            "unreachable" => Some(Self::Unreachable),
-            _ => None,
-        }
-    }
-
-    /// The stored word.
-    pub(crate) fn code(self) -> &'static str {
-        match self {
-            Self::Confirmed => "confirmed",
-            Self::Denied => "denied",
-            Self::Unreachable => "unreachable",
-        }
-    }
-}
-
-/// A call as the office sees it after an outcome is recorded.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Recorded {
-    /// The outcome the call was closed with; `None` while it stays open (an unanswered attempt
-    /// before the third).
-    pub closed_as: Option<&'static str>,
-    /// Attempts so far.
-    pub attempts: i64,
-}
-
-struct OpenCall {
-    class: String,
-    trainee: String,
-    day: String,
-    attempts: i64,
-    outcome: Option<String>,
-}
-
-fn open_call(db: &dyn Sql, id: &str) -> Result<OpenCall, ApiError> {
-    let row = db.query_opt(
-        "SELECT class_id, trainee_id, day, attempts, outcome FROM callbacks WHERE id = ?1",
-        args![id],
-        |r| {
-            Ok(OpenCall {
-                class: r.get(0)?,
-                trainee: r.get(1)?,
-                day: r.get(2)?,
-                attempts: r.get(3)?,
-                outcome: r.get(4)?,
-            })
-        },
-    )?;
-    let call = row.ok_or_else(|| ApiError::NotFound("no such call-back".into()))?;
-    if call.outcome.is_some() {
-        return Err(ApiError::Conflict("callback_closed"));
-    }
-    Ok(call)
-}
-
-/// Records an attempt on call `id` by `account`, with the clerk's `note`.
-pub(crate) fn record(
-    state: &AppState,
-    id: &str,
-    outcome: Outcome,
-    note: &str,
-    account: &str,
-    now_ms: i64,
-) -> Result<Recorded, ApiError> {
-    let note = songpei_core::validate::clean_text(note);
-    if note.chars().count() > NOTE_MAX_CHARS {
-        return Err(ApiError::Invalid {
-            field: "note".into(),
-            message: format!("is longer than {NOTE_MAX_CHARS} characters"),
-        });
-    }
-    let mut store = state.store.lock().map_err(|_| ApiError::Internal)?;
-    let call = open_call(store.conn(), id)?;
-    let attempts = call.attempts + 1;
-    let closed_as = match outcome {
-        Outcome::Unreachable if attempts < MAX_ATTEMPTS => None,
-        o => Some(o.code()),
-    };
-    let audit = Entry::new(
-        format!("account:{account}"),
-        "callback",
-        id.to_owned(),
-        serde_json::json!({ "outcome": outcome.code(), "attempt": attempts,
-            "closed": closed_as.is_some() }),
-    );
-    let write = |tx: &dyn Sql| -> Result<(), DbError> {
-        // Only an open call moves on: two clerks recording at once cannot both close it.
-        let n = tx.execute(
-            "UPDATE callbacks SET attempts = ?2, outcome = ?3, note = ?4, decided_by = ?5,
-             decided_ms = ?6 WHERE id = ?1 AND outcome IS NULL AND attempts = ?7",
-            args![
-                id,
-                attempts,
-                closed_as,
-                &note,
-                closed_as.map(|_| account),
-                closed_as.map(|_| now_ms),
-                call.attempts
-            ],
-        )?;
-        if n != 1 {
-            return Err(DbError::Stale(id.to_owned()));
-        }
-        tx.execute(
-            "INSERT INTO callback_attempts (callback_id, n, outcome, note, account, at_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            args![id, attempts, outcome.code(), &note, account, now_ms],
-        )?;
-        if outcome == Outcome::Denied {
-            tx.execute(
-                "INSERT INTO class_holds (callback_id, class_id, held_ms) VALUES (?1, ?2, ?3)",
-                args![id, &call.class, now_ms],
-            )?;
-        }
-        Ok(())
-    };
-    let stale = |e: DbError| match e {
-        DbError::Stale(_) => ApiError::Conflict("callback_closed"),
-        e => e.into(),
-    };
-    if outcome != Outcome::Denied {
-        use crate::db::Transact;
-        store
-            .conn_mut()
-            .transaction(|tx| -> Result<(), DbError> {
-                write(tx)?;
-                crate::accounts::audit::append(tx, now_ms, std::slice::from_ref(&audit))
-            })
-            .map_err(stale)?;
-        return Ok(Recorded {
-            closed_as,
-            attempts,
-        });
-    }
-    // A denial: every record of the trainee-day rejected, in the class document, with the hold.
-    let doc: DocId = call.class.parse().map_err(|_| ApiError::Internal)?;
-    let records: Vec<String> = store.conn().query_map(
-        "SELECT attendance_id FROM attendance_checks WHERE class_id = ?1 AND trainee_id = ?2
-         AND day = ?3 ORDER BY attendance_id",
-        args![&call.class, &call.trainee, &call.day],
-        |r| r.get(0),
-    )?;
-    let review = Review::new(
-        Decision::Rejected,
-        &format!("电话回访否认（回访编号 {id}）"),
-        account,
-        now_ms,
-    )?;
-    let reviews: Vec<(String, Review)> = records.into_iter().map(|a| (a, review.clone())).collect();
-    crate::review::write(&mut store, state, doc, &reviews, &[audit], &write, now_ms)?;
-    Ok(Recorded {
-        closed_as,
-        attempts,
-    })
-}
+/// A trainee-day: class, trainee, day.
+pub(crate) type Day = (String, String, String);
 
 /// The trainee-days the sampler draws now, against the call list: what an auditor holding the
 /// key checks. Returns (drawn, drawn but not listed, listed as drawn but not drawn).
 pub(crate) fn verify(
     db: &dyn Sql,
     sampler: &Sampler,
-) -> Result<
-    (
-        usize,
-        Vec<(String, String, String)>,
-        Vec<(String, String, String)>,
-    ),
-    DbError,
-> {
-    type Day = (String, String, String);
+) -> Result<(usize, Vec<Day>, Vec<Day>), DbError> {
     let listed: BTreeMap<Day, (String, u32)> = db
         .query_map(
             "SELECT class_id, trainee_id, day, reason, per_million FROM callbacks",
@@ -487,7 +306,7 @@ mod tests {
         let sampler = Sampler::new([42; 32], 200_000);
         // 3 classes × 20 trainees × 3 days, every day payable; one day accepted after a flag.
         let mut by_class: BTreeMap<String, BTreeMap<(String, String), bool>> = BTreeMap::new();
-        for (i, (class, trainee, day)) in days(180).into_iter().enumerate() {
+        for (i, (_, trainee, day)) in days(180).into_iter().enumerate() {
             let class = format!("c{}", i % 3);
             store
                 .conn()
@@ -555,15 +374,5 @@ mod tests {
         let (_, missing, unexplained) =
             verify(store.conn(), &Sampler::new([43; 32], 200_000)).expect("verify");
         assert!(!missing.is_empty() && !unexplained.is_empty());
-    }
-
-    #[test]
-    fn outcomes_parse_from_the_api_words_only() {
-        for o in [Outcome::Confirmed, Outcome::Denied, Outcome::Unreachable] {
-            assert_eq!(Outcome::parse(o.code()), Some(o));
-        }
-        for bad in ["", "Confirmed", "yes", "denied ", "确认"] {
-            assert_eq!(Outcome::parse(bad), None, "{bad:?}");
-        }
     }
 }
