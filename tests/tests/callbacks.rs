@@ -374,6 +374,11 @@ fn a_denial_holds_the_class_until_the_office_decides_on_every_face(
     assert_eq!(held[0]["subject"], "hold");
     assert_eq!(held[0]["denials"][0]["day"], yesterday.as_str());
     assert_eq!(held[0]["denials"][0]["trainee_id"], a.as_str());
+    // The overview counts it among what waits for review.
+    let pending = office.get("/api/v1/overview")["pending_review"]
+        .as_i64()
+        .expect("pending");
+    assert_eq!(pending, 1, "the held class, and nothing else");
     coord.sync(&server.url);
     // On the phone: a's denied day neither paid nor held, her other day held; b's and c's held.
     assert_eq!(on_phone(&coord, &class, a), (0, 1, 0));
@@ -554,6 +559,34 @@ fn a_denial_holds_the_class_until_the_office_decides_on_every_face(
     assert_eq!(
         denials["median"], 0.5,
         "the median over coordinators with calls: {denials}"
+    );
+
+    // An erasure keeps the calls (under the trainee's random id) but not what the clerk noted.
+    office.post(
+        &format!("/api/v1/trainees/{a}/erase"),
+        json!({"reason": "本人申请删除个人信息"}),
+    );
+    let notes: Vec<Option<String>> = server
+        .database()
+        .query_map(
+            "SELECT note FROM callbacks WHERE trainee_id = ?1",
+            songpei_server::args![a.as_str()],
+            |r| r.get(0),
+        )
+        .expect("notes");
+    assert_eq!(notes, [None, None], "{notes:?}");
+    let attempts: Vec<String> = server
+        .database()
+        .query_map(
+            "SELECT a.note FROM callback_attempts a JOIN callbacks c ON c.id = a.callback_id
+             WHERE c.trainee_id = ?1",
+            songpei_server::args![a.as_str()],
+            |r| r.get(0),
+        )
+        .expect("notes");
+    assert!(
+        !attempts.is_empty() && attempts.iter().all(String::is_empty),
+        "{attempts:?}"
     );
 
     // The auditor, with the server's key, finds the list the key draws.

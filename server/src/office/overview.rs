@@ -128,7 +128,10 @@ pub(super) fn pending_count(conn: &dyn Sql) -> Result<i64, ApiError> {
                  WHERE f.blocks_pay = 1 AND NOT EXISTS (SELECT 1 FROM p_reviews r
                    WHERE r.doc_id = f.class_id AND r.subject = f.attendance_id))
               + (SELECT COUNT(*) FROM p_conflicts c WHERE NOT EXISTS (SELECT 1 FROM p_reviews r
-                   WHERE r.doc_id = c.doc_id AND r.subject = 'conflict:' || c.path))",
+                   WHERE r.doc_id = c.doc_id AND r.subject = 'conflict:' || c.path))
+              + (SELECT COUNT(DISTINCT h.class_id) FROM class_holds h WHERE NOT EXISTS (
+                   SELECT 1 FROM p_reviews r
+                   WHERE r.doc_id = h.class_id AND r.subject = 'hold:' || h.callback_id))",
         &[],
         |r| r.get(0),
     )?)
