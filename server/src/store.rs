@@ -402,6 +402,12 @@ impl ServerStore {
                 ] {
                     tx.execute(sql, args![&id])?;
                 }
+                // No one can call a person erased: their open calls close as `erased`.
+                tx.execute(
+                    "UPDATE callbacks SET outcome = 'erased', decided_by = 'erasure',
+                     decided_ms = ?2 WHERE trainee_id = ?1 AND outcome IS NULL",
+                    args![&id, now_ms],
+                )?;
                 append_feed(tx, &village, &id, &empty)?;
             }
             crate::accounts::audit::append(tx, now_ms, audit)

@@ -48,6 +48,34 @@ const WORDS = {
       '登录已过期，请重新登录', notFound: '没有这个页面', firstDay: '开班', lastDay: '结业',
     valid: '有效', invalid: '无效', unchecked: '未核验', openApi: '接口说明',
     legendIn: '签到', legendOut: '签到并签退', legendPayable: '计补', legendHeld: '未计补',
+    callbacks: '电话回访', signals: '协管员信号', audit: '审计日志', openCalls: '待回访',
+    closedCalls: '最近已回访', callReason: '原因', attempts: '已拨次数', actions: '操作',
+    outcome: '结果', note: '备注', clerk: '回访人', decidedAt: '回访时间', showNumber: '显示号码',
+    callsEmpty: '没有待回访的电话', closedEmpty: '还没有已回访的电话',
+    callsHint: '请按顺序拨打，问学员当天是否到场参加培训。显示号码只为这一通回访，每次显示都记入审计日志（用途：电话回访）。',
+    disclosed: '已记入审计日志 · 用途：电话回访', noPhone: '未登记电话', notePlaceholder: '备注（可不填）',
+    denyTitle: '记录为否认？', denyHint:
+      '学员否认当天参加培训：该学员当天的全部考勤记录将被驳回，所在培训班暂停计发，整班进入待审核，由区县决定是否恢复。',
+    unreachableOnce: '已记录第 {n} 次未接通；三次未接通即记为联系不上。',
+    onHold: '回访否认，暂停计发',
+    closedAsUnreachable: '三次未接通，已记为联系不上。', recorded: '已记录：{o}',
+    coordinator: '协管员', villages: '所管村', recordCount: '记录数', districtMedian: '区县中位数',
+    allMonths: '全部月份', signalsHint:
+      '每位协管员的记录中看起来像常见问题的比例，与全区县的中位数对照。信号不是结论，只提示先核实哪里、先回访谁。',
+    unusualNote: '高亮：不低于区县中位数的 {n} 倍，且明显高于中位数。', timesMedian: '中位数的 {n} 倍',
+    sortBy: '按此列排序', signalsEmpty: '还没有协管员账号',
+    hold: '暂停计发', holdBadge: '回访否认', holdAcceptMeaning:
+      '通过：解除暂停，该班其他记录恢复计发（被否认当天的记录仍不计发）。',
+    holdRejectMeaning: '驳回：该班全部记录不予计发。',
+    traineeDays: '应回访人天', called: '抽中', callRate: '回访比例', decided: '已有结果',
+    confirmationRate: '确认率', denialsByVillage: '各村回访与否认', denials: '否认',
+    action: '操作类型', actor: '操作人', subject: '对象', detail: '详情', purpose: '用途',
+    callId: '回访编号', latest: '最近 {n} 条', items: '{n} 项', explanations: '各信号的含义',
+    auditAdminsOnly: '只有区县管理员可以查看审计日志',
+    classHeld: '有学员在电话回访中否认当天参训（{n} 次）：该班暂停计发，等区县审核决定。',
+    noteStays: '备注只保存在服务器上，不同步到村里的手机；培训班记录里只写明回访编号。',
+    phoneShared: '号码另登记在 {n} 人名下', phoneSharedHint:
+      '同一号码也登记在其他人名下（可能是家人的或协管员的），接电话的不一定是学员本人。',
   },
   en: {
     brand: 'songpei', switchTo: '中文', logout: 'Sign out', login: 'Sign in', username: 'Username',
@@ -96,6 +124,35 @@ const WORDS = {
     firstDay: 'First day', lastDay: 'Last day', valid: 'valid', invalid: 'invalid', unchecked:
       'not checked', openApi: 'API description', legendIn: 'signed in',
     legendOut: 'signed in and out', legendPayable: 'payable', legendHeld: 'not payable',
+    callbacks: 'Call-backs', signals: 'Coordinator signals', audit: 'Audit log', openCalls: 'To call',
+    closedCalls: 'Recently closed', callReason: 'Why', attempts: 'Attempts', actions: 'Actions',
+    outcome: 'Outcome', note: 'Note', clerk: 'Clerk', decidedAt: 'When', showNumber: 'Show number',
+    callsEmpty: 'No calls to make', closedEmpty: 'No call has been closed yet',
+    callsHint:
+      'Call in this order and ask whether the trainee was at the class that day. A number is shown for this call only; each time is kept in the audit log (purpose: call-back).',
+    disclosed: 'Kept in the audit log · purpose: call-back', noPhone: 'no phone on file',
+    notePlaceholder: 'Note (optional)', denyTitle: 'Record a denial?', denyHint:
+      'The trainee says they were not there: every record of that trainee-day is rejected, and the whole class is held (none of its records are paid) until the office decides it in the review queue.',
+    unreachableOnce: 'No answer recorded (attempt {n}); the third unanswered attempt closes the call as unreachable.',
+    onHold: 'held after a call-back denial',
+    closedAsUnreachable: 'Three unanswered attempts: closed as unreachable.', recorded: 'Recorded: {o}',
+    coordinator: 'Coordinator', villages: 'Villages', recordCount: 'Records',
+    districtMedian: 'District median', allMonths: 'All months', signalsHint:
+      'For each coordinator, the share of records that look like the known problems, against the district\'s median. A signal is not a finding: it says where to look first, and whom to call back first.',
+    unusualNote: 'Highlighted: at least {n} times the district median, and clearly above it.',
+    timesMedian: '{n} × median', sortBy: 'Sort by this column', signalsEmpty: 'No coordinator accounts yet',
+    hold: 'Class held', holdBadge: 'Denied on a call-back', holdAcceptMeaning:
+      'Accept: the hold is cleared and the class\'s other records are paid again (the denied day stays unpaid).',
+    holdRejectMeaning: 'Reject: no record of this class is paid.',
+    traineeDays: 'Payable trainee-days', called: 'Drawn', callRate: 'Share called', decided: 'With an outcome',
+    confirmationRate: 'Confirmed share', denialsByVillage: 'Calls and denials by village', denials: 'Denied',
+    action: 'Action', actor: 'By', subject: 'Subject', detail: 'Detail', purpose: 'Purpose',
+    callId: 'Call', latest: 'latest {n}', items: '{n} items', explanations: 'What each signal counts',
+    auditAdminsOnly: 'Only a district admin may read the audit log',
+    classHeld: 'A trainee denied being there on a call-back ({n}): the class is held, and none of its records are paid until the office decides it.',
+    noteStays: 'The note stays on the server and never reaches the village phones; the class\'s records name only the call.',
+    phoneShared: 'also on file for others: {n}', phoneSharedHint:
+      'The same number is on file for other people too (a relative\'s, or the coordinator\'s): whoever answers may not be the trainee.',
   },
 };
 
@@ -141,6 +198,41 @@ const CODES = {
     year_cap_reached: ['超过年度3次上限', 'over the 3-a-year cap'], same_occupation_and_level:
       ['同职业同等级已补贴', 'same occupation and level already subsidised'], accepted:
       ['通过', 'accepted'], rejected: ['驳回', 'rejected'],
+  },
+  outcome: {
+    confirmed: ['确认', 'confirmed'], denied: ['否认', 'denied'], unreachable: ['联系不上', 'unreachable'],
+    erased: ['学员信息已删除', 'trainee erased'],
+  },
+  call_reason: { sample: ['随机抽取', 'drawn at random'], flag_accepted: ['审核通过后必访', 'accepted after a flag'] },
+  purpose: { callback: ['电话回访', 'call-back'] },
+  action: {
+    disclose_phone: ['显示回访电话', 'phone shown for a call'], callback: ['电话回访结果', 'call-back outcome'],
+    read_personal: ['查看个人信息', 'personal data read'], lookup_trainee: ['查询学员', 'trainee lookup'],
+    erase_personal: ['删除个人信息', 'personal data erased'], review: ['审核', 'review'],
+    report: ['月报', 'monthly report'], import_targets: ['导入目标任务', 'targets imported'],
+    login: ['登录', 'sign-in'], enroll: ['手机注册', 'phone enrolled'], write: ['手机同步写入', 'phone write'],
+    device_revoke: ['停用手机', 'phone revoked'], refused_revoked: ['拒绝已停用手机', 'revoked phone refused'],
+    account_add: ['新增账号', 'account added'], account_villages: ['账号所管村', 'account villages'],
+    village_add: ['新增村', 'village added'], enrollment_code: ['注册码', 'enrolment code'],
+    issue_cards: ['打印签到卡', 'cards issued'], rotate_card_key: ['更换签到卡密钥', 'card key rotated'],
+    init: ['初始化', 'set up'],
+  },
+  // The server names and explains each signal in Chinese; these are the English.
+  signal: {
+    card_share: ['刷卡签到占比', 'Card sign-ins',
+      'Of the sign-ins this coordinator recorded, the share taken with a printed card rather than the trainee\'s phone. One person can scan every card, so a high share needs checking.'],
+    unregistered_key: ['未登记手机签到占比', 'Unregistered phones',
+      'Of the QR sign-ins, the share answered by a trainee phone key that no instructor witnessed in person (flag unregistered_key).'],
+    relayed: ['异地应答占比', 'Answered far away',
+      'Of the QR sign-ins, the share answered more than 1 km from the phone showing the class code (flag relayed): the code may have been passed on.'],
+    fresh_keys: ['当天新密钥占比', 'Keys new that day',
+      'Of the trainee phone keys in this coordinator\'s sign-ins, the share first seen by the system (registered or answering) on the day they first answered. A high share means phones mostly set up on the spot.'],
+    shared_phone: ['共用号码学员占比', 'Shared phone numbers',
+      'Of the trainees this coordinator signed in, the share whose registered phone number is also registered to someone else. If the number is the coordinator\'s own, or one person\'s, a call-back cannot reach the trainee.'],
+    held: ['待审记录占比', 'Records held',
+      'Of this coordinator\'s records, the share held for review by any flag that blocks pay.'],
+    denials: ['回访否认占比', 'Denied on call-backs',
+      'Of the call-backs with an outcome, the share where the trainee denied being at the class that day.'],
   },
 };
 
@@ -280,10 +372,17 @@ const PAGES = [
   ['overview', () => pageOverview()],
   ['classes', () => pageClasses()],
   ['review', () => pageReview()],
+  ['callbacks', () => pageCallbacks()],
+  ['signals', () => pageSignals()],
   ['trainees', () => pageTrainees()],
   ['report', () => pageReport()],
   ['targets', () => pageTargets()],
+  ['audit', () => pageAudit(), 'admin'],
 ];
+
+function isAdmin() {
+  return Boolean(me && me.role === 'district_admin');
+}
 
 function frame() {
   document.documentElement.lang = lang === 'en' ? 'en' : 'zh-CN';
@@ -297,7 +396,7 @@ function frame() {
   document.getElementById('who').textContent = me ? me.username : '';
   const nav = document.getElementById('nav');
   nav.hidden = !me;
-  nav.replaceChildren(...PAGES.map(([name]) => el('a', {
+  nav.replaceChildren(...PAGES.filter(([, , who]) => who !== 'admin' || isAdmin()).map(([name]) => el('a', {
     href: '#/' + name, 'data-page': name,
     class: currentPage() === name || (name === 'classes' && currentPage() === 'class') ? 'on' : null,
   }, t(name))), el('a', { href: '/api/openapi.json', class: 'small' }, t('openApi')));
@@ -506,12 +605,14 @@ async function pageClasses() {
         el('td', {}, c.township_name), el('td', {}, c.village_name), el('td', {}, c.occupation),
         el('td', {}, code('status', c.status)), el('td', {}, c.first_day), el('td', {}, c.last_day),
         el('td', { class: 'n' }, num(c.enrolled)),
-        el('td', { class: 'n' }, c.open_flags ? el('span', { class: 'badge warn' }, num(c.open_flags)) : '0'))))));
+        el('td', { class: 'n' }, c.open_flags ? el('span', { class: 'badge warn' }, num(c.open_flags)) : '0',
+          c.on_hold ? el('span', { class: 'badge warn', title: t('onHold') }, t('onHold')) : ''))))));
 }
 
 async function pageClass(id) {
-  const page = await api('/api/v1/classes/' + encodeURIComponent(id));
+  const [page, queue] = await Promise.all([api('/api/v1/classes/' + encodeURIComponent(id)), api('/api/v1/review')]);
   const c = page.class;
+  const hold = queue.items.find((i) => i.kind === 'hold' && i.class_id === id);
   const names = {};
   for (const r of page.trainees) names[r.trainee_id] = r.name_masked || r.trainee_id.slice(0, 8);
   const facts = el('dl', { class: 'facts' },
@@ -547,6 +648,8 @@ async function pageClass(id) {
         : a.flags.some((f) => f.blocks_pay) ? decideButtons(page.class.id, a.attendance_id, () => route()) : ''))));
   const parts = [
     el('div', { class: 'head' }, el('h1', {}, c.title), el('a', { href: '#/classes' }, t('backToClasses'))),
+    hold ? el('p', { class: 'notice warn', id: 'class-held' }, t('classHeld', { n: num(hold.denials.length) }), ' ',
+      el('a', { href: '#/review' }, t('review'))) : null,
     el('div', { class: 'card' }, facts),
     el('div', { class: 'card' }, el('h2', {}, t('roster')), legend, el('div', { class: 'scroll' }, roster)),
     el('div', { class: 'card' }, el('h2', {}, t('records')), records),
@@ -611,6 +714,8 @@ function decideDialog(docId, subject, decision, after) {
     },
   },
   el('h2', {}, decision === 'accepted' ? t('acceptTitle') : t('rejectTitle')),
+  subject === 'hold' ? el('p', { class: 'meaning ' + decision, id: 'decide-meaning' },
+    decision === 'accepted' ? t('holdAcceptMeaning') : t('holdRejectMeaning')) : null,
   el('p', { class: 'muted' }, t('reasonHint')),
   el('label', { for: 'decide-reason' }, t('reason')), reason, msg,
   el('div', { class: 'buttons' }, el('button', { type: 'button', onclick: closeDialog }, t('cancel')),
@@ -635,19 +740,247 @@ function closeDialog() {
 
 async function pageReview() {
   const q = await api('/api/v1/review');
-  const rows = q.items.map((i) => el('tr', { 'data-subject': i.subject },
-    el('td', {}, i.kind === 'flag' ? t('flag') : t('conflict')),
+  const lines = (items) => items.map((x, n) => [n ? el('br') : null, x]);
+  const rows = q.items.map((i) => el('tr', { 'data-subject': i.subject, 'data-kind': i.kind, class: i.kind === 'hold' ? 'hold' : null },
+    el('td', {}, i.kind === 'flag' ? t('flag') : i.kind === 'hold' ? el('span', { class: 'badge warn' }, t('hold')) : t('conflict')),
     el('td', {}, i.class_id ? el('a', { href: '#/class/' + encodeURIComponent(i.class_id) }, i.class_title || i.class_id) : (i.doc_kind || i.doc_id)),
     el('td', {}, i.village_name),
-    el('td', {}, i.name_masked || ''), el('td', {}, i.day || ''),
+    i.kind === 'hold'
+      ? [el('td', {}, lines(i.denials.map((d) => d.name_masked || '—'))), el('td', {}, lines(i.denials.map((d) => d.day)))]
+      : [el('td', {}, i.name_masked || ''), el('td', {}, i.day || '')],
     el('td', {}, i.kind === 'flag' ? flagBadges(i.flags)
-      : el('span', {}, el('span', { class: 'mono' }, i.path), ' → ', i.winner, ' (', i.values.join(' / '), ')')),
+      : i.kind === 'hold' ? el('ul', { class: 'denials' }, (i.denials || []).map(denialLine))
+        : el('span', {}, el('span', { class: 'mono' }, i.path), ' → ', i.winner, ' (', i.values.join(' / '), ')')),
     el('td', {}, decideButtons(i.doc_id, i.subject, () => route()))));
   return el('section', { class: 'page', id: 'page-review' },
     el('div', { class: 'head' }, el('h1', {}, t('review'), ' (', num(q.items.length), ')')),
     el('div', { class: 'card' }, q.items.length
       ? table([t('item'), t('class'), t('village'), t('trainee'), t('day'), t('flags'), t('decision')], rows)
       : el('p', { class: 'muted' }, t('reviewEmpty'))));
+}
+
+// One denial that holds a class: who, which day, what the clerk noted, and who called.
+function denialLine(d) {
+  return el('li', { 'data-callback': d.callback_id },
+    el('span', { class: 'badge warn' }, t('holdBadge')), ' ', d.name_masked || '—', ' · ', d.day,
+    d.note ? [' · ', el('q', {}, d.note)] : null,
+    el('small', { class: 'muted' }, ' · ', t('clerk'), ' ', d.decided_by || '—', ' · ', timeOf(d.held_ms)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Call-backs
+
+async function pageCallbacks() {
+  const closed = hashParams().get('status') === 'closed';
+  const list = await api('/api/v1/callbacks?status=' + (closed ? 'closed' : 'open'));
+  const tabs = el('nav', { class: 'tabs', id: 'callback-tabs' },
+    el('a', { href: '#/callbacks', class: closed ? null : 'on', 'data-tab': 'open' }, t('openCalls')),
+    el('a', { href: '#/callbacks?status=closed', class: closed ? 'on' : null, 'data-tab': 'closed' }, t('closedCalls')));
+  return el('section', { class: 'page', id: 'page-callbacks', 'data-status': closed ? 'closed' : 'open' },
+    el('div', { class: 'head' }, el('h1', {}, t('callbacks'), closed ? null : [' (', num(list.items.length), ')']), tabs),
+    closed ? null : el('p', { class: 'notice', id: 'callbacks-hint' }, t('callsHint')),
+    el('div', { class: 'card' }, closed ? closedCalls(list.items) : openCalls(list.items)));
+}
+
+function callCells(c) {
+  return [
+    el('td', { class: 'day' }, c.day),
+    el('td', {}, el('a', { href: '#/class/' + encodeURIComponent(c.class_id) }, c.class_title || c.class_id)),
+    el('td', { title: c.township_name }, c.village_name),
+    el('td', {}, c.name_masked || '—'),
+  ];
+}
+
+function openCalls(items) {
+  const admin = isAdmin();
+  const headers = [t('date'), t('class'), t('village'), t('trainee'), t('phone'), t('callReason'), t('attempts')];
+  if (admin) headers.push(t('actions'));
+  if (!items.length) return el('p', { class: 'muted' }, t('callsEmpty'));
+  return table(headers, items.map((c) => {
+    // A number on file for other people too may not reach this trainee.
+    const shared = c.phone_shared_with > 0
+      ? el('span', { class: 'badge warn shared', title: t('phoneSharedHint') }, t('phoneShared', { n: num(c.phone_shared_with) })) : null;
+    const phone = el('td', { class: 'phone' }, el('span', { class: 'mono' }, c.phone_masked || t('noPhone')));
+    if (admin && c.phone_masked) {
+      phone.append(' ', el('button', {
+        type: 'button', class: 'show-number', onclick: (e) => disclosePhone(c, phone, e.target, shared),
+      }, t('showNumber')));
+    }
+    if (shared) append(phone, [el('br'), shared]);
+    return el('tr', { 'data-callback': c.id, 'data-day': c.day },
+      callCells(c), phone,
+      el('td', {}, el('span', { class: 'badge ' + (c.reason === 'flag_accepted' ? 'warn' : 'info') }, code('call_reason', c.reason))),
+      el('td', { class: 'n attempts' }, num(c.attempts)),
+      admin ? el('td', { class: 'call-actions' }, outcomeForm(c)) : null);
+  }), { id: 'open-calls' });
+}
+
+function closedCalls(items) {
+  if (!items.length) return el('p', { class: 'muted' }, t('closedEmpty'));
+  return table([t('date'), t('class'), t('village'), t('trainee'), t('callReason'), t('attempts'), t('outcome'), t('note'), t('clerk'), t('decidedAt')],
+    items.map((c) => el('tr', { 'data-callback': c.id, 'data-outcome': c.outcome },
+      callCells(c), el('td', {}, code('call_reason', c.reason)), el('td', { class: 'n attempts' }, num(c.attempts)),
+      el('td', {}, el('span', { class: 'outcome ' + c.outcome }, code('outcome', c.outcome))),
+      el('td', { class: 'note' }, c.note || ''), el('td', {}, c.decided_by || ''),
+      el('td', { class: 'mono' }, timeOf(c.decided_ms)))), { id: 'closed-calls' });
+}
+
+// Shows the number for this one call; the server keeps the disclosure, with its purpose, in the
+// audit log.
+async function disclosePhone(c, cell, button, shared) {
+  button.disabled = true;
+  try {
+    const r = await api('/api/v1/callbacks/' + encodeURIComponent(c.id) + '/phone', { method: 'POST' });
+    cell.replaceChildren();
+    append(cell, [el('span', { class: 'mono number' }, r.phone || t('noPhone')), el('br'),
+      el('small', { class: 'disclosed' }, t('disclosed')), shared ? [el('br'), shared] : null]);
+  } catch (err) {
+    button.disabled = false;
+    toast(explain(err), true);
+    if (err instanceof ApiFailure && err.status === 409) route();
+  }
+}
+
+function outcomeForm(c) {
+  const note = el('input', {
+    class: 'call-note', maxlength: 500, placeholder: t('notePlaceholder'), 'aria-label': t('note'), autocomplete: 'off',
+  });
+  const b = (outcome, cls) => el('button', {
+    type: 'button', class: cls, 'data-outcome': outcome,
+    onclick: (e) => (outcome === 'denied' ? denyDialog(c, note.value) : recordOutcome(c, outcome, note.value, e.target.closest('.buttons'))),
+  }, code('outcome', outcome));
+  return el('div', { class: 'outcome-form' }, note,
+    el('span', { class: 'buttons' }, b('confirmed', 'ok'), b('denied', 'no'), b('unreachable', '')));
+}
+
+async function recordOutcome(c, outcome, note, buttons) {
+  const controls = buttons ? [...buttons.querySelectorAll('button')] : [];
+  for (const x of controls) x.disabled = true;
+  try {
+    const r = await api('/api/v1/callbacks/' + encodeURIComponent(c.id), { method: 'POST', json: { outcome, note } });
+    if (outcome === 'unreachable') toast(r.closed_as ? t('closedAsUnreachable') : t('unreachableOnce', { n: r.attempts }));
+    else toast(t('recorded', { o: code('outcome', outcome) }));
+    route();
+    return true;
+  } catch (err) {
+    for (const x of controls) x.disabled = false;
+    toast(explain(err), true);
+    if (err instanceof ApiFailure && err.status === 409) route();
+    return false;
+  }
+}
+
+function denyDialog(c, noteText) {
+  const note = el('textarea', { id: 'deny-note', rows: 3, maxlength: 500 });
+  note.value = noteText || '';
+  const msg = el('p', { class: 'error', role: 'alert' });
+  openDialog(el('form', {
+    method: 'dialog', onsubmit: async (e) => {
+      e.preventDefault();
+      msg.textContent = '';
+      try {
+        await api('/api/v1/callbacks/' + encodeURIComponent(c.id), { method: 'POST', json: { outcome: 'denied', note: note.value } });
+        closeDialog();
+        toast(t('recorded', { o: code('outcome', 'denied') }));
+        route();
+      } catch (err) {
+        msg.textContent = explain(err);
+      }
+    },
+  },
+  el('h2', {}, t('denyTitle')),
+  el('p', {}, el('strong', {}, c.name_masked || '—'), ' · ', c.day, ' · ', c.class_title || c.class_id, ' · ', c.village_name),
+  el('p', { class: 'meaning rejected', id: 'deny-meaning' }, t('denyHint')),
+  el('label', { for: 'deny-note' }, t('note')), note, el('p', { class: 'muted' }, t('noteStays')), msg,
+  el('div', { class: 'buttons' }, el('button', { type: 'button', onclick: closeDialog }, t('cancel')),
+    el('button', { type: 'submit', class: 'no', id: 'deny-confirm' }, code('outcome', 'denied')))));
+  note.focus();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Coordinator signals
+
+// A signal's name and what it counts: the server's Chinese, or the catalogue's English.
+function signalText(s) {
+  const en = lang === 'en' && CODES.signal[s.code];
+  return en ? { label: en[1], explanation: en[2] } : { label: s.label, explanation: s.explanation };
+}
+
+async function pageSignals() {
+  const month = hashParams().get('month') || '';
+  const s = await api('/api/v1/signals' + (month ? '?month=' + encodeURIComponent(month) : ''));
+  const picker = el('input', { type: 'month', value: month, id: 'signals-month' });
+  const filter = el('form', {
+    class: 'inline', onsubmit: (e) => {
+      e.preventDefault();
+      location.hash = '#/signals' + (picker.value ? '?month=' + picker.value : '');
+    },
+  }, el('label', { for: 'signals-month' }, t('month')), picker, el('button', { type: 'submit' }, t('show')),
+  month ? el('a', { href: '#/signals' }, t('allMonths')) : null);
+  const texts = s.signals.map(signalText);
+  const columns = [
+    { key: 'account', label: t('coordinator'), value: (c) => c.account },
+    { key: 'villages', label: t('villages'), value: (c) => c.villages.join('、') },
+    { key: 'records', label: t('recordCount'), value: (c) => c.records },
+  ].concat(s.signals.map((g, i) => ({
+    key: g.code, label: texts[i].label, title: texts[i].explanation, value: (c) => (c.values[i] ? c.values[i].share : null),
+  })));
+  const sort = { key: null, dir: 1 };
+  const head = el('tr');
+  const body = el('tbody');
+  const render = () => {
+    head.replaceChildren(...columns.map((col) => {
+      const on = sort.key === col.key;
+      return el('th', {
+        'data-sort': col.key, class: 'sortable' + (col.key === 'account' || col.key === 'villages' ? '' : ' n'),
+        'aria-sort': on ? (sort.dir > 0 ? 'ascending' : 'descending') : 'none', title: col.title || null,
+      }, el('button', {
+        type: 'button', class: 'sort', title: t('sortBy'),
+        onclick: () => {
+          if (sort.key === col.key) sort.dir = -sort.dir;
+          else { sort.key = col.key; sort.dir = 1; }
+          render();
+        },
+      }, col.label, el('span', { class: 'arrow' + (on ? ' on' : '') }, on ? (sort.dir > 0 ? '▲' : '▼') : '↕')));
+    }));
+    let rows = s.coordinators.slice();
+    if (sort.key) {
+      const col = columns.find((x) => x.key === sort.key);
+      rows.sort((a, b) => compareValues(col.value(a), col.value(b), sort.dir));
+    }
+    body.replaceChildren(...(rows.length ? rows.map((c) => el('tr', { 'data-account': c.account },
+      el('td', { class: 'mono' }, c.account), el('td', {}, c.villages.join('、')), el('td', { class: 'n' }, num(c.records)),
+      c.values.map((v) => signalCell(v)))) : [el('tr', {}, el('td', { colspan: columns.length, class: 'empty' }, t('signalsEmpty')))]));
+  };
+  render();
+  const medians = el('tfoot', {}, el('tr', { class: 'median', id: 'signals-median' },
+    el('th', { colspan: 3 }, t('districtMedian')),
+    s.signals.map((g) => el('td', { class: 'n', 'data-code': g.code }, percent(g.median)))));
+  return el('section', { class: 'page', id: 'page-signals' },
+    el('div', { class: 'head' }, el('h1', {}, t('signals'), s.month ? ' · ' + s.month : ''), filter),
+    el('p', { class: 'muted' }, t('signalsHint')),
+    el('div', { class: 'card' }, el('div', { class: 'scroll' },
+      el('table', { class: 'grid signals', id: 'signals-table' }, el('thead', {}, head), body, medians)),
+    el('p', { class: 'legend' }, el('span', {}, el('i', { class: 'key unusual' }), t('unusualNote', { n: num(s.unusual_times) })))),
+    el('div', { class: 'card' }, el('h2', {}, t('explanations')), el('dl', { class: 'explanations', id: 'signals-legend' },
+      s.signals.map((g, i) => el('div', { 'data-code': g.code }, el('dt', {}, texts[i].label), el('dd', {}, texts[i].explanation))))));
+}
+
+// Ascending by dir = 1, descending by -1; a missing value goes last either way.
+function compareValues(a, b, dir) {
+  const none = (v) => v === null || v === undefined;
+  if (none(a) || none(b)) return none(a) === none(b) ? 0 : none(a) ? 1 : -1;
+  const c = typeof a === 'number' && typeof b === 'number' ? a - b : String(a).localeCompare(String(b), 'zh-CN');
+  return c * dir;
+}
+
+function signalCell(v) {
+  return el('td', {
+    class: 'n signal' + (v.unusual ? ' unusual' : ''), 'data-code': v.code,
+    'data-share': v.share === null || v.share === undefined ? '' : v.share,
+  },
+  el('strong', {}, percent(v.share)), el('br'), el('small', {}, num(v.count), '/', num(v.of)),
+  v.unusual && v.times_median ? [el('br'), el('small', { class: 'times' }, t('timesMedian', { n: v.times_median.toFixed(1) }))] : null);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -800,8 +1133,10 @@ async function pageReport() {
     el('div', { class: 'four' }, counts(t('byTrainingType'), r.person_times.by_training_type),
       counts(t('byKeyGroup'), r.person_times.by_key_group), counts(t('byOccupation'), r.person_times.by_occupation),
       counts(t('byTownship'), r.person_times.by_township)),
-    el('div', { class: 'card' }, el('h2', {}, t('subsidyDecisions')),
-      table([t('decision'), t('places')], r.subsidy.map((d) => el('tr', {}, el('td', {}, code('decision', d.decision, d.label)), el('td', { class: 'n' }, num(d.places)))))),
+    el('div', { class: 'two' },
+      el('div', { class: 'card' }, el('h2', {}, t('subsidyDecisions')),
+        table([t('decision'), t('places')], r.subsidy.map((d) => el('tr', {}, el('td', {}, code('decision', d.decision, d.label)), el('td', { class: 'n' }, num(d.places)))))),
+      callbackFigures(r.callbacks)),
     el('div', { class: 'card' }, el('h2', {}, t('places')),
       el('div', { class: 'scroll' }, table([t('class'), t('township'), t('name'), t('idNumber'), t('household'), t('counted'), t('subsidyRule'), t('payableDays'), t('allowance')],
         r.places.map((x) => el('tr', {},
@@ -810,6 +1145,67 @@ async function pageReport() {
           el('td', {}, x.counted ? t('yes') : t('no')),
           el('td', { class: 'rule' }, code('decision', x.decision), el('br'), el('small', {}, x.rule)),
           el('td', { class: 'n' }, num(x.payable_days)), el('td', { class: 'n' }, yuan(x.allowance_fen))))))));
+}
+
+// The month's call-backs: how many trainee-days were drawn, what the calls found, and where.
+function callbackFigures(c) {
+  if (!c) return null;
+  const figure = (key, label, value) => el('div', { 'data-figure': key }, el('dt', {}, label), el('dd', {}, value));
+  return el('div', { class: 'card', id: 'report-callbacks' }, el('h2', {}, t('callbacks')),
+    el('dl', { class: 'facts' },
+      figure('trainee_days', t('traineeDays'), num(c.trainee_days)), figure('called', t('called'), num(c.called)),
+      figure('rate', t('callRate'), percent(c.rate)), figure('decided', t('decided'), num(c.decided)),
+      figure('confirmed', code('outcome', 'confirmed'), num(c.confirmed)), figure('denied', code('outcome', 'denied'), num(c.denied)),
+      figure('unreachable', code('outcome', 'unreachable'), num(c.unreachable)),
+      figure('confirmation_rate', t('confirmationRate'), percent(c.confirmation_rate))),
+    el('h3', {}, t('denialsByVillage')),
+    table([t('village'), t('called'), t('denials')], c.by_village.map((v) => el('tr', { 'data-village': v.village, class: v.denied ? 'held' : null },
+      el('td', {}, v.village_name), el('td', { class: 'n' }, num(v.called)), el('td', { class: 'n' }, num(v.denied)))), { id: 'report-callback-villages' }));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Audit log
+
+async function pageAudit() {
+  if (!isAdmin()) {
+    return el('section', { class: 'page', id: 'page-audit' }, el('div', { class: 'head' }, el('h1', {}, t('audit'))),
+      el('p', { class: 'muted' }, t('auditAdminsOnly')));
+  }
+  const limit = 100;
+  const action = hashParams().get('action') || '';
+  const list = await api('/api/v1/audit?limit=' + limit + (action ? '&action=' + encodeURIComponent(action) : ''));
+  const known = Object.keys(CODES.action);
+  if (action && !known.includes(action)) known.push(action);
+  const select = el('select', { id: 'audit-action' }, el('option', { value: '' }, t('all')),
+    known.map((a) => el('option', { value: a, selected: a === action }, code('action', a) + ' · ' + a)));
+  const filter = el('form', {
+    class: 'inline', onsubmit: (e) => {
+      e.preventDefault();
+      location.hash = '#/audit' + (select.value ? '?action=' + encodeURIComponent(select.value) : '');
+    },
+  }, el('label', { for: 'audit-action' }, t('action')), select, el('button', { type: 'submit' }, t('filter')));
+  return el('section', { class: 'page', id: 'page-audit' },
+    el('div', { class: 'head' }, el('h1', {}, t('audit'), ' (', t('latest', { n: num(limit) }), ')'), filter),
+    el('div', { class: 'card' }, table([t('time'), t('actor'), t('action'), t('subject'), t('detail')],
+      list.map((x) => el('tr', { 'data-action': x.action, 'data-seq': x.seq },
+        el('td', { class: 'mono' }, timeOf(x.at_ms)), el('td', {}, x.actor),
+        el('td', { title: x.action }, code('action', x.action)), el('td', { class: 'mono' }, x.subject),
+        el('td', { class: 'detail' }, auditDetail(x.detail)))), { id: 'audit-log' })));
+}
+
+// An entry's details, the known ones in words (a disclosure names its purpose and the call).
+function auditDetail(d) {
+  if (!d || typeof d !== 'object') return d === null || d === undefined ? '' : String(d);
+  const parts = Object.entries(d).map(([k, v]) => {
+    if (k === 'purpose') return el('span', { class: 'purpose' }, t('purpose'), '：', code('purpose', v));
+    if (k === 'callback') return el('span', { class: 'call' }, t('callId'), ' ', el('span', { class: 'mono' }, v));
+    if (k === 'outcome') return el('span', {}, t('outcome'), '：', code('outcome', v));
+    if (k === 'decision') return el('span', {}, t('decision'), '：', code('decision', v));
+    if (k === 'reason') return el('span', {}, t('reason'), '：', String(v));
+    if (Array.isArray(v)) return el('span', { title: v.join('\n') }, k, ': ', t('items', { n: num(v.length) }));
+    return el('span', {}, k, ': ', typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v));
+  });
+  return parts.map((p, i) => [i ? ' · ' : null, p]);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -390,6 +390,17 @@ fn a_denial_holds_the_class_until_the_office_decides_on_every_face(
         !page.to_string().contains("在外地打工"),
         "the note stays off the class: {page}"
     );
+    assert_eq!(page["hold"], "open");
+    assert!(
+        page["attendance"]
+            .as_array()
+            .expect("records")
+            .iter()
+            .all(|r| r["payable"] == false),
+        "no record of a held class is paid: {page}"
+    );
+    let list = office.get("/api/v1/classes");
+    assert_eq!(list[0]["on_hold"], true, "{list}");
     // The coordinator's phone holds the rejection, naming the call but not what the trainee said.
     let doc = coord.documents();
     let reviews = doc[&class]["content"]["reviews"].to_string();
@@ -588,6 +599,26 @@ fn a_denial_holds_the_class_until_the_office_decides_on_every_face(
         !attempts.is_empty() && attempts.iter().all(String::is_empty),
         "{attempts:?}"
     );
+    // Her open call cannot be made any more: it closes as erased, outside the outcomes counted.
+    assert!(open_calls(&office).iter().all(|c| c.1 != *a));
+    let closed = office.get("/api/v1/callbacks?status=closed");
+    let erased: Vec<&Value> = closed["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|i| i["outcome"] == "erased")
+        .collect();
+    assert_eq!(erased.len(), 1, "{closed}");
+    assert_eq!(erased[0]["day"], today.as_str());
+    let decided: i64 = months
+        .iter()
+        .map(|m| {
+            office.report(m)["callbacks"]["decided"]
+                .as_i64()
+                .expect("decided")
+        })
+        .sum();
+    assert_eq!(decided, 4, "confirmed, unreachable and two denials");
 
     // The auditor, with the server's key, finds the list the key draws.
     let out = server.admin(&["callbacks", "verify"]);

@@ -52,7 +52,8 @@ pub(super) struct CallItem {
     selected_ms: i64,
     /// Attempts so far (three unanswered close the call as `unreachable`).
     attempts: i64,
-    /// `confirmed`, `denied` or `unreachable` once closed.
+    /// `confirmed`, `denied` or `unreachable` once closed (`erased`: the person's data was erased
+    /// before the call, which no longer counts among outcomes).
     outcome: Option<String>,
     /// The clerk's note of the last attempt.
     note: Option<String>,

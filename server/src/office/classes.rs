@@ -11,10 +11,12 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::args;
+use crate::callbacks::Hold;
 use crate::db::Sql;
 use crate::error::{ApiError, ErrorBody};
 use crate::office::openapi::{Limits, Session as SessionRefused, Storage};
 use crate::report::rule_text;
+use songpei_core::doc::review::Decision;
 
 use super::{Places, parse_day, session, with_conn};
 
@@ -46,6 +48,8 @@ pub(super) struct ClassSummary {
     last_day: String,
     enrolled: i64,
     open_flags: i64,
+    /// A call-back denial holds the class until the office decides it.
+    on_hold: bool,
 }
 
 /// The district's classes.
@@ -85,10 +89,15 @@ pub(super) async fn classes(
                    (SELECT COUNT(DISTINCT f.attendance_id) FROM attendance_flags f
                       WHERE f.class_id = c.id AND f.blocks_pay = 1 AND NOT EXISTS (
                         SELECT 1 FROM p_reviews r WHERE r.doc_id = c.id
-                        AND r.subject = f.attendance_id))
+                        AND r.subject = f.attendance_id)),
+                   EXISTS (SELECT 1 FROM class_holds h WHERE h.class_id = c.id AND NOT EXISTS (
+                        SELECT 1 FROM p_reviews r WHERE r.doc_id = c.id
+                        AND r.subject = 'hold:' || h.callback_id))
                  FROM p_classes c
-                 WHERE (?1 IS NULL OR c.village = ?1) AND (?2 IS NULL OR c.status = ?2)
-                   AND (?3 IS NULL OR c.last_day >= ?3) AND (?4 IS NULL OR c.first_day <= ?4)
+                 WHERE (CAST(?1 AS TEXT) IS NULL OR c.village = ?1)
+                   AND (CAST(?2 AS TEXT) IS NULL OR c.status = ?2)
+                   AND (CAST(?3 AS TEXT) IS NULL OR c.last_day >= ?3)
+                   AND (CAST(?4 AS TEXT) IS NULL OR c.first_day <= ?4)
                  ORDER BY c.first_day DESC, c.title",
                 args![
                     q.village.as_deref().filter(|x| !x.is_empty()),
@@ -110,6 +119,7 @@ pub(super) async fn classes(
                         last_day: r.get(6)?,
                         enrolled: r.get(7)?,
                         open_flags: r.get(8)?,
+                        on_hold: r.get(9)?,
                     })
                 },
             )?
@@ -223,6 +233,10 @@ pub(super) struct ConflictView {
 /// Everything the district sees of one class.
 #[derive(Serialize, ToSchema)]
 pub(super) struct ClassPage {
+    /// `open` while a call-back denial holds the class (none of its records are paid until the
+    /// office decides it in the review queue), `rejected` once the office rejected the class after
+    /// a denial, `none` otherwise.
+    hold: String,
     class: ClassInfo,
     trainees: Vec<RosterRow>,
     attendance: Vec<AttendanceView>,
@@ -408,12 +422,19 @@ pub(super) async fn class_page(
             )?
             .into_iter()
             .collect();
+        let hold = crate::callbacks::hold_of(conn, &id, |s| {
+            reviews.get(s).and_then(|r| Decision::parse(&r.decision))
+        })?;
         let mut reviews = reviews;
         for a in &mut attendance {
             a.flags = flags.remove(&a.attendance_id).unwrap_or_default();
             a.review = reviews.remove(&a.attendance_id);
             if let Some(r) = &a.review {
                 a.payable = r.decision == "accepted";
+            }
+            // A held class pays none of its records until the office decides.
+            if hold != Hold::None {
+                a.payable = false;
             }
         }
         let conflicts = conn
@@ -439,6 +460,12 @@ pub(super) async fn class_page(
             })
             .collect();
         Ok(Json(ClassPage {
+            hold: match hold {
+                Hold::None => "none",
+                Hold::Open => "open",
+                Hold::Rejected => "rejected",
+            }
+            .to_owned(),
             class: ClassInfo {
                 id: id.clone(),
                 title,
