@@ -151,6 +151,46 @@ pub(crate) fn select(
     Ok(())
 }
 
+/// Draws every payable trainee-day not on the call list — days made payable before call-backs
+/// existed, or before the rate was raised — so that the list is what the key draws at the current
+/// rate. Returns how many were put on the list.
+pub(crate) fn draw_unlisted(
+    tx: &dyn Sql,
+    sampler: &Sampler,
+    now_ms: i64,
+) -> Result<usize, DbError> {
+    let mut by_class: BTreeMap<(String, String), BTreeMap<(String, String), bool>> =
+        BTreeMap::new();
+    for (class, village, trainee, day) in tx.query_map(
+        &format!("SELECT a.class_id, c.village, a.trainee_id, a.day FROM {PAYABLE_DAYS}"),
+        &[],
+        |r| {
+            Ok((
+                r.get::<String>(0)?,
+                r.get::<String>(1)?,
+                r.get::<String>(2)?,
+                r.get::<String>(3)?,
+            ))
+        },
+    )? {
+        by_class
+            .entry((class, village))
+            .or_default()
+            .insert((trainee, day), false);
+    }
+    let before: i64 = tx.query_row("SELECT COUNT(*) FROM callbacks", &[], |r| r.get(0))?;
+    for ((class, village), days) in &by_class {
+        select(tx, sampler, class, village, days, now_ms)?;
+    }
+    let after: i64 = tx.query_row("SELECT COUNT(*) FROM callbacks", &[], |r| r.get(0))?;
+    Ok(usize::try_from(after - before).unwrap_or(0))
+}
+
+/// The payable trainee-days within their class's days (the population drawn from), as a `FROM`
+/// clause over `p_attendance_days a` and `p_classes c`.
+const PAYABLE_DAYS: &str = "p_attendance_days a JOIN p_classes c ON c.id = a.class_id
+     WHERE a.payable = 1 AND a.day >= c.first_day AND a.day <= c.last_day";
+
 /// Whether a class is held after a denial.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Hold {
@@ -184,6 +224,42 @@ pub(crate) fn hold_of(
     Ok(hold)
 }
 
+/// The trainee-days of `class` a trainee denied on a call, with when the denial was recorded.
+pub(crate) fn denied_days(
+    db: &dyn Sql,
+    class: &str,
+) -> Result<BTreeMap<(String, String), i64>, DbError> {
+    Ok(db
+        .query_map(
+            "SELECT trainee_id, day, decided_ms FROM callbacks
+             WHERE class_id = ?1 AND outcome = 'denied'",
+            args![class],
+            |r| {
+                Ok((
+                    (r.get(0)?, r.get(1)?),
+                    r.get::<Option<i64>>(2)?.unwrap_or(0),
+                ))
+            },
+        )?
+        .into_iter()
+        .collect())
+}
+
+/// Whether a record of `trainee` on `day` is rejected by a denial: every record of a denied
+/// trainee-day — those that arrive later too — unless the office accepted that record itself after
+/// the denial. `review` is the record's own decision and its time.
+pub(crate) fn rejected_by_denial(
+    denied: &BTreeMap<(String, String), i64>,
+    trainee: &str,
+    day: &str,
+    review: Option<(Decision, i64)>,
+) -> bool {
+    match denied.get(&(trainee.to_owned(), day.to_owned())) {
+        None => false,
+        Some(at) => !matches!(review, Some((Decision::Accepted, r)) if r > *at),
+    }
+}
+
 /// A trainee-day: class, trainee, day.
 pub(crate) type Day = (String, String, String);
 
@@ -207,7 +283,7 @@ pub(crate) fn verify(
         .into_iter()
         .collect();
     let payable: Vec<Day> = db.query_map(
-        "SELECT class_id, trainee_id, day FROM p_attendance_days WHERE payable = 1",
+        &format!("SELECT a.class_id, a.trainee_id, a.day FROM {PAYABLE_DAYS}"),
         &[],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
@@ -244,6 +320,26 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    /// Classes running through December 2026 (projections only: foreign keys off).
+    fn classes(store: &crate::ServerStore, ids: &[&str]) {
+        store
+            .conn()
+            .batch("PRAGMA foreign_keys = OFF")
+            .expect("pragma");
+        for c in ids {
+            store
+                .conn()
+                .execute(
+                    "INSERT INTO p_classes (id, district, village, title, status, occupation,
+                     level, training_type, subsidised, first_day, last_day, sign_out_required)
+                     VALUES (?1, '450802', '450802101201', 't', 'running', 'o', 'junior',
+                     'employment_skills', 1, '2026-12-01', '2026-12-28', 0)",
+                    args![*c],
+                )
+                .expect("class");
+        }
     }
 
     fn sample(s: &Sampler, days: &[(String, String, String)]) -> Vec<usize> {
@@ -294,15 +390,50 @@ mod tests {
     }
 
     #[test]
+    fn days_payable_before_call_backs_or_a_raised_rate_are_drawn_once_at_start() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = crate::ServerStore::open(dir.path(), 4).expect("store");
+        classes(&store, &["c0", "c1"]);
+        for (i, (_, trainee, day)) in days(200).into_iter().enumerate() {
+            store
+                .conn()
+                .execute(
+                    "INSERT INTO p_attendance_days (class_id, trainee_id, day, signed_in,
+                     signed_out, payable) VALUES (?1, ?2, ?3, 1, 0, 1)",
+                    args![format!("c{}", i % 2), &trainee, &day],
+                )
+                .expect("day");
+        }
+        let count = |store: &crate::ServerStore| -> i64 {
+            store
+                .conn()
+                .query_row("SELECT COUNT(*) FROM callbacks", &[], |r| r.get(0))
+                .expect("count")
+        };
+        for (rate, again) in [(100_000, false), (100_000, true), (300_000, false)] {
+            let sampler = Sampler::new([9; 32], rate);
+            store.set_sampler(sampler.clone());
+            let before = count(&store);
+            let drawn = store.draw_callbacks(1).expect("draw");
+            assert_eq!(count(&store) - before, drawn as i64);
+            if again {
+                assert_eq!(drawn, 0, "a rate is drawn at once");
+            } else {
+                assert!(drawn > 0, "rate {rate}");
+            }
+            let (n, missing, unexplained) = verify(store.conn(), &sampler).expect("verify");
+            assert_eq!((missing.len(), unexplained.len()), (0, 0), "rate {rate}");
+            assert_eq!(n as i64, count(&store), "rate {rate}");
+        }
+    }
+
+    #[test]
     fn the_call_list_is_what_the_key_draws_and_an_auditor_without_it_cannot_match_it() {
         use crate::db::Transact;
         let dir = tempfile::tempdir().expect("tempdir");
         let mut store = crate::ServerStore::open(dir.path(), 4).expect("store");
         // Projections without their classes.
-        store
-            .conn()
-            .batch("PRAGMA foreign_keys = OFF")
-            .expect("pragma");
+        classes(&store, &["c0", "c1", "c2"]);
         let sampler = Sampler::new([42; 32], 200_000);
         // 3 classes × 20 trainees × 3 days, every day payable; one day accepted after a flag.
         let mut by_class: BTreeMap<String, BTreeMap<(String, String), bool>> = BTreeMap::new();

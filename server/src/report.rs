@@ -535,9 +535,18 @@ fn callback_figures(
     district: &str,
     key: &str,
 ) -> Result<CallbackFigures, crate::db::DbError> {
+    // Payable now, or — in a class a denial holds or had rejected — signed in; within the class's
+    // days. Days on the call list that no longer pay are added below.
     let payable: i64 = conn.query_row(
         "SELECT COUNT(*) FROM p_attendance_days a JOIN p_classes c ON c.id = a.class_id
-         WHERE c.district = ?1 AND a.payable = 1 AND substr(a.day, 1, 7) = ?2",
+         WHERE c.district = ?1 AND substr(a.day, 1, 7) = ?2
+           AND a.day >= c.first_day AND a.day <= c.last_day
+           AND (a.payable = 1 OR (a.signed_in = 1
+             AND EXISTS (SELECT 1 FROM class_holds h WHERE h.class_id = a.class_id
+               AND NOT EXISTS (SELECT 1 FROM p_reviews r WHERE r.doc_id = h.class_id
+                 AND r.subject = 'hold:' || h.callback_id AND r.decision = 'accepted'))
+             AND NOT EXISTS (SELECT 1 FROM callbacks cb WHERE cb.class_id = a.class_id
+               AND cb.trainee_id = a.trainee_id AND cb.day = a.day)))",
         args![district, key],
         |r| r.get(0),
     )?;

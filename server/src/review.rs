@@ -30,6 +30,9 @@ pub(crate) struct Decide<'a> {
     pub decision: Decision,
     /// Why.
     pub reason: &'a str,
+    /// For the subject `hold`: the calls whose denials the reviewer saw; refused when the class's
+    /// open holds are not exactly these (another denial arrived meanwhile).
+    pub holds: Option<&'a [String]>,
 }
 
 /// Records a decision as the server's own change. The subject `hold` decides every
@@ -40,14 +43,25 @@ pub(crate) fn decide(state: &AppState, d: &Decide<'_>, now_ms: i64) -> Result<()
     let mut store = state.store.lock().map_err(|_| ApiError::Internal)?;
     let id = doc_id.to_string();
     let subjects: Vec<String> = if subject == callbacks::HOLD_ALL {
-        store.conn().query_map(
-            "SELECT 'hold:' || h.callback_id FROM class_holds h WHERE h.class_id = ?1
+        let open: Vec<String> = store.conn().query_map(
+            "SELECT h.callback_id FROM class_holds h WHERE h.class_id = ?1
              AND NOT EXISTS (SELECT 1 FROM p_reviews r WHERE r.doc_id = h.class_id
                              AND r.subject = 'hold:' || h.callback_id)
              ORDER BY h.callback_id",
             args![&id],
             |r| r.get(0),
-        )?
+        )?;
+        let seen = d.holds.ok_or_else(|| ApiError::Invalid {
+            field: "holds".into(),
+            message: "name the calls whose denials were decided".into(),
+        })?;
+        let seen: std::collections::BTreeSet<&str> = seen.iter().map(|s| s.trim()).collect();
+        if !open.is_empty() && seen != open.iter().map(String::as_str).collect() {
+            return Err(ApiError::Conflict("review_changed"));
+        }
+        open.into_iter()
+            .map(|c| format!("{}{c}", callbacks::HOLD_PREFIX))
+            .collect()
     } else {
         let known = if let Some(path) = subject.strip_prefix(CONFLICT_PREFIX) {
             store.conn().query_opt(

@@ -89,12 +89,30 @@ impl AppState {
             .map_err(|e| format!("blind index key: {e}"))?;
         let token_key =
             key_file(&config.data, "token.key").map_err(|e| format!("token key: {e}"))?;
+        // A replica must draw under the key the calls were drawn under, never a new one of its own.
+        if !config.data.join(CALLBACK_KEY_FILE).exists()
+            && store
+                .conn()
+                .query_opt("SELECT 1 FROM callbacks LIMIT 1", &[], |_| Ok(()))
+                .map_err(|e| format!("cannot read the call list: {e}"))?
+                .is_some()
+        {
+            return Err(format!(
+                "{} is missing from {} but the database already has calls drawn under it: copy it \
+                 from the first server's data folder",
+                CALLBACK_KEY_FILE,
+                config.data.display()
+            ));
+        }
         let callback_key =
             key_file(&config.data, CALLBACK_KEY_FILE).map_err(|e| format!("call-back key: {e}"))?;
         store.set_sampler(crate::callbacks::Sampler::new(
             callback_key,
             config.callbacks.per_million,
         ));
+        store
+            .draw_callbacks(chrono::Utc::now().timestamp_millis())
+            .map_err(|e| format!("cannot draw the call-backs: {e}"))?;
         Ok(Self {
             store: Arc::new(Mutex::new(store)),
             rate: Arc::new(ratelimit::RateLimits::new(&config.limits)),
@@ -119,6 +137,39 @@ pub(crate) fn mac(key: &[u8; 32], payload: &str) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_server_without_the_call_back_key_of_its_calls_refuses_to_start() {
+        let dir = tempfile::tempdir().expect("dir");
+        let config = crate::Config {
+            data: dir.path().to_path_buf(),
+            ..crate::Config::default()
+        };
+        let state = super::AppState::open(config.clone()).expect("first start");
+        state
+            .store
+            .lock()
+            .expect("store")
+            .conn()
+            .execute(
+                "INSERT INTO callbacks (id, class_id, village, trainee_id, day, reason,
+                 per_million, selected_ms) VALUES ('c1', 'k', 'v', 't', '2026-12-01', 'sample',
+                 50000, 0)",
+                &[],
+            )
+            .expect("a call");
+        drop(state);
+        let key = std::fs::read(dir.path().join(super::CALLBACK_KEY_FILE)).expect("key");
+        std::fs::remove_file(dir.path().join(super::CALLBACK_KEY_FILE)).expect("remove");
+        let err = super::AppState::open(config.clone()).expect_err("no key, calls on file");
+        assert!(err.contains("callback.key is missing"), "{err}");
+        assert!(
+            !dir.path().join(super::CALLBACK_KEY_FILE).exists(),
+            "no key was made"
+        );
+        std::fs::write(dir.path().join(super::CALLBACK_KEY_FILE), key).expect("restore");
+        super::AppState::open(config).expect("the key back");
+    }
+
     #[test]
     fn servers_starting_together_on_one_data_folder_get_the_same_whole_key() {
         for _ in 0..20 {

@@ -169,6 +169,32 @@ impl ServerStore {
         self.sampler = sampler;
     }
 
+    /// Draws, at the sampler's rate, the payable trainee-days never drawn at it (all of them after
+    /// an upgrade; those below a raised rate), once per rate. Returns how many went on the call
+    /// list.
+    pub fn draw_callbacks(&mut self, now_ms: i64) -> Result<usize, DbError> {
+        let sampler = &self.sampler;
+        let rate = sampler.per_million().to_string();
+        self.db.transaction(|tx| -> Result<usize, DbError> {
+            let stored: Option<String> = tx.query_opt(
+                "SELECT value FROM server_settings WHERE key = 'callbacks_drawn_per_million'",
+                &[],
+                |r| r.get(0),
+            )?;
+            if stored.as_deref() == Some(rate.as_str()) {
+                return Ok(0);
+            }
+            let n = crate::callbacks::draw_unlisted(tx, sampler, now_ms)?;
+            tx.execute(
+                "INSERT INTO server_settings (key, value)
+                 VALUES ('callbacks_drawn_per_million', ?1)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                args![&rate],
+            )?;
+            Ok(n)
+        })
+    }
+
     /// Sets how sign-ins are taken from now on.
     pub fn set_signin(&mut self, signin: crate::config::SigninRules) {
         self.signin = signin;

@@ -686,17 +686,17 @@ function reviewNote(r) {
     code('decision', r.decision), '：', r.reason);
 }
 
-function decideButtons(docId, subject, after) {
+function decideButtons(docId, subject, after, holds) {
   const admin = me && me.role === 'district_admin';
   const b = (decision) => el('button', {
     type: 'button', class: decision === 'accepted' ? 'ok' : 'no', disabled: !admin,
     title: admin ? null : t('viewerOnly'), 'data-decision': decision,
-    onclick: () => decideDialog(docId, subject, decision, after),
+    onclick: () => decideDialog(docId, subject, decision, after, holds),
   }, decision === 'accepted' ? t('accept') : t('reject'));
   return el('span', { class: 'buttons' }, b('accepted'), b('rejected'));
 }
 
-function decideDialog(docId, subject, decision, after) {
+function decideDialog(docId, subject, decision, after, holds) {
   const reason = el('textarea', { id: 'decide-reason', rows: 3, maxlength: 500, required: true, minlength: 2 });
   const msg = el('p', { class: 'error', role: 'alert' });
   openDialog(el('form', {
@@ -704,7 +704,8 @@ function decideDialog(docId, subject, decision, after) {
       e.preventDefault();
       msg.textContent = '';
       try {
-        await api('/api/v1/review', { method: 'POST', json: { doc_id: docId, subject, decision, reason: reason.value } });
+        // A held class is decided for the denials shown, and refused if another arrived meanwhile.
+        await api('/api/v1/review', { method: 'POST', json: { doc_id: docId, subject, decision, reason: reason.value, holds } });
         closeDialog();
         toast(t('saved'));
         after();
@@ -751,7 +752,8 @@ async function pageReview() {
     el('td', {}, i.kind === 'flag' ? flagBadges(i.flags)
       : i.kind === 'hold' ? el('ul', { class: 'denials' }, (i.denials || []).map(denialLine))
         : el('span', {}, el('span', { class: 'mono' }, i.path), ' → ', i.winner, ' (', i.values.join(' / '), ')')),
-    el('td', {}, decideButtons(i.doc_id, i.subject, () => route()))));
+    el('td', {}, decideButtons(i.doc_id, i.subject, () => route(),
+      i.kind === 'hold' ? i.denials.map((d) => d.callback_id) : undefined))));
   return el('section', { class: 'page', id: 'page-review' },
     el('div', { class: 'head' }, el('h1', {}, t('review'), ' (', num(q.items.length), ')')),
     el('div', { class: 'card' }, q.items.length

@@ -879,6 +879,48 @@ impl RawDevice {
     pub fn device(&self) -> uuid::Uuid {
         self.phone.profile().device.uuid()
     }
+
+    /// Pushes one change to document `doc` of `village`, made by `edit` on a copy of `doc_bytes`
+    /// under this device's actor, as a modified app would (no check on the phone).
+    pub fn push_edit(
+        &self,
+        doc: songpei_core::ids::DocId,
+        village: &str,
+        doc_bytes: &[u8],
+        edit: impl FnOnce(&mut automerge::transaction::Transaction<'_>),
+    ) -> Answer {
+        use songpei_core::sync::protocol::{Cursor, PROTOCOL_VERSION, Push, SyncRequest};
+        let mut d = automerge::Automerge::load(doc_bytes).expect("load");
+        d.set_actor(self.phone.profile().actor.clone());
+        let base = d.get_heads();
+        {
+            let mut tx = d.transaction();
+            edit(&mut tx);
+            tx.commit();
+        }
+        let req = SyncRequest {
+            version: PROTOCOL_VERSION,
+            request_id: rand::random(),
+            device: self.device(),
+            district: DISTRICT.into(),
+            cursors: vec![Cursor {
+                village: village.into(),
+                seq: 0,
+                tag: 0,
+            }],
+            pushes: vec![Push {
+                doc: doc.uuid(),
+                base: songpei_core::sync::protocol::to_wire(&base),
+                changes: songpei_core::sync::changes::pack(&d.save_after(&base), &base)
+                    .expect("pack"),
+            }],
+            max_response_bytes: 1 << 20,
+            card_keys: 0,
+            policy: 0,
+            instructors: 0,
+        };
+        self.sync(&songpei_core::sync::protocol::encode(&req))
+    }
 }
 
 /// A client of the district office's API with a signed-in session.

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use chrono::{Duration, SecondsFormat, Timelike, Utc};
 use serde_json::{Value, json};
+use songpei_core::doc::review::{Decision, Review};
 use songpei_tests::{CliPhone, Office, ServerProcess, VILLAGE_A, at, id_number, ok};
 
 /// A place's (payable days, held days, allowance in fen) on the phone, after a sync.
@@ -70,6 +71,12 @@ fn outcome(office: &Office, id: &str, outcome: &str, note: &str) -> Value {
 fn a_denial_holds_the_class_until_the_office_decides_on_every_face(
     start: &dyn Fn(Option<&str>) -> ServerProcess,
 ) {
+    // Near China's midnight the day would turn under the sign-ins below: begin after it.
+    let to_midnight =
+        86_400 - i64::from((Utc::now() + Duration::hours(8)).num_seconds_from_midnight());
+    if to_midnight < 120 {
+        std::thread::sleep(std::time::Duration::from_secs(to_midnight as u64 + 2));
+    }
     let server = start(Some("[callbacks]\nrate = 1.0\n"));
     let office = Office::sign_in(&server);
     let viewer = Office::sign_in_as(&server, "clerk2", "district_viewer");
@@ -77,7 +84,12 @@ fn a_denial_holds_the_class_until_the_office_decides_on_every_face(
     server.add_account("li", "coordinator", &[VILLAGE_A]);
     server.enroll_as(&coord, "li");
     server.add_account("zhao", "coordinator", &[VILLAGE_A]);
+    // The phone's clock: uptime 1,000,000 ms at t0, when it syncs; every record within 60 s.
+    let t0 = Utc::now();
     ok(at(&coord, 1_000_000, None, None, &["sync"]));
+    let wall = |up: i64| {
+        (t0 + Duration::milliseconds(up - 1_000_000)).to_rfc3339_opts(SecondsFormat::Millis, true)
+    };
 
     // A three-day class from yesterday, its hours around now; three trainees of 脱贫户.
     let local = Utc::now() + Duration::hours(8);
@@ -125,30 +137,27 @@ fn a_denial_holds_the_class_until_the_office_decides_on_every_face(
     let (a, b, c) = (&t[0], &t[1], &t[2]);
     // Today's sign-ins, by hand on a phone whose clock the server knows: paid with no review.
     // Yesterday's, entered today: outside their day, held, then accepted by the office.
-    let wall = |k: i64| {
-        (Utc::now() + Duration::seconds(10 * k)).to_rfc3339_opts(SecondsFormat::Millis, true)
-    };
     for (k, who) in [a, b, c].into_iter().enumerate() {
-        let up = 1_100_000 + k as i64 * 30_000;
+        let up = 1_010_000 + k as i64 * 10_000;
         ok(at(
             &coord,
             up,
-            Some(&wall(k as i64)),
+            Some(&wall(up)),
             None,
             &["attend", &class, who, "--day", &today, "--in"],
         ));
     }
     for (k, who) in [a, b].into_iter().enumerate() {
-        let up = 1_300_000 + k as i64 * 30_000;
+        let up = 1_040_000 + k as i64 * 10_000;
         ok(at(
             &coord,
             up,
-            Some(&wall(20 + k as i64)),
+            Some(&wall(up)),
             None,
             &["attend", &class, who, "--day", &yesterday, "--in"],
         ));
     }
-    ok(at(&coord, 1_400_000, None, None, &["sync"]));
+    ok(at(&coord, 1_060_000, None, None, &["sync"]));
     assert_eq!(office.accept_all(&class), 2, "yesterday's two records wait");
     coord.sync(&server.url);
     let months: Vec<String> = {
@@ -407,12 +416,63 @@ fn a_denial_holds_the_class_until_the_office_decides_on_every_face(
     assert!(reviews.contains(&a_yesterday), "{reviews}");
     assert!(!reviews.contains("在外地打工"), "{reviews}");
 
-    // The office clears the class: the other days pay again; the denied one never.
-    office.post(
-        "/api/v1/review",
-        json!({"doc_id": class, "subject": "hold", "decision": "accepted",
-               "reason": "其他学员回访均确认"}),
+    // A modified app cannot decide for the office: neither clear the hold nor accept the denied
+    // records itself. The push is refused whole.
+    let class_doc: songpei_core::ids::DocId = class
+        .parse::<songpei_core::ids::ClassId>()
+        .expect("class id")
+        .into();
+    let bytes = coord
+        .open_core()
+        .document_bytes(class_doc)
+        .expect("read")
+        .expect("class document");
+    let raw = server.raw_device(&[VILLAGE_A]);
+    let records: Vec<String> = page["attendance"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .filter(|r| r["trainee_id"] == a.as_str() && r["day"] == yesterday.as_str())
+        .map(|r| r["attendance_id"].as_str().expect("id").to_owned())
+        .collect();
+    for subject in [format!("hold:{a_yesterday}"), records[0].clone()] {
+        let review = Review::new(Decision::Accepted, "本人已确认", "office", 1).expect("review");
+        let answer = raw.push_edit(class_doc, VILLAGE_A, &bytes, |tx| {
+            songpei_core::doc::review::put(tx, &subject, &review).expect("put");
+        });
+        assert_eq!(
+            (answer.status, answer.code.as_str()),
+            (403, "not_allowed"),
+            "{subject}"
+        );
+    }
+    coord.sync(&server.url);
+    assert_eq!(on_phone(&coord, &class, a), (0, 1, 0));
+    assert_eq!(report_fen(&office, &months), 0);
+
+    // The office decides the class for the denials it saw; a decision naming others is refused.
+    let clear = |holds: Value| -> (u16, Value) {
+        office.call(
+            "POST",
+            "/api/v1/review",
+            Some(
+                &json!({"doc_id": class, "subject": "hold", "decision": "accepted",
+                        "reason": "其他学员回访均确认", "holds": holds})
+                .to_string(),
+            ),
+        )
+    };
+    let (status, v) = clear(Value::Null);
+    assert_eq!((status, v["field"].as_str()), (400, Some("holds")), "{v}");
+    let (status, v) = clear(json!([a_yesterday, "0123456789abcdef"]));
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (409, Some("review_changed")),
+        "{v}"
     );
+    // The office clears the class: the other days pay again; the denied one never.
+    let (status, v) = clear(json!([a_yesterday]));
+    assert_eq!(status, 200, "{v}");
     assert!(
         !office.get("/api/v1/review")["items"]
             .as_array()
@@ -424,6 +484,18 @@ fn a_denial_holds_the_class_until_the_office_decides_on_every_face(
     assert_eq!(on_phone(&coord, &class, a), (1, 0, 5_000));
     assert_eq!(on_phone(&coord, &class, b), (2, 0, 10_000));
     assert_eq!(on_phone(&coord, &class, c), (1, 0, 5_000));
+    assert_eq!(report_fen(&office, &months), 20_000);
+    // Another record of the denied day, arriving later from the phone, does not pay it either.
+    ok(at(
+        &coord,
+        1_070_000,
+        Some(&wall(1_070_000)),
+        None,
+        &["attend", &class, a, "--day", &yesterday, "--in"],
+    ));
+    ok(at(&coord, 1_080_000, None, None, &["sync"]));
+    coord.sync(&server.url);
+    assert_eq!(on_phone(&coord, &class, a), (1, 0, 5_000));
     assert_eq!(report_fen(&office, &months), 20_000);
     let pay = office.get(&format!("/api/v1/classes/{class}"));
     let dashboard_fen: i64 = pay["trainees"]
@@ -499,7 +571,7 @@ fn a_denial_holds_the_class_until_the_office_decides_on_every_face(
     office.post(
         "/api/v1/review",
         json!({"doc_id": class, "subject": "hold", "decision": "rejected",
-               "reason": "两名学员否认参训，全班不予计发"}),
+               "reason": "两名学员否认参训，全班不予计发", "holds": [c_today]}),
     );
     coord.sync(&server.url);
     for who in [a, b, c] {
@@ -507,7 +579,7 @@ fn a_denial_holds_the_class_until_the_office_decides_on_every_face(
     }
     assert_eq!(report_fen(&office, &months), 0);
 
-    // The coordinator's signals: 2 denials of 4 calls with an outcome; 2 of 5 records held; no
+    // The coordinator's signals: 2 denials of 4 calls with an outcome; 3 of 6 records held; no
     // cards; 2 of 3 trainees with a number on file for someone else too; zhao, with no records,
     // has nothing to count.
     let signals = office.get("/api/v1/signals");
@@ -562,8 +634,8 @@ fn a_denial_holds_the_class_until_the_office_decides_on_every_face(
     };
     let li = row("li");
     assert_eq!(li["denials"], (2, 4), "{signals}");
-    assert_eq!(li["held"], (2, 5), "{signals}");
-    assert_eq!(li["card_share"], (0, 5), "{signals}");
+    assert_eq!(li["held"], (3, 6), "{signals}");
+    assert_eq!(li["card_share"], (0, 6), "{signals}");
     assert_eq!(li["shared_phone"], (2, 3), "{signals}");
     assert!(row("zhao").values().all(|v| *v == (0, 0)), "{signals}");
     let denials = &signals["signals"][6];

@@ -5,12 +5,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use automerge::transaction::Transactable;
-use automerge::{Automerge, ObjType, ROOT, ReadDoc, ScalarValue};
+use automerge::{ObjType, ROOT, ReadDoc, ScalarValue};
 use chrono::{Duration, SecondsFormat, Timelike, Utc};
 use songpei_core::ids::{ClassId, DeviceId, DocId, TraineeId};
 use songpei_core::qr::{Code, KeyClaim, Registration, Witnessed};
-use songpei_core::sync::changes::pack;
-use songpei_core::sync::protocol::{Cursor, PROTOCOL_VERSION, Push, SyncRequest, encode, to_wire};
 use songpei_tests::{CliPhone, ServerProcess, VILLAGE_A, at, id_number, ok, refused};
 
 /// The venue, and the coordinator's fix at it.
@@ -31,11 +29,7 @@ fn file_raw(server: &ServerProcess, coord: &CliPhone, class: &str, regs: &[Regis
             .expect("class document")
     };
     let raw = server.raw_device(&[VILLAGE_A]);
-    let mut doc = Automerge::load(&bytes).expect("load");
-    doc.set_actor(raw.phone.profile().actor.clone());
-    let base = doc.get_heads();
-    {
-        let mut tx = doc.transaction();
+    let answer = raw.push_edit(DocId::from(class_id), VILLAGE_A, &bytes, |tx| {
         let keys = match tx.get(ROOT, "keys").expect("get") {
             Some((_, id)) => id,
             None => tx.put_object(ROOT, "keys", ObjType::Map).expect("keys"),
@@ -54,29 +48,7 @@ fn file_raw(server: &ServerProcess, coord: &CliPhone, class: &str, regs: &[Regis
             tx.put(&e, "signature", ScalarValue::Bytes(reg.signature.clone()))
                 .expect("put");
         }
-        tx.commit();
-    }
-    let req = SyncRequest {
-        version: PROTOCOL_VERSION,
-        request_id: rand::random(),
-        device: raw.device(),
-        district: "450802".into(),
-        cursors: vec![Cursor {
-            village: VILLAGE_A.into(),
-            seq: 0,
-            tag: 0,
-        }],
-        pushes: vec![Push {
-            doc: class_id.uuid(),
-            base: to_wire(&base),
-            changes: pack(&doc.save_after(&base), &base).expect("pack"),
-        }],
-        max_response_bytes: 1 << 20,
-        card_keys: 0,
-        policy: 0,
-        instructors: 0,
-    };
-    let answer = raw.sync(&encode(&req));
+    });
     assert_eq!(answer.status, 200, "{answer:?}");
 }
 

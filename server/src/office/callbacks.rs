@@ -23,8 +23,8 @@ use super::{Places, admin_only, now_ms, session, with_conn};
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(super) struct CallQuery {
-    /// `open` (the default: calls still to make, oldest first) or `closed` (calls with an outcome,
-    /// most recent first, at most 200).
+    /// `open` (the default: calls still to make, the 1,000 oldest first) or `closed` (calls with
+    /// an outcome, most recent first, at most 200).
     pub status: Option<String>,
 }
 
@@ -55,7 +55,7 @@ pub(super) struct CallItem {
     /// `confirmed`, `denied` or `unreachable` once closed (`erased`: the person's data was erased
     /// before the call, which no longer counts among outcomes).
     outcome: Option<String>,
-    /// The clerk's note of the last attempt.
+    /// The clerk's note of the last attempt (district admins only).
     note: Option<String>,
     decided_by: Option<String>,
     decided_ms: Option<i64>,
@@ -82,7 +82,8 @@ pub(super) async fn call_list(
     Query(q): Query<CallQuery>,
 ) -> Result<Json<CallList>, ApiError> {
     with_conn(&state, move |s, conn| {
-        session(s, conn, &headers)?;
+        // What a trainee told the clerk is for the office's admins.
+        let admin = admin_only(&session(s, conn, &headers)?).is_ok();
         let open = match q.status.as_deref().unwrap_or("open") {
             "open" => true,
             "closed" => false,
@@ -105,7 +106,7 @@ pub(super) async fn call_list(
              LEFT JOIN p_trainees t ON t.id = cb.trainee_id
              WHERE {}",
             if open {
-                "cb.outcome IS NULL ORDER BY cb.day, cb.selected_ms, cb.id"
+                "cb.outcome IS NULL ORDER BY cb.day, cb.selected_ms, cb.id LIMIT 1000"
             } else {
                 "cb.outcome IS NOT NULL ORDER BY cb.decided_ms DESC, cb.id LIMIT 200"
             }
@@ -127,7 +128,7 @@ pub(super) async fn call_list(
                 selected_ms: r.get(9)?,
                 attempts: r.get(10)?,
                 outcome: r.get(11)?,
-                note: r.get(12)?,
+                note: if admin { r.get(12)? } else { None },
                 decided_by: r.get(13)?,
                 decided_ms: r.get(14)?,
                 phone_shared_with: r.get(15)?,

@@ -425,12 +425,20 @@ pub(super) async fn class_page(
         let hold = crate::callbacks::hold_of(conn, &id, |s| {
             reviews.get(s).and_then(|r| Decision::parse(&r.decision))
         })?;
+        let denied = crate::callbacks::denied_days(conn, &id)?;
         let mut reviews = reviews;
         for a in &mut attendance {
             a.flags = flags.remove(&a.attendance_id).unwrap_or_default();
             a.review = reviews.remove(&a.attendance_id);
             if let Some(r) = &a.review {
                 a.payable = r.decision == "accepted";
+            }
+            let review = a
+                .review
+                .as_ref()
+                .and_then(|r| Some((Decision::parse(&r.decision)?, r.at_ms)));
+            if crate::callbacks::rejected_by_denial(&denied, &a.trainee_id, &a.day, review) {
+                a.payable = false;
             }
             // A held class pays none of its records until the office decides.
             if hold != Hold::None {

@@ -51,7 +51,7 @@ pub(super) struct HoldDenial {
     name_masked: Option<String>,
     /// The day the trainee denied.
     day: String,
-    /// The clerk's note.
+    /// The clerk's note (district admins only).
     note: Option<String>,
     /// The clerk.
     decided_by: Option<String>,
@@ -73,7 +73,7 @@ pub(super) async fn review_queue(
     headers: HeaderMap,
 ) -> Result<Json<ReviewQueue>, ApiError> {
     with_conn(&state, move |s, conn| {
-        session(s, conn, &headers)?;
+        let admin = admin_only(&session(s, conn, &headers)?).is_ok();
         let places = Places::load(conn)?;
         let mut items: Vec<ReviewItem> = Vec::new();
         let mut index: BTreeMap<String, usize> = BTreeMap::new();
@@ -192,7 +192,7 @@ pub(super) async fn review_queue(
                         trainee_id: r.get(4)?,
                         name_masked: r.get(5)?,
                         day: r.get(6)?,
-                        note: r.get(7)?,
+                        note: if admin { r.get(7)? } else { None },
                         decided_by: r.get(8)?,
                         held_ms: r.get(9)?,
                     },
@@ -242,6 +242,10 @@ pub(super) struct ReviewRequest {
     pub decision: String,
     /// Why (at least 2 characters).
     pub reason: String,
+    /// For the subject `hold`: the ids of the calls whose denials were decided (the item's
+    /// `denials`); `409 review_changed` when the class's open holds are no longer exactly these.
+    #[serde(default)]
+    pub holds: Option<Vec<String>>,
 }
 
 /// Done.
@@ -263,6 +267,8 @@ pub(super) struct Done {
         (status = 403, body = ErrorBody, description = "`not_allowed`: district admins only."),
         (status = 404, body = ErrorBody, description = "`not_found`: the document or the subject \
             is not on the server."),
+        (status = 409, body = ErrorBody, description = "`review_changed`: the class's open holds \
+            are no longer the calls named in `holds`; reload the queue."),
         SessionRefused,
         Limits,
         Storage,
@@ -296,6 +302,7 @@ pub(super) async fn review_decide(
                 subject: &req.subject,
                 decision,
                 reason: &req.reason,
+                holds: req.holds.as_deref(),
             },
             now_ms(),
         )?;

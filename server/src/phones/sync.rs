@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use automerge::{Automerge, ChangeHash, ReadDoc};
 use sha2::{Digest, Sha256};
-use songpei_core::doc::{self, DocKind};
+use songpei_core::doc::{self, DocKind, review};
 use songpei_core::ids::{ClassId, DistrictCode, DocId, VillageCode};
 use songpei_core::sync::changes::{ChangeCaps, pack, unpack};
 use songpei_core::sync::protocol::{
@@ -434,6 +434,12 @@ fn merge_in_memory(
         touched.push(id);
         let loaded = store.cached(id).ok_or(ApiError::Internal)?;
         let before = loaded.doc.get_heads();
+        // The district office's decisions are written by the server alone (ADR 0008).
+        let reviews_before = if existing {
+            review::read(&loaded.doc, id).map_err(|e| ApiError::Schema(e.to_string()))?
+        } else {
+            Default::default()
+        };
         loaded
             .doc
             .apply_changes(parsed.changes)
@@ -464,6 +470,14 @@ fn merge_in_memory(
                 "a {} may not write {} documents",
                 grant.role.code(),
                 header.kind.code()
+            )));
+        }
+        if review::read(&loaded.doc, id).map_err(|e| ApiError::Schema(e.to_string()))?
+            != reviews_before
+        {
+            return Err(ApiError::NotAllowed(format!(
+                "document {id}: review decisions are the district office's; a phone may not \
+                 write them"
             )));
         }
         let ops = loaded.ops + parsed.ops;

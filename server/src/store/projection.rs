@@ -192,6 +192,18 @@ pub(crate) fn write(
                     Decision::Rejected => held.insert(subject.clone()),
                 };
             }
+            // A trainee-day denied on a call never pays, whatever record of it arrives later.
+            let denied = callbacks::denied_days(tx, &c.id)?;
+            if !denied.is_empty() {
+                for a in c.class.attendance.values() {
+                    let id = a.id.to_string();
+                    let review = p.reviews.get(&id).map(|r| (r.decision, r.at_ms));
+                    let (t, d) = (a.trainee.to_string(), a.day.to_string());
+                    if callbacks::rejected_by_denial(&denied, &t, &d, review) {
+                        held.insert(id);
+                    }
+                }
+            }
             // A class held after a call-back denial pays nothing until the office decides.
             let hold = callbacks::hold_of(tx, &c.id, |s| p.reviews.get(s).map(|r| r.decision))?;
             if hold != callbacks::Hold::None {

@@ -191,16 +191,22 @@ pub(crate) fn class_pay(
         )?
         .into_iter()
         .collect();
-    let reviewed: BTreeMap<String, Option<Decision>> = conn
+    let reviewed: BTreeMap<String, (Option<Decision>, i64)> = conn
         .query_map(
-            "SELECT subject, decision FROM p_reviews WHERE doc_id = ?1",
+            "SELECT subject, decision, at_ms FROM p_reviews WHERE doc_id = ?1",
             args![class],
-            |r| Ok((r.get::<String>(0)?, Decision::parse(&r.get::<String>(1)?))),
+            |r| {
+                Ok((
+                    r.get::<String>(0)?,
+                    (Decision::parse(&r.get::<String>(1)?), r.get::<i64>(2)?),
+                ))
+            },
         )?
         .into_iter()
         .collect();
     // After a call-back denial every record not rejected waits for the office.
-    let hold = callbacks::hold_of(conn, class, |s| reviewed.get(s).copied().flatten())?;
+    let hold = callbacks::hold_of(conn, class, |s| reviewed.get(s).and_then(|r| r.0))?;
+    let denied = callbacks::denied_days(conn, class)?;
     let mut records: BTreeMap<String, u32> = BTreeMap::new();
     let mut held: BTreeMap<String, BTreeSet<NaiveDate>> = BTreeMap::new();
     for (id, t, day, payable) in conn.query_map(
@@ -216,8 +222,10 @@ pub(crate) fn class_pay(
         },
     )? {
         *records.entry(t.clone()).or_default() += 1;
-        let waits = match (hold, reviewed.get(&id)) {
-            (_, Some(Some(Decision::Rejected))) => false,
+        let review = reviewed.get(&id).and_then(|(d, at)| d.map(|d| (d, *at)));
+        let waits = match (hold, review) {
+            (_, Some((Decision::Rejected, _))) => false,
+            _ if callbacks::rejected_by_denial(&denied, &t, &day, review) => false,
             (Hold::Open, _) => true,
             (Hold::Rejected, _) => false,
             (Hold::None, decided) => !payable && decided.is_none(),
