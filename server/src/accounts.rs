@@ -14,6 +14,7 @@ use audit::Entry;
 
 pub mod audit;
 mod devices;
+pub(crate) mod refusals;
 
 pub use crate::error::CsvProblem;
 pub use devices::{
@@ -490,6 +491,7 @@ pub fn set_villages(
         }
         let set = check_villages(tx, villages)?;
         write_villages(tx, &id, &set)?;
+        end_sessions(tx, &id)?;
         audit::append(
             tx,
             now_ms(),
@@ -501,6 +503,45 @@ pub fn set_villages(
             )],
         )?;
         Ok(())
+    })
+}
+
+/// Ends every dashboard session of an account (its password, role or villages changed).
+pub(crate) fn end_sessions(db: &dyn Sql, account: &str) -> Result<(), DbError> {
+    db.execute(
+        "DELETE FROM office_sessions WHERE account_id = ?1",
+        args![account],
+    )?;
+    Ok(())
+}
+
+/// Gives a district account a new one-time password (returned) and ends its sessions.
+pub fn reset_password(db: &mut impl Transact, username: &str) -> Result<String, AccountError> {
+    db.transaction(|tx| {
+        let (id, role) = account_by_username(tx, username)?;
+        if role.in_villages() {
+            return Err(invalid(
+                "username",
+                "coordinators and instructors sign in with their phones, not a password",
+            ));
+        }
+        let password = random_secret(16);
+        tx.execute(
+            "UPDATE accounts SET password_hash = ?2 WHERE id = ?1",
+            args![&id, hash_password(&password)?],
+        )?;
+        end_sessions(tx, &id)?;
+        audit::append(
+            tx,
+            now_ms(),
+            &[Entry::new(
+                "admin-cli",
+                "password_reset",
+                id,
+                serde_json::json!({}),
+            )],
+        )?;
+        Ok(password)
     })
 }
 

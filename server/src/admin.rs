@@ -127,6 +127,16 @@ pub fn account_villages(
     )))
 }
 
+/// `admin account reset-password`: a new one-time password; the account's sessions end.
+pub fn reset_password(at: &StoreLocation, username: &str) -> Result<Outcome, AdminError> {
+    let mut store = open(at)?;
+    let password = accounts::reset_password(store.conn_mut(), username)?;
+    Ok(Outcome::ok(format!(
+        "password of {} reset; its dashboard sessions ended\npassword (shown once): {password}\n",
+        username.trim()
+    )))
+}
+
 /// `admin enroll-code`: a one-time code for a coordinator's phone, and optionally its QR code as a
 /// PNG. The QR holds `songpei-enroll:<server>#<code>` (or just the code without `--server`).
 pub fn enroll_code(

@@ -31,7 +31,7 @@ async fn healthz() -> &'static str {
 /// tests that drive the router directly, are not counted).
 async fn limit_ip(
     State(state): State<AppState>,
-    req: axum::extract::Request,
+    mut req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     let peer = req
@@ -42,6 +42,62 @@ async fn limit_ip(
         && let Err(e) = state.rate.ip(ip)
     {
         return e.into_response();
+    }
+    req.extensions_mut().insert(Peer(peer));
+    next.run(req).await
+}
+
+/// The address a request came from, as handlers see it (`None` for a request without one, as in
+/// tests that drive the router in memory).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Peer(pub Option<std::net::IpAddr>);
+
+impl Peer {
+    /// The source of a refusal: `address:<ip>`.
+    pub(crate) fn source(self) -> String {
+        self.0.map_or_else(
+            || "address:unknown".to_owned(),
+            |ip| format!("address:{ip}"),
+        )
+    }
+}
+
+/// Refuses a state-changing request to the office's API from another site: its `Origin` must be
+/// the configured public URL's (or, without one, name the request's own `Host`), and a browser's
+/// `Sec-Fetch-Site: cross-site` is refused. Requests without either header come from programs, not
+/// from a page in a browser, and carry no ambient cookie to abuse.
+async fn same_site(
+    State(state): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::http::{Method, header};
+    let changes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if !changes || !req.uri().path().starts_with("/api/") {
+        return next.run(req).await;
+    }
+    let h = req.headers();
+    let text = |name: &str| h.get(name).and_then(|v| v.to_str().ok());
+    let cross = match text(header::ORIGIN.as_str()) {
+        Some(origin) => {
+            let origin = origin.trim().to_ascii_lowercase();
+            match state.config.office.origin() {
+                Some(want) => origin != want,
+                None => {
+                    let host = text(header::HOST.as_str())
+                        .unwrap_or("")
+                        .trim()
+                        .to_ascii_lowercase();
+                    origin
+                        .split_once("://")
+                        .is_none_or(|(_, authority)| authority != host)
+                }
+            }
+        }
+        None => text("sec-fetch-site").is_some_and(|s| s.eq_ignore_ascii_case("cross-site")),
+    };
+    if cross {
+        return crate::ApiError::CrossSite.into_response();
     }
     next.run(req).await
 }
@@ -75,6 +131,10 @@ pub fn app(state: AppState) -> Router {
     router
         .layer(axum::Extension(doc))
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            same_site,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             limit_ip,
@@ -114,6 +174,7 @@ pub async fn run(
     let compactor = {
         let store = state.store.clone();
         let rate = state.rate.clone();
+        let refusals = state.refusals.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(compact_every);
             tick.tick().await;
@@ -121,8 +182,13 @@ pub async fn run(
                 tick.tick().await;
                 let store = store.clone();
                 rate.prune();
+                let refusals = refusals.clone();
                 let done = tokio::task::spawn_blocking(move || match store.lock() {
                     Ok(mut s) => {
+                        let now = chrono::Utc::now().timestamp_millis();
+                        if let Err(e) = refusals.flush(s.conn(), now, false) {
+                            tracing::error!(error = %e, "could not audit the refusals");
+                        }
                         let week = 7 * 24 * 3600 * 1000;
                         s.prune_requests(chrono::Utc::now().timestamp_millis(), week)?;
                         s.compact(16, 100)
@@ -137,13 +203,22 @@ pub async fn run(
         })
     };
     let store = state.store.clone();
+    let refusals = state.refusals.clone();
     let drain = state.config.request_timeout + std::time::Duration::from_secs(5);
     serve(listener, app(state), shutdown, drain).await;
     compactor.abort();
     let _ = compactor.await;
-    // The last handle on the store closes it, off the async threads: closing a PostgreSQL
-    // connection blocks.
-    let _ = tokio::task::spawn_blocking(move || drop(store)).await;
+    // The refusals counted so far are audited; the last handle on the store closes it, off the
+    // async threads: closing a PostgreSQL connection blocks.
+    let _ = tokio::task::spawn_blocking(move || {
+        if let Ok(s) = store.lock()
+            && let Err(e) = refusals.flush(s.conn(), chrono::Utc::now().timestamp_millis(), true)
+        {
+            tracing::error!(error = %e, "could not audit the refusals");
+        }
+        drop(store)
+    })
+    .await;
     Ok(())
 }
 

@@ -211,6 +211,12 @@ enum AccountCommand {
         #[arg(long = "village")]
         villages: Vec<String>,
     },
+    /// Gives a district account a new one-time password and ends its dashboard sessions.
+    ResetPassword {
+        /// Login name.
+        #[arg(long)]
+        username: String,
+    },
     /// Replaces a coordinator's or instructor's villages.
     Villages {
         /// Login name.
@@ -292,6 +298,9 @@ fn admin(data: &songpei_server::StoreLocation, command: AdminCommand) -> ExitCod
         AdminCommand::Account {
             command: AccountCommand::Villages { username, villages },
         } => a::account_villages(data, &username, &villages),
+        AdminCommand::Account {
+            command: AccountCommand::ResetPassword { username },
+        } => a::reset_password(data, &username),
         AdminCommand::EnrollCode {
             username,
             qr,

@@ -75,6 +75,65 @@ impl Default for SigninRules {
     }
 }
 
+/// The district office's side (`[office]`).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct OfficeRules {
+    /// The dashboard's public address (`https://host[:port]`), as the office's browsers reach it:
+    /// state-changing requests must come from it (`Origin`), and the session cookie is `Secure`
+    /// when it is HTTPS. Without it, a request's `Origin` must match its `Host`.
+    pub public_url: Option<String>,
+    /// Trainees one account may unmask ad hoc in a China day.
+    pub unmask_per_day: u32,
+    /// A session unused this long ends.
+    pub session_idle_minutes: u32,
+    /// Largest target table accepted, in bytes.
+    pub max_targets_bytes: usize,
+}
+
+impl Default for OfficeRules {
+    fn default() -> Self {
+        Self {
+            public_url: None,
+            unmask_per_day: 20,
+            session_idle_minutes: 60,
+            max_targets_bytes: 256 << 10,
+        }
+    }
+}
+
+impl OfficeRules {
+    /// The origin (`scheme://host[:port]`) of the public URL, when one is set.
+    pub fn origin(&self) -> Option<String> {
+        let u: axum::http::Uri = self.public_url.as_deref()?.trim().parse().ok()?;
+        Some(format!("{}://{}", u.scheme_str()?, u.authority()?).to_ascii_lowercase())
+    }
+
+    /// Whether the session cookie is `Secure`.
+    pub fn secure(&self) -> bool {
+        self.origin().is_some_and(|o| o.starts_with("https://"))
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if let Some(u) = &self.public_url
+            && !self
+                .origin()
+                .is_some_and(|o| o.starts_with("https://") || o.starts_with("http://"))
+        {
+            return Err(format!(
+                "office.public_url: {u} is not an http(s) address such as https://songpei.example.cn"
+            ));
+        }
+        if self.session_idle_minutes == 0 {
+            return Err("office.session_idle_minutes: must be at least 1".into());
+        }
+        if self.max_targets_bytes == 0 {
+            return Err("office.max_targets_bytes: must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
 /// Call-back sampling (`[callbacks]` in the file).
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -129,6 +188,8 @@ pub struct Config {
     pub signin: SigninRules,
     /// How trainee-days are drawn for a call-back.
     pub callbacks: CallbackRules,
+    /// The district office's side.
+    pub office: OfficeRules,
 }
 
 impl Default for Config {
@@ -144,6 +205,7 @@ impl Default for Config {
             database_url: None,
             signin: SigninRules::default(),
             callbacks: CallbackRules::default(),
+            office: OfficeRules::default(),
         }
     }
 }
@@ -173,6 +235,8 @@ pub struct FileConfig {
     pub signin: Option<SigninRules>,
     /// `[callbacks]`: `rate` (0–1), the share of payable trainee-days called back.
     pub callbacks: Option<CallbacksFile>,
+    /// `[office]`: `public_url`, `unmask_per_day`, `session_idle_minutes`, `max_targets_bytes`.
+    pub office: Option<OfficeRules>,
 }
 
 impl FileConfig {
@@ -192,6 +256,9 @@ impl FileConfig {
                 path.display(),
                 s.card_share_percent
             ));
+        }
+        if let Some(o) = &file.office {
+            o.check().map_err(|e| format!("{}: {e}", path.display()))?;
         }
         if let Some(c) = &file.callbacks
             && !(0.0..=1.0).contains(&c.rate)
@@ -265,6 +332,7 @@ impl Config {
                 .or(file.database_url)
                 .filter(|u| !u.trim().is_empty()),
             signin: file.signin.unwrap_or(d.signin),
+            office: file.office.unwrap_or(d.office),
             callbacks: file.callbacks.map_or(d.callbacks, |c| CallbackRules {
                 per_million: (c.rate.clamp(0.0, 1.0) * 1_000_000.0).round() as u32,
             }),

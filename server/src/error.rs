@@ -86,6 +86,12 @@ pub enum ApiError {
         /// Every row's problem.
         problems: Vec<CsvProblem>,
     },
+    /// A state-changing office request from another site (its `Origin` is not the dashboard's).
+    #[error("the request comes from another site than the dashboard's")]
+    CrossSite,
+    /// The body is not of the type the route takes.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     /// A bug.
     #[error("internal error")]
     Internal,
@@ -113,6 +119,8 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::Invalid { .. } => "bad_input",
             ApiError::BadCsv { .. } => "bad_csv",
+            ApiError::CrossSite => "cross_site_request",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::Internal => "internal",
         }
     }
@@ -144,7 +152,10 @@ impl ApiError {
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::ForeignActor(_) | ApiError::NotAllowed(_) => StatusCode::FORBIDDEN,
+            ApiError::ForeignActor(_) | ApiError::NotAllowed(_) | ApiError::CrossSite => {
+                StatusCode::FORBIDDEN
+            }
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotInitialised => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,

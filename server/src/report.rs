@@ -269,6 +269,8 @@ pub struct MonthlyReport {
     pub progress: Progress,
     /// Call-backs of the month's training days.
     pub callbacks: CallbackFigures,
+    /// The audit chain's head when the report was made.
+    pub audit_head: crate::accounts::audit::Head,
     /// Every place behind the figures.
     pub places: Vec<Place>,
 }
@@ -469,6 +471,7 @@ pub(crate) fn monthly(
     )?;
     let target = target_for(conn, month.year).map_err(|_| ReportError::NotInitialised)?;
     let callbacks = callback_figures(conn, &d.code, &key)?;
+    let audit_head = crate::accounts::audit::head(conn)?;
     Ok(MonthlyReport {
         district: d.code,
         district_name: d.name,
@@ -525,6 +528,7 @@ pub(crate) fn monthly(
             target,
         },
         callbacks,
+        audit_head,
         places,
     })
 }

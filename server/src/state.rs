@@ -24,6 +24,8 @@ pub struct AppState {
     pub token_key: [u8; 32],
     /// Rate limits.
     pub rate: Arc<ratelimit::RateLimits>,
+    /// Refusals counted per source and minute, audited when their minute is over.
+    pub(crate) refusals: Arc<crate::accounts::refusals::Refusals>,
     /// The actor of the server's own changes (review decisions): new each start, so two processes
     /// never write under one actor.
     pub actor: automerge::ActorId,
@@ -116,6 +118,7 @@ impl AppState {
         Ok(Self {
             store: Arc::new(Mutex::new(store)),
             rate: Arc::new(ratelimit::RateLimits::new(&config.limits)),
+            refusals: Arc::default(),
             config: Arc::new(config),
             blind_key,
             token_key,

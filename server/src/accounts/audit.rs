@@ -50,6 +50,31 @@ fn entry_hash(prev: &[u8], seq: i64, at_ms: i64, e: &Entry) -> Vec<u8> {
     h.finalize().to_vec()
 }
 
+/// The chain's head: how many entries, and the latest one's hash. Printed on each monthly report
+/// and shown on the dashboard, so a history rebuilt by someone with write access to the database
+/// no longer matches what was filed.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct Head {
+    /// Entries in the chain.
+    pub entries: i64,
+    /// The latest entry's hash, hex (64 zeros for an empty log).
+    pub hash: String,
+}
+
+/// The chain's head now.
+pub fn head(db: &dyn Sql) -> Result<Head, DbError> {
+    let last: Option<(i64, Vec<u8>)> = db.query_opt(
+        "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+        &[],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let (entries, hash) = last.unwrap_or((0, vec![0; 32]));
+    Ok(Head {
+        entries,
+        hash: hex::encode(hash),
+    })
+}
+
 /// Appends entries; call inside the transaction of what they record.
 pub fn append(db: &dyn Sql, at_ms: i64, entries: &[Entry]) -> Result<(), DbError> {
     if entries.is_empty() {

@@ -13,6 +13,7 @@ pub const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (8, include_str!("migrations/008_pay.sql")),
     (9, include_str!("migrations/009_trainee_keys.sql")),
     (10, include_str!("migrations/010_callbacks.sql")),
+    (11, include_str!("migrations/011_office_security.sql")),
 ];
 
 /// The schema on PostgreSQL, version by version: the same tables as SQLite's
@@ -34,4 +35,8 @@ pub const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (8, include_str!("migrations/postgres/008_pay.sql")),
     (9, include_str!("migrations/postgres/009_trainee_keys.sql")),
     (10, include_str!("migrations/postgres/010_callbacks.sql")),
+    (
+        11,
+        include_str!("migrations/postgres/011_office_security.sql"),
+    ),
 ];

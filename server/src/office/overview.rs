@@ -106,6 +106,8 @@ pub(super) struct Overview {
     attendance_by_day: Vec<DayCount>,
     progress_by_month: Vec<MonthProgress>,
     pending_review: i64,
+    /// The audit chain's head now (as printed on each monthly report).
+    audit_head: crate::accounts::audit::Head,
 }
 
 pub(super) fn parse_day(field: &str, s: &str) -> Result<NaiveDate, ApiError> {
@@ -304,6 +306,7 @@ pub(super) async fn overview(
             attendance_by_day,
             progress_by_month,
             pending_review: pending_count(conn)?,
+            audit_head: crate::accounts::audit::head(conn)?,
         }))
     })
     .await

@@ -1,5 +1,7 @@
-//! Sessions: district accounts sign in and out; the session is a cookie holding the account and
-//! an expiry under the server's MAC key, `HttpOnly` and `SameSite=Strict`.
+//! Sessions: district accounts sign in and out. A session is a random token in a cookie
+//! (`HttpOnly`, `SameSite=Strict`, `Secure` when the public URL is HTTPS) and a row in the database
+//! keyed by the token's hash: every replica sees it, logout and changes to the account end it, and
+//! it ends after `[office] session_idle_minutes` unused or 8 hours in all.
 
 use axum::Json;
 use axum::extract::State;
@@ -10,7 +12,9 @@ use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::accounts::audit::{self, Entry};
+use crate::accounts::refusals::Refusal;
 use crate::accounts::{self, Role};
+use crate::args;
 use crate::db::Sql;
 use crate::error::{ApiError, ErrorBody};
 use crate::office::openapi::{Limits, Session as SessionRefused, Storage};
@@ -28,36 +32,9 @@ pub(super) struct Session {
     pub exp: i64,
 }
 
-pub(super) fn b64(b: &[u8]) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
-}
-
-pub(super) fn unb64(s: &str) -> Option<Vec<u8>> {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(s)
-        .ok()
-}
-
-pub(super) fn session_mac(state: &AppState, payload: &str) -> Vec<u8> {
-    crate::state::mac(&state.token_key, &format!("web-session.{payload}"))
-}
-
-pub(super) fn mint_session(state: &AppState, s: &Session) -> String {
-    let payload = b64(&serde_json::to_vec(s).unwrap_or_default());
-    let tag = b64(&session_mac(state, &payload));
-    format!("{payload}.{tag}")
-}
-
-/// The session of a request's cookie, checked against the accounts (a removed or demoted account
-/// loses its session at once).
-pub(super) fn session(
-    state: &AppState,
-    conn: &dyn Sql,
-    headers: &HeaderMap,
-) -> Result<Session, ApiError> {
-    let cookie = headers
+/// The session token a request's cookie holds.
+fn cookie_token(headers: &HeaderMap) -> Option<String> {
+    headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
@@ -65,29 +42,77 @@ pub(super) fn session(
         .filter_map(|c| c.trim().split_once('='))
         .find(|(k, _)| *k == SESSION_COOKIE)
         .map(|(_, v)| v.to_owned())
-        .ok_or(ApiError::Unauthorized("unauthorized"))?;
-    let (payload, tag) = cookie
-        .split_once('.')
-        .ok_or(ApiError::Unauthorized("unauthorized"))?;
-    let tag = unb64(tag).ok_or(ApiError::Unauthorized("unauthorized"))?;
-    let want = session_mac(state, payload);
-    if !constant_eq(&tag, &want) {
-        return Err(ApiError::Unauthorized("unauthorized"));
-    }
-    let s: Session = unb64(payload)
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .ok_or(ApiError::Unauthorized("unauthorized"))?;
-    if s.exp <= now_ms() / 1000 {
-        return Err(ApiError::Unauthorized("session_expired"));
-    }
-    match accounts::account_by_username(conn, &s.username) {
-        Ok((_, role)) if role.code() == s.role && is_district(role) => Ok(s),
-        _ => Err(ApiError::Unauthorized("unauthorized")),
-    }
 }
 
-pub(super) fn constant_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// What the database keeps of a session token: its SHA-256, so a copy of the database signs no
+/// one in.
+fn token_hash(token: &str) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(token.as_bytes()).to_vec()
+}
+
+/// Starts a session for `account`; returns the cookie's token. Sessions that ran out are removed.
+fn start_session(
+    conn: &dyn Sql,
+    account: &str,
+    now: i64,
+    idle_ms: i64,
+) -> Result<String, ApiError> {
+    use base64::Engine;
+    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+    conn.execute(
+        "DELETE FROM office_sessions WHERE created_ms < ?1 OR last_seen_ms < ?2",
+        args![now - SESSION_SECS * 1000, now - idle_ms],
+    )?;
+    conn.execute(
+        "INSERT INTO office_sessions (token_hash, account_id, created_ms, last_seen_ms)
+         VALUES (?1, ?2, ?3, ?3)",
+        args![token_hash(&token), account, now],
+    )?;
+    Ok(token)
+}
+
+/// The session of a request's cookie: kept in the database (every replica sees it; logout ends
+/// it), within its absolute lifetime and its idle timeout, of an account that is still a district
+/// account.
+pub(super) fn session(
+    state: &AppState,
+    conn: &dyn Sql,
+    headers: &HeaderMap,
+) -> Result<Session, ApiError> {
+    let token = cookie_token(headers).ok_or(ApiError::Unauthorized("unauthorized"))?;
+    let hash = token_hash(&token);
+    let row: Option<(i64, i64, String, String)> = conn.query_opt(
+        "SELECT s.created_ms, s.last_seen_ms, a.username, a.role FROM office_sessions s
+         JOIN accounts a ON a.id = s.account_id WHERE s.token_hash = ?1",
+        args![&hash],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )?;
+    let (created, last_seen, username, role) = row.ok_or(ApiError::Unauthorized("unauthorized"))?;
+    let now = now_ms();
+    let idle_ms = i64::from(state.config.office.session_idle_minutes) * 60_000;
+    if now >= created + SESSION_SECS * 1000 || now >= last_seen + idle_ms {
+        conn.execute(
+            "DELETE FROM office_sessions WHERE token_hash = ?1",
+            args![&hash],
+        )?;
+        return Err(ApiError::Unauthorized("session_expired"));
+    }
+    if !Role::parse(&role).is_some_and(is_district) {
+        return Err(ApiError::Unauthorized("unauthorized"));
+    }
+    // Seen again: written at most once a minute.
+    if now - last_seen > 60_000 {
+        conn.execute(
+            "UPDATE office_sessions SET last_seen_ms = ?2 WHERE token_hash = ?1",
+            args![&hash, now],
+        )?;
+    }
+    Ok(Session {
+        username,
+        role,
+        exp: (created / 1000) + SESSION_SECS,
+    })
 }
 
 pub(super) fn is_district(role: Role) -> bool {
@@ -155,8 +180,10 @@ pub(super) fn district_info(conn: &dyn Sql) -> Result<DistrictInfo, ApiError> {
     ))]
 pub(super) async fn login(
     State(state): State<AppState>,
+    peer: Option<axum::Extension<crate::app::Peer>>,
     body: Result<Json<LoginRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
+    let peer = peer.map_or(crate::app::Peer(None), |p| p.0);
     let Json(req) = body.map_err(|_| ApiError::BadRequest("the body is not a login".into()))?;
     let (me, cookie) = with_conn(&state, move |s, conn| {
         let ok = accounts::check_password(conn, req.username.trim(), &req.password)?;
@@ -164,6 +191,8 @@ pub(super) async fn login(
             .ok()
             .map(|(_, r)| r);
         let Some(role) = role.filter(|_| ok) else {
+            s.refusals
+                .note(&peer.source(), Refusal::BadCredentials, now_ms());
             return Err(ApiError::Unauthorized("bad_credentials"));
         };
         if !is_district(role) {
@@ -176,6 +205,9 @@ pub(super) async fn login(
             role: role.code().to_owned(),
             exp: now_ms() / 1000 + SESSION_SECS,
         };
+        let (account, _) = accounts::account_by_username(conn, &session.username)?;
+        let idle_ms = i64::from(s.config.office.session_idle_minutes) * 60_000;
+        let token = start_session(conn, &account, now_ms(), idle_ms)?;
         audit::append(
             conn,
             now_ms(),
@@ -192,13 +224,18 @@ pub(super) async fn login(
                 role: session.role.clone(),
                 district: district_info(conn)?,
             },
-            mint_session(s, &session),
+            token,
         ))
     })
     .await?;
     let mut resp = Json(me).into_response();
+    let secure = if state.config.office.secure() {
+        "; Secure"
+    } else {
+        ""
+    };
     let c = format!(
-        "{SESSION_COOKIE}={cookie}; Path=/; HttpOnly; SameSite=Strict; Max-Age={SESSION_SECS}"
+        "{SESSION_COOKIE}={cookie}; Path=/; HttpOnly; SameSite=Strict; Max-Age={SESSION_SECS}{secure}"
     );
     if let Ok(v) = HeaderValue::from_str(&c) {
         resp.headers_mut().insert(header::SET_COOKIE, v);
@@ -213,7 +250,34 @@ pub(super) async fn login(
             headers(("Set-Cookie" = String, description = "Clears the session cookie."))),
         Limits,
     ))]
-pub(super) async fn logout() -> Response {
+pub(super) async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    // The session ends on the server: the cookie, replayed, signs no one in.
+    if let Some(token) = cookie_token(&headers) {
+        let ended = with_conn(&state, move |s, conn| {
+            let who = session(s, conn, &headers).ok();
+            conn.execute(
+                "DELETE FROM office_sessions WHERE token_hash = ?1",
+                args![token_hash(&token)],
+            )?;
+            if let Some(who) = who {
+                audit::append(
+                    conn,
+                    now_ms(),
+                    &[Entry::new(
+                        format!("account:{}", who.username),
+                        "logout",
+                        who.username.clone(),
+                        serde_json::json!({}),
+                    )],
+                )?;
+            }
+            Ok(())
+        })
+        .await;
+        if let Err(e) = ended {
+            return e.into_response();
+        }
+    }
     let mut resp = StatusCode::NO_CONTENT.into_response();
     resp.headers_mut().insert(
         header::SET_COOKIE,

@@ -72,8 +72,11 @@ pub(super) struct Imported {
             was imported. A body that is not UTF-8 is refused in plain text.",
             content((ErrorBody = "application/json"), (String = "text/plain"))),
         (status = 403, body = ErrorBody, description = "`not_allowed`: district admins only."),
-        (status = 413, body = String, content_type = "text/plain", description = "The body is \
-            over the server's body cap."),
+        (status = 413, description = "The body is over `[office] max_targets_bytes` \
+            (`body_too_large`) or the server's body cap (plain text).",
+            content((ErrorBody = "application/json"), (String = "text/plain"))),
+        (status = 415, body = ErrorBody, description = "`unsupported_media_type`: the body is \
+            not `text/csv`."),
         SessionRefused,
         Limits,
         Storage,
@@ -83,6 +86,20 @@ pub(super) async fn import_targets(
     headers: HeaderMap,
     body: String,
 ) -> Result<Json<Imported>, ApiError> {
+    let csv = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("text/csv"));
+    if !csv {
+        return Err(ApiError::UnsupportedMediaType(
+            "a target table is sent as text/csv".into(),
+        ));
+    }
+    let max = state.config.office.max_targets_bytes;
+    if body.len() > max {
+        return Err(ApiError::BodyTooLarge(max));
+    }
     let s = state.clone();
     tokio::task::spawn_blocking(move || {
         let mut store = s.store.lock().map_err(|_| ApiError::Internal)?;

@@ -142,7 +142,19 @@ pub(super) struct Unmasked {
     phone: Option<String>,
 }
 
+/// The start of the China day of `ms`.
+fn day_start_ms(ms: i64) -> i64 {
+    use chrono::TimeZone;
+    let day = songpei_core::clock::local_date(ms);
+    songpei_core::clock::china()
+        .from_local_datetime(&day.and_hms_opt(0, 0, 0).unwrap_or_default())
+        .single()
+        .map_or(ms, |d| d.timestamp_millis())
+}
+
 /// Shows a trainee's name, ID number and phone in the clear; the reason goes to the audit log.
+///
+/// District admins only, at most `[office] unmask_per_day` a China day each.
 #[utoipa::path(post, path = "/api/v1/trainees/{id}/unmask", tag = "office",
     security(("session" = [])), request_body = UnmaskRequest,
     params(("id" = String, Path, description = "trainee id")),
@@ -150,7 +162,10 @@ pub(super) struct Unmasked {
         (status = 200, description = "The personal data in the clear.", body = Unmasked),
         (status = 400, body = ErrorBody, description = "`bad_input`: the reason is shorter than 4 \
             characters; `bad_request`: the body is not a reason."),
+        (status = 403, body = ErrorBody, description = "`not_allowed`: district admins only."),
         (status = 404, body = ErrorBody, description = "`not_found`: no such trainee."),
+        (status = 429, body = ErrorBody, description = "`rate_limited`: the account's unmaskings \
+            of the day are used; `Retry-After` says when the next China day starts."),
         SessionRefused,
         Limits,
         Storage,
@@ -166,6 +181,22 @@ pub(super) async fn unmask(
     tokio::task::spawn_blocking(move || {
         let mut store = s.store.lock().map_err(|_| ApiError::Internal)?;
         let session = session(&s, store.conn(), &headers)?;
+        // Ad-hoc unmasking is for district admins, a few times a day.
+        admin_only(&session)?;
+        let now = now_ms();
+        let day_start = day_start_ms(now);
+        let used: i64 = store.conn().query_row(
+            "SELECT COUNT(*) FROM audit WHERE actor = ?1 AND action = 'read_personal'
+             AND at_ms >= ?2",
+            args![format!("account:{}", session.username), day_start],
+            |r| r.get(0),
+        )?;
+        if used >= i64::from(s.config.office.unmask_per_day) {
+            let tomorrow = day_start + 86_400_000;
+            return Err(ApiError::RateLimited(
+                u64::try_from((tomorrow - now) / 1000 + 1).unwrap_or(1),
+            ));
+        }
         let reason = songpei_core::validate::clean_text(&req.reason);
         if reason.chars().count() < 4 {
             return Err(ApiError::Invalid {

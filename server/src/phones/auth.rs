@@ -18,8 +18,9 @@ use songpei_core::sync::auth::{
 };
 
 use crate::AppState;
-use crate::accounts::audit::{self, Entry};
+use crate::accounts::refusals::Refusal;
 use crate::accounts::{self, DeviceGrant, EnrollRefusal};
+use crate::app::Peer;
 use crate::error::ApiError;
 
 /// Lifetime of an access token.
@@ -103,29 +104,21 @@ pub(crate) fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Devi
         .code;
     let device = check(&state.token_key, token, &district, now_ms() / 1000)?;
     let grant = accounts::device(conn, &device)?.ok_or(ApiError::Unauthorized("invalid_token"))?;
-    refuse_if_revoked(conn, &grant, "sync")?;
+    refuse_if_revoked(state, &grant)?;
     Ok(grant)
 }
 
-/// Refuses a revoked device with 401 `device_revoked`, and audits the attempt.
-fn refuse_if_revoked(
-    conn: &dyn crate::db::Sql,
-    grant: &DeviceGrant,
-    endpoint: &str,
-) -> Result<(), ApiError> {
+/// Refuses a revoked device with 401 `device_revoked`, counted for the audit (per device and
+/// minute: a withdrawn phone retrying all day is a count, not a flood of entries).
+fn refuse_if_revoked(state: &AppState, grant: &DeviceGrant) -> Result<(), ApiError> {
     if grant.revoked_at.is_none() {
         return Ok(());
     }
-    audit::append(
-        conn,
+    state.refusals.note(
+        &format!("device:{}", grant.device),
+        Refusal::DeviceRevoked,
         now_ms(),
-        &[Entry::new(
-            format!("device:{}", grant.device),
-            "refused_revoked",
-            grant.device.clone(),
-            serde_json::json!({ "endpoint": endpoint }),
-        )],
-    )?;
+    );
     Err(ApiError::Unauthorized("device_revoked"))
 }
 
@@ -152,8 +145,10 @@ fn bad_request(what: &str) -> ApiError {
     ))]
 pub(crate) async fn enroll_handler(
     State(state): State<AppState>,
+    peer: Option<axum::Extension<Peer>>,
     body: Result<Json<EnrollRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<EnrollResponse>, ApiError> {
+    let peer = peer.map_or(Peer(None), |p| p.0);
     let Json(req) =
         body.map_err(|_| ApiError::BadRequest("the body is not an enrollment request".into()))?;
     let public_key = unb64(&req.public_key)
@@ -192,7 +187,10 @@ pub(crate) async fn enroll_handler(
                 villages: grant.villages.into_iter().collect(),
                 challenge: b64(&challenge),
             })),
-            Err(EnrollRefusal::BadCode) => Err(ApiError::Unauthorized("bad_code")),
+            Err(EnrollRefusal::BadCode) => {
+                s.refusals.note(&peer.source(), Refusal::BadCode, now_ms());
+                Err(ApiError::Unauthorized("bad_code"))
+            }
             Err(EnrollRefusal::BadSignature) => Err(ApiError::Unauthorized("bad_signature")),
             Err(EnrollRefusal::Taken) => Err(ApiError::Conflict("device_taken")),
         }
@@ -226,7 +224,7 @@ pub(crate) async fn challenge_handler(
         let device = req.device.to_string();
         let grant = accounts::device(store.conn(), &device)?
             .ok_or(ApiError::Unauthorized("unknown_device"))?;
-        refuse_if_revoked(store.conn(), &grant, "challenge")?;
+        refuse_if_revoked(&state, &grant)?;
         let challenge = accounts::new_challenge(store.conn(), &device, now_ms())?;
         Ok(Json(ChallengeResponse {
             challenge: b64(&challenge),
@@ -276,7 +274,7 @@ fn token(
     let conn = store.conn();
     let grant = accounts::device(conn, device)?.ok_or(ApiError::Unauthorized("unknown_device"))?;
     let now = now_ms();
-    refuse_if_revoked(conn, &grant, "token")?;
+    refuse_if_revoked(state, &grant)?;
     if !verify(
         &grant.public_key,
         TOKEN_PURPOSE,

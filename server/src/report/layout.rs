@@ -138,3 +138,12 @@ pub(super) fn trim_number(v: f64) -> String {
         format!("{v:.2}")
     }
 }
+
+/// The audit chain's head when the report was made: a history rewritten after the month was filed
+/// no longer ends here.
+pub(super) fn audit_line(r: &MonthlyReport) -> String {
+    format!(
+        "审计链：共 {} 条，末条哈希 {}",
+        r.audit_head.entries, r.audit_head.hash
+    )
+}

@@ -2,7 +2,7 @@
 
 use songpei_core::rules::PolicyTable;
 
-use super::layout::{DETAIL_HEADERS, detail_row, summary_rows, title};
+use super::layout::{DETAIL_HEADERS, audit_line, detail_row, summary_rows, title};
 use super::{Month, MonthlyReport, ReportError, monthly, to_csv};
 
 /// The report as an Excel workbook: sheet 月报 (title, 填报单位 and 报告期, the summary table) and
@@ -49,6 +49,8 @@ pub(crate) fn to_xlsx(r: &MonthlyReport) -> Result<Vec<u8>, ReportError> {
         s.write_number_with_format(row, 2, value, if is_money { &money } else { &num })
             .map_err(wb_err)?;
     }
+    let after = 4 + summary_rows(r).len() as u32 + 1;
+    s.write_string(after, 0, audit_line(r)).map_err(wb_err)?;
     s.set_column_width(0, 22).map_err(wb_err)?;
     s.set_column_width(1, 26).map_err(wb_err)?;
     s.set_column_width(2, 14).map_err(wb_err)?;
