@@ -923,11 +923,36 @@ impl RawDevice {
     }
 }
 
+/// What [`Office::raw`] got back.
+#[derive(Debug)]
+pub struct RawAnswer {
+    /// HTTP status.
+    pub status: u16,
+    /// The `Set-Cookie` header, if any.
+    pub set_cookie: Option<String>,
+    /// The `Retry-After` header, if any.
+    pub retry_after: Option<String>,
+    /// The body as text.
+    pub text: String,
+}
+
+impl RawAnswer {
+    /// The JSON error body's `code`, or empty.
+    pub fn code(&self) -> String {
+        serde_json::from_str::<serde_json::Value>(&self.text)
+            .ok()
+            .and_then(|v| v["code"].as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+}
+
 /// A client of the district office's API with a signed-in session.
 pub struct Office {
     agent: ureq::Agent,
     base: String,
     cookie: String,
+    /// The `Set-Cookie` header the login answered.
+    pub login_cookie: String,
 }
 
 impl Office {
@@ -955,17 +980,22 @@ impl Office {
             .send(serde_json::json!({"username": username, "password": password}).to_string())
             .expect("login");
         assert_eq!(resp.status().as_u16(), 200);
-        let cookie = resp
+        let login_cookie = resp
             .headers()
             .get("set-cookie")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
+            .expect("session cookie")
+            .to_owned();
+        let cookie = login_cookie
+            .split(';')
+            .next()
             .expect("session cookie")
             .to_owned();
         Self {
             agent,
             base: server.url.clone(),
             cookie,
+            login_cookie,
         }
     }
 
@@ -994,6 +1024,54 @@ impl Office {
         let v = serde_json::from_slice(&resp.body_mut().read_to_vec().expect("body"))
             .unwrap_or(serde_json::Value::Null);
         (status, v)
+    }
+
+    /// A request with a content type and extra headers: its status, the `Set-Cookie` and
+    /// `Retry-After` headers, and the body as text.
+    pub fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: &[u8],
+        headers: &[(&str, &str)],
+    ) -> RawAnswer {
+        let url = format!("{}{path}", self.base);
+        let mut resp = if method == "GET" {
+            let mut r = self.agent.get(&url).header("Cookie", &self.cookie);
+            for (k, v) in headers {
+                r = r.header(*k, *v);
+            }
+            r.call()
+        } else {
+            let mut r = self.agent.post(&url).header("Cookie", &self.cookie);
+            if let Some(t) = content_type {
+                r = r.header("Content-Type", t);
+            }
+            for (k, v) in headers {
+                r = r.header(*k, *v);
+            }
+            r.send(body)
+        }
+        .expect("answer");
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let (set_cookie, retry_after) = (header("set-cookie"), header("retry-after"));
+        RawAnswer {
+            status: resp.status().as_u16(),
+            set_cookie,
+            retry_after,
+            text: resp.body_mut().read_to_string().unwrap_or_default(),
+        }
+    }
+
+    /// Signs out (the session ends on the server); returns the status.
+    pub fn logout(&self) -> u16 {
+        self.raw("POST", "/api/v1/logout", None, b"", &[]).status
     }
 
     /// A GET that must answer 200.

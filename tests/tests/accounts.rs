@@ -69,7 +69,7 @@ fn push(doc: uuid::Uuid, changes: Vec<u8>) -> Push {
 }
 
 fn enroll_sync_keep_villages_apart_revoke_and_audit(start: &dyn Fn(Option<&str>) -> ServerProcess) {
-    let server = start(None);
+    let mut server = start(None);
 
     // A coordinator of village A enrolls a phone; sync works.
     let a = CliPhone::new();
@@ -183,6 +183,25 @@ fn enroll_sync_keep_villages_apart_revoke_and_audit(start: &dyn Fn(Option<&str>)
     );
     assert!(a.ok(&["export"]).contains(&class));
 
+    // Refusals are audited as counts per source and minute, written when the minute is over or
+    // the server stops.
+    server.stop();
+    let refused: Vec<(String, String, String)> = server
+        .database()
+        .query_map(
+            "SELECT actor, subject, detail FROM audit WHERE action = 'refused'",
+            &[],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .expect("audit");
+    assert!(
+        refused.iter().any(
+            |(actor, subject, detail)| *actor == format!("device:{device_a}")
+                && subject == "device_revoked"
+                && detail.contains("\"count\":")
+        ),
+        "{refused:?}"
+    );
     let actions = audit_actions(&server);
     for expected in [
         "init",
@@ -194,7 +213,7 @@ fn enroll_sync_keep_villages_apart_revoke_and_audit(start: &dyn Fn(Option<&str>)
         "refused_out_of_scope",
         "refused_foreign_actor",
         "device_revoke",
-        "refused_revoked",
+        "refused",
     ] {
         assert!(
             actions.iter().any(|a| a == expected),
