@@ -72,7 +72,7 @@ fn world() -> &'static World {
 fn make_world() -> Result<World, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let state = AppState::open(Config {
-        data: dir.path().to_path_buf(),
+        data: dir.path().join("data"),
         limits: Limits {
             // Every input is a request of the same device: rate limits would turn all but the
             // first few into 429s and hide the code behind them.

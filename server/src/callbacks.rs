@@ -392,7 +392,8 @@ mod tests {
     #[test]
     fn days_payable_before_call_backs_or_a_raised_rate_are_drawn_once_at_start() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut store = crate::ServerStore::open(dir.path(), 4).expect("store");
+        let mut store = crate::ServerStore::open(dir.path(), 4, &crate::DbKey::from_bytes([7; 32]))
+            .expect("store");
         classes(&store, &["c0", "c1"]);
         for (i, (_, trainee, day)) in days(200).into_iter().enumerate() {
             store
@@ -431,7 +432,8 @@ mod tests {
     fn the_call_list_is_what_the_key_draws_and_an_auditor_without_it_cannot_match_it() {
         use crate::db::Transact;
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut store = crate::ServerStore::open(dir.path(), 4).expect("store");
+        let mut store = crate::ServerStore::open(dir.path(), 4, &crate::DbKey::from_bytes([7; 32]))
+            .expect("store");
         // Projections without their classes.
         classes(&store, &["c0", "c1", "c2"]);
         let sampler = Sampler::new([42; 32], 200_000);

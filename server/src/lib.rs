@@ -39,4 +39,4 @@ pub use loopback::Loopback;
 pub use office::{SESSION_COOKIE, parse_targets};
 pub use report::{Month, MonthlyReport, ReportError, write_file as write_monthly_report};
 pub use state::AppState;
-pub use store::{ServerStore, StoreLocation, erasure};
+pub use store::{DbKey, ServerStore, StoreLocation, erasure};

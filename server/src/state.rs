@@ -144,7 +144,7 @@ mod tests {
     fn a_server_without_the_call_back_key_of_its_calls_refuses_to_start() {
         let dir = tempfile::tempdir().expect("dir");
         let config = crate::Config {
-            data: dir.path().to_path_buf(),
+            data: dir.path().join("data"),
             ..crate::Config::default()
         };
         let state = super::AppState::open(config.clone()).expect("first start");
@@ -161,15 +161,16 @@ mod tests {
             )
             .expect("a call");
         drop(state);
-        let key = std::fs::read(dir.path().join(super::CALLBACK_KEY_FILE)).expect("key");
-        std::fs::remove_file(dir.path().join(super::CALLBACK_KEY_FILE)).expect("remove");
+        let data = dir.path().join("data");
+        let key = std::fs::read(data.join(super::CALLBACK_KEY_FILE)).expect("key");
+        std::fs::remove_file(data.join(super::CALLBACK_KEY_FILE)).expect("remove");
         let err = super::AppState::open(config.clone()).expect_err("no key, calls on file");
         assert!(err.contains("callback.key is missing"), "{err}");
         assert!(
-            !dir.path().join(super::CALLBACK_KEY_FILE).exists(),
+            !data.join(super::CALLBACK_KEY_FILE).exists(),
             "no key was made"
         );
-        std::fs::write(dir.path().join(super::CALLBACK_KEY_FILE), key).expect("restore");
+        std::fs::write(data.join(super::CALLBACK_KEY_FILE), key).expect("restore");
         super::AppState::open(config).expect("the key back");
     }
 

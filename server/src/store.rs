@@ -6,14 +6,15 @@
 use std::num::NonZeroUsize;
 use std::path::Path;
 
+pub use at_rest::DbKey;
 use automerge::{Automerge, ChangeHash};
 use lru::LruCache;
-use rusqlite::{Connection, OpenFlags};
 use songpei_core::doc::DocKind;
 use songpei_core::ids::DocId;
 
 use crate::args;
 use crate::db::{Db, DbError, Sql, Transact};
+mod at_rest;
 pub mod erasure;
 pub(crate) mod feed;
 pub(crate) mod projection;
@@ -113,25 +114,29 @@ impl StoreLocation {
         match &self.database_url {
             Some(url) => ServerStore::open_postgres(url, cache_docs)
                 .map_err(|e| format!("cannot open the PostgreSQL database: {e}")),
-            None => ServerStore::open(&self.data, cache_docs)
-                .map_err(|e| format!("cannot open the database: {e}")),
+            None => {
+                let key = DbKey::resolve(&self.data)?;
+                ServerStore::open(&self.data, cache_docs, &key)
+                    .map_err(|e| format!("cannot open the database: {e}"))
+            }
         }
     }
 }
 
 impl ServerStore {
-    /// Opens (or creates) the store in `dir`, keeping at most `cache_docs` documents loaded.
-    pub fn open(dir: &Path, cache_docs: usize) -> Result<Self, DbError> {
-        std::fs::create_dir_all(dir).map_err(|e| {
+    /// Opens (or creates) the store in `dir`, encrypted under `key` (a plain database is
+    /// encrypted in place), keeping at most `cache_docs` documents loaded. The folder and its
+    /// files are made private to the server's user.
+    pub fn open(dir: &Path, cache_docs: usize, key: &DbKey) -> Result<Self, DbError> {
+        let io = |what: &str, e: std::io::Error| {
             rusqlite::Error::SqliteFailure(
                 rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
-                Some(format!("cannot create the data folder: {e}")),
+                Some(format!("{what}: {e}")),
             )
-        })?;
-        let mut conn = Connection::open_with_flags(
-            dir.join("songpei-server.db"),
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
-        )?;
+        };
+        std::fs::create_dir_all(dir).map_err(|e| io("cannot create the data folder", e))?;
+        at_rest::privatise(dir).map_err(|e| io("cannot make the data folder private", e))?;
+        let mut conn = at_rest::open(dir, key)?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = FULL;

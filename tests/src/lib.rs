@@ -436,11 +436,19 @@ impl ServerProcess {
             Some(url) => Box::new(songpei_server::db::Pg::new(
                 postgres::Client::connect(url, postgres::NoTls).expect("connect to PostgreSQL"),
             )),
-            None => Box::new(
-                rusqlite::Connection::open(self.data.join("songpei-server.db"))
-                    .expect("open the server's database"),
-            ),
+            None => Box::new(self.sqlite()),
         }
+    }
+
+    /// A connection to the server's SQLite database, keyed with the key beside its data folder.
+    pub fn sqlite(&self) -> rusqlite::Connection {
+        let conn = rusqlite::Connection::open(self.data.join("songpei-server.db"))
+            .expect("open the server's database");
+        let key = std::fs::read_to_string(songpei_server::DbKey::default_file(&self.data))
+            .expect("the database's key");
+        conn.execute_batch(&format!("PRAGMA key = \"x'{}'\";", key.trim()))
+            .expect("key the database");
+        conn
     }
 
     /// `songpei-server report monthly --district 450802 ARGS` on this server's data folder and

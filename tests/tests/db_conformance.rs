@@ -448,9 +448,16 @@ conformance!(
 #[test]
 fn both_migration_sets_make_the_same_schema() {
     let dir = tempfile::tempdir().expect("dir");
-    let store = songpei_server::ServerStore::open(dir.path(), 1).expect("sqlite store");
+    let store = songpei_server::ServerStore::open(
+        dir.path(),
+        1,
+        &songpei_server::DbKey::from_bytes([7; 32]),
+    )
+    .expect("sqlite store");
     drop(store);
     let lite = rusqlite::Connection::open(dir.path().join("songpei-server.db")).expect("open");
+    lite.execute_batch(&format!("PRAGMA key = \"x'{}'\";", "07".repeat(32)))
+        .expect("key");
     let mut lite_cols: Vec<(String, String, String, bool)> = lite
         .prepare(
             "SELECT m.name, p.name, p.type, p.\"notnull\" OR p.pk > 0

@@ -129,8 +129,7 @@ fn a_thousand_phones_sync_at_once_and_nothing_is_lost() {
     // Villages and coordinators, written straight into the server's database.
     let setup = Instant::now();
     let codes: Vec<(usize, String)> = {
-        let mut db = rusqlite::Connection::open(server.data.join("songpei-server.db"))
-            .expect("open the server's database");
+        let mut db = server.sqlite();
         db.busy_timeout(Duration::from_secs(30))
             .expect("busy timeout");
         db.pragma_update(None, "synchronous", "OFF")

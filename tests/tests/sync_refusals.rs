@@ -83,11 +83,7 @@ fn raw_doc(
 }
 
 fn stored_documents(server: &ServerProcess) -> i64 {
-    let conn = rusqlite::Connection::open_with_flags(
-        server.data.join("songpei-server.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .expect("open server db");
+    let conn = server.sqlite();
     conn.query_row("SELECT count(*) FROM docs", [], |r| r.get(0))
         .expect("count")
 }

@@ -100,7 +100,8 @@ mod tests {
     #[test]
     fn refusals_count_per_source_and_minute_and_a_flood_stays_bounded() {
         let dir = tempfile::tempdir().expect("dir");
-        let store = crate::ServerStore::open(dir.path(), 1).expect("store");
+        let store = crate::ServerStore::open(dir.path(), 1, &crate::DbKey::from_bytes([7; 32]))
+            .expect("store");
         let r = Refusals::default();
         let t = 1_800_000_000_000_i64 - 1_800_000_000_000_i64.rem_euclid(60_000);
         for i in 0..500 {

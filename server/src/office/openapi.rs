@@ -282,7 +282,7 @@ mod tests {
     async fn the_served_router_answers_what_the_document_lists_and_nothing_more_on_its_paths() {
         let dir = tempfile::tempdir().expect("dir");
         let state = AppState::open(Config {
-            data: dir.path().to_path_buf(),
+            data: dir.path().join("data"),
             ..Config::default()
         })
         .expect("state");

@@ -41,7 +41,8 @@ struct Fixture {
 impl Fixture {
     fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = ServerStore::open(dir.path(), 8).expect("store");
+        let store =
+            ServerStore::open(dir.path(), 8, &crate::DbKey::from_bytes([7; 32])).expect("store");
         let key = DeviceKey::generate();
         let device = DeviceId::random();
         let conn = store.conn();

@@ -70,7 +70,8 @@ struct Fx {
 impl Fx {
     fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = ServerStore::open(dir.path(), 4).expect("store");
+        let store =
+            ServerStore::open(dir.path(), 4, &crate::DbKey::from_bytes([7; 32])).expect("store");
         let key = DeviceKey::generate();
         let device = DeviceId::random();
         let conn = store.conn();

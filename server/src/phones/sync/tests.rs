@@ -23,7 +23,7 @@ const VILLAGE: &str = "450802101201";
 /// The server state in `dir`, with its district and village set up on first open.
 fn state(dir: &std::path::Path) -> AppState {
     let s = AppState::open(Config {
-        data: dir.to_path_buf(),
+        data: dir.join("data"),
         ..Config::default()
     })
     .expect("open");
@@ -166,9 +166,7 @@ fn a_server_restored_from_an_older_backup_gets_back_what_it_lost() {
         sync(&mut a, &s);
     }
     // Back up (the store is closed, so its WAL is checkpointed into the file).
-    for f in std::fs::read_dir(live.path()).expect("dir").flatten() {
-        std::fs::copy(f.path(), backup.path().join(f.file_name())).expect("copy");
-    }
+    self::backup(live.path(), backup.path());
     {
         let s = state(live.path());
         attend(&mut a, c, t, 1);
@@ -192,10 +190,13 @@ fn a_server_restored_from_an_older_backup_gets_back_what_it_lost() {
     assert_eq!(sync(&mut a, &restored).docs_pushed, 0);
 }
 
+/// Copies the data folder, and its database's key kept beside it.
 fn backup(from: &std::path::Path, to: &std::path::Path) {
-    for f in std::fs::read_dir(from).expect("dir").flatten() {
-        std::fs::copy(f.path(), to.join(f.file_name())).expect("copy");
+    std::fs::create_dir_all(to.join("data")).expect("folder");
+    for f in std::fs::read_dir(from.join("data")).expect("dir").flatten() {
+        std::fs::copy(f.path(), to.join("data").join(f.file_name())).expect("copy");
     }
+    std::fs::copy(from.join("data.db.key"), to.join("data.db.key")).expect("the key");
 }
 
 #[test]
