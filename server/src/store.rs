@@ -142,7 +142,8 @@ impl ServerStore {
              PRAGMA synchronous = FULL;
              PRAGMA foreign_keys = ON;
              PRAGMA busy_timeout = 5000;
-             PRAGMA secure_delete = ON;",
+             PRAGMA secure_delete = ON;
+             PRAGMA cache_size = -32768;",
         )?;
         songpei_core::store::apply_migrations(&mut conn, crate::db::SQLITE_MIGRATIONS, i64::MAX)?;
         Ok(Self::with(Db::Sqlite(conn), cache_docs))

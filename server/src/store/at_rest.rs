@@ -83,9 +83,13 @@ impl DbKey {
         format!("\"x'{}'\"", hex::encode(self.0))
     }
 
-    /// Keys an open connection: its first statement.
+    /// Keys an open connection: its first statement. (Memory wiping is left off: the threat is a
+    /// copy of the files, not the running process's memory.)
     pub fn apply(&self, conn: &Connection) -> rusqlite::Result<()> {
-        conn.execute_batch(&format!("PRAGMA key = {};", self.sql()))
+        conn.execute_batch(&format!(
+            "PRAGMA key = {}; PRAGMA cipher_memory_security = OFF;",
+            self.sql()
+        ))
     }
 }
 
