@@ -440,6 +440,23 @@ impl ServerProcess {
         }
     }
 
+    /// The server's SQLite database decrypted into a plain copy (every row it holds, as bytes), to
+    /// search for what it must no longer hold.
+    pub fn plain_database(&self) -> Vec<u8> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let plain = dir.path().join("plain.db");
+        let conn = self.sqlite();
+        conn.execute_batch(&format!(
+            "ATTACH DATABASE '{}' AS plain KEY '';
+             SELECT sqlcipher_export('plain');
+             DETACH DATABASE plain;",
+            plain.display()
+        ))
+        .expect("export a plain copy");
+        drop(conn);
+        std::fs::read(&plain).expect("read the plain copy")
+    }
+
     /// A connection to the server's SQLite database, keyed with the key beside its data folder.
     pub fn sqlite(&self) -> rusqlite::Connection {
         let conn = rusqlite::Connection::open(self.data.join("songpei-server.db"))
