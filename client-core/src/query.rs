@@ -95,6 +95,9 @@ pub struct RosterEntry {
     pub trainee_id: TraineeId,
     /// Masked name.
     pub name_masked: String,
+    /// Masked ID number, as the district sends it to an instructor's phone (which holds no
+    /// trainee documents); `None` elsewhere.
+    pub id_masked: Option<String>,
     /// Household.
     pub household_id: Option<HouseholdId>,
     /// The household's poverty status.
@@ -220,8 +223,16 @@ impl<S: DocStore> Phone<S> {
             .collect();
         let days: Vec<NaiveDate> = class.training_days().collect();
         // The district's figures hold for the class as the district decided on it.
-        let settlement = self
-            .district_settlement(id)?
+        let sent = self.district_settlement(id)?;
+        // An instructor's phone holds no trainee documents: the district sends masked names.
+        let masked = |t: TraineeId| {
+            sent.as_ref()
+                .and_then(|s| s.places.iter().find(|p| p.trainee == t.uuid()))
+                .map(|p| (p.name_masked.clone(), p.id_masked.clone()))
+                .unwrap_or_default()
+        };
+        let settlement = sent
+            .clone()
             .filter(|s| s.basis == rules::PayBasis::of(&class).check());
         let mut roster = Vec::with_capacity(trainee_ids.len());
         for t in trainee_ids {
@@ -279,9 +290,14 @@ impl<S: DocStore> Phone<S> {
                 })
                 .collect();
             let completion = class.completion.get(&t);
+            let (sent_name, sent_id) = masked(t);
             roster.push(RosterEntry {
                 trainee_id: t,
-                name_masked: row.map(|r| r.name_masked.clone()).unwrap_or_default(),
+                name_masked: row
+                    .map(|r| r.name_masked.clone())
+                    .or(sent_name)
+                    .unwrap_or_default(),
+                id_masked: sent_id,
                 household_id,
                 poverty_status,
                 days: per_day,

@@ -2,7 +2,8 @@
 //! on PostgreSQL: the CSV read back with a formula for a class title; sessions that end at logout,
 //! on a password reset and when idle, `Secure` behind an HTTPS public URL; cross-site and
 //! form-encoded posts refused; refusals audited as counts; ad-hoc unmasking for admins under a
-//! daily cap; the audit chain's head on the report and the overview.
+//! daily cap; the audit chain's head on the report and the overview; an instructor's phone with
+//! its classes only, masked rosters and no personal data.
 
 use songpei_tests::{CliPhone, DISTRICT, Office, ServerProcess, VILLAGE_A, id_number};
 
@@ -280,6 +281,80 @@ fn every_row_of_the_probe_holds(start: &dyn Fn(Option<&str>) -> ServerProcess) {
     );
 }
 
+/// Row 3: an instructor's phone gets the classes that name it, with masked rosters, and no
+/// trainee or household document; it still witnesses a trainee's key for its class.
+fn an_instructor_gets_its_classes_with_masked_rosters_and_no_personal_data(
+    start: &dyn Fn(Option<&str>) -> ServerProcess,
+) {
+    let server = start(None);
+    let coord = CliPhone::new();
+    server.add_account("li", "coordinator", &[VILLAGE_A]);
+    server.enroll_as(&coord, "li");
+    let chen = server.instructor("chen", &[VILLAGE_A]);
+    coord.sync(&server.url);
+    let class = |title: &str, extra: &[&str]| -> String {
+        let mut args = vec![
+            "class",
+            "create",
+            "--title",
+            title,
+            "--village",
+            VILLAGE_A,
+            "--occupation",
+            "电工",
+            "--level",
+            "初级工",
+            "--type",
+            "就业技能培训",
+            "--start",
+            "2026-03-02",
+            "--days",
+            "2",
+        ];
+        args.extend_from_slice(extra);
+        coord.ok(&args)
+    };
+    let named = class("陈老师的电工班", &["--instructor-account", "chen"]);
+    let other = class("别的电工班", &[]);
+    let id = id_number("45080219880405002");
+    let t = coord.trainee(
+        "韦春燕",
+        &id,
+        &["--poverty", "lifted", "--phone", "13877001234"],
+    );
+    for c in [&named, &other] {
+        coord.ok(&["enrol", c, &t]);
+    }
+    coord.sync(&server.url);
+    chen.sync(&server.url);
+
+    // Its store holds the one class and nothing personal.
+    let docs = chen.documents();
+    assert!(docs.contains_key(&named), "{:?}", docs.keys());
+    assert!(
+        !docs.contains_key(&other),
+        "a class that does not name chen"
+    );
+    assert!(!docs.contains_key(&t), "no trainee document");
+    let all = serde_json::to_string(&docs).expect("json");
+    for secret in [id.as_str(), "韦春燕", "13877001234"] {
+        assert!(!all.contains(secret), "{secret} on the instructor's phone");
+    }
+    // The roster is masked: the name's first character and the ID number's ends.
+    let view = chen.json(&["class", "show", &named]);
+    let row = &view["roster"][0];
+    assert_eq!(row["name_masked"], "韦**", "{view}");
+    let masked = row["id_masked"].as_str().expect("masked ID number");
+    assert!(
+        masked.contains('*') && masked.ends_with(&id[14..]),
+        "{masked}"
+    );
+    assert!(!view.to_string().contains(&id));
+    // It still witnesses a trainee's phone key in person for its class.
+    let trainee_phone = CliPhone::new();
+    coord.register_trainee_phone(&chen, &trainee_phone, &named, &t);
+}
+
 /// A login with a password; its status.
 fn ureq_login(url: &str, username: &str, password: &str) -> u16 {
     let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -295,4 +370,7 @@ fn ureq_login(url: &str, username: &str, password: &str) -> u16 {
         .as_u16()
 }
 
-songpei_tests::on_every_database!(every_row_of_the_probe_holds);
+songpei_tests::on_every_database!(
+    every_row_of_the_probe_holds,
+    an_instructor_gets_its_classes_with_masked_rosters_and_no_personal_data
+);

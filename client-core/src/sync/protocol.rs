@@ -279,6 +279,11 @@ pub struct PlaceSettlement {
     pub held: Vec<u8>,
     /// The living allowance the district pays for the place, in fen.
     pub allowance_fen: i64,
+    /// The trainee's name and ID number, masked: sent to instructors, whose phones hold no
+    /// trainee documents, so the roster they check faces against is never in the clear.
+    pub name_masked: Option<String>,
+    /// See `name_masked`.
+    pub id_masked: Option<String>,
 }
 
 /// What the district decided and pays for every place of one class.

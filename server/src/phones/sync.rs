@@ -130,7 +130,13 @@ pub(crate) fn handle(
         cursors,
         more,
         personal,
-    } = pull(&mut store, &cursors, &merged, budget)?;
+    } = pull(
+        &mut store,
+        &cursors,
+        &merged,
+        budget,
+        (grant.role == accounts::Role::Instructor).then_some(grant.account.as_str()),
+    )?;
     let keys = crate::attendance::card_key_set(store.conn())?;
     let card_keys = (keys.version != req.card_keys).then_some(keys);
     let policy = (store.policy().version() != req.policy).then(|| PolicySet::of(store.policy()));
@@ -526,6 +532,7 @@ fn pull(
     cursors: &[Cursor],
     merged: &HashMap<DocId, Vec<ChangeHash>>,
     budget: usize,
+    instructor: Option<&str>,
 ) -> Result<PullPage, ApiError> {
     let mut used = 0usize;
     let mut personal = Vec::new();
@@ -574,6 +581,23 @@ fn pull(
             };
             let heads = loaded.doc.get_heads();
             let is_class = loaded.kind == DocKind::Class;
+            // An instructor's phone gets the classes that name its account, and no trainee or
+            // household document: it checks faces against a masked roster. Which of a class's
+            // versions it holds is not known (it may never have had the class), so it gets the
+            // whole class.
+            let base = match instructor {
+                None => base,
+                Some(account) => {
+                    let named = is_class
+                        && doc::class::read(&loaded.doc, ClassId::from(id.uuid()))
+                            .is_ok_and(|(c, _)| c.instructor_accounts.contains(account));
+                    if !named {
+                        seq = *last;
+                        continue;
+                    }
+                    merged.get(id).cloned().unwrap_or_default()
+                }
+            };
             let base: Vec<ChangeHash> = base
                 .into_iter()
                 .filter(|h| loaded.doc.get_change_by_hash(h).is_some())
@@ -607,7 +631,10 @@ fn pull(
                     &id.to_string(),
                     store.policy(),
                 )?;
-                if let Some(s) = pay.as_ref().and_then(|p| p.to_wire()) {
+                if let Some(mut s) = pay.as_ref().and_then(|p| p.to_wire()) {
+                    if instructor.is_some() {
+                        masked_roster(store.conn(), &mut s)?;
+                    }
                     used += SETTLEMENT_BYTES * (1 + s.places.len());
                     settlements.push(s);
                 }
@@ -635,6 +662,22 @@ fn pull(
         more,
         personal,
     })
+}
+
+/// Puts each place's masked name and ID number into a class's settlement, for an instructor.
+fn masked_roster(conn: &dyn crate::db::Sql, s: &mut ClassSettlement) -> Result<(), ApiError> {
+    for p in &mut s.places {
+        let row: Option<(String, String)> = conn.query_opt(
+            "SELECT name_masked, id_masked FROM p_trainees WHERE id = ?1",
+            crate::args![p.trainee.to_string()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        if let Some((name, id)) = row {
+            p.name_masked = Some(name);
+            p.id_masked = Some(id);
+        }
+    }
+    Ok(())
 }
 
 /// About the bytes of one place's settlement, counted against the response's budget.

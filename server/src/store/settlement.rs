@@ -92,6 +92,8 @@ impl ClassPay {
                         payable: day_bitmap(self.first_day, &p.payable),
                         held: day_bitmap(self.first_day, &p.held),
                         allowance_fen: p.allowance_fen,
+                        name_masked: None,
+                        id_masked: None,
                     })
                 })
                 .collect(),
