@@ -1062,14 +1062,24 @@ impl Office {
         headers: &[(&str, &str)],
     ) -> RawAnswer {
         let url = format!("{}{path}", self.base);
+        // A fresh connection each: a refusal answered before its body was read may close the
+        // connection, which a pooled next request must not find.
         let mut resp = if method == "GET" {
-            let mut r = self.agent.get(&url).header("Cookie", &self.cookie);
+            let mut r = self
+                .agent
+                .get(&url)
+                .header("Cookie", &self.cookie)
+                .header("Connection", "close");
             for (k, v) in headers {
                 r = r.header(*k, *v);
             }
             r.call()
         } else {
-            let mut r = self.agent.post(&url).header("Cookie", &self.cookie);
+            let mut r = self
+                .agent
+                .post(&url)
+                .header("Cookie", &self.cookie)
+                .header("Connection", "close");
             if let Some(t) = content_type {
                 r = r.header("Content-Type", t);
             }
