@@ -61,6 +61,10 @@ pub enum DbError {
     /// Another server wrote the same document meanwhile; nothing was written, try again.
     #[error("document {0} was changed by another server meanwhile")]
     Stale(String),
+    /// The database's address asks for something that cannot be done (an unknown `sslmode`, a
+    /// certificate authority that does not read).
+    #[error("{0}")]
+    Config(String),
 }
 
 impl DbError {
@@ -385,7 +389,7 @@ mod postgres;
 mod sqlite;
 
 pub use migrations::{POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
-pub use postgres::{Pg, migrate_postgres, to_postgres};
+pub use postgres::{Pg, connect as connect_postgres, migrate_postgres, to_postgres};
 
 /// The server's database: SQLite (the default) or PostgreSQL.
 pub enum Db {
@@ -398,7 +402,7 @@ pub enum Db {
 impl Db {
     /// Connects to PostgreSQL and brings the schema up to date.
     pub fn postgres(url: &str) -> Result<Self, DbError> {
-        let mut client = ::postgres::Client::connect(url, ::postgres::NoTls)?;
+        let mut client = postgres::connect(url)?;
         migrate_postgres(&mut client)?;
         Ok(Db::Postgres(Box::new(Pg::new(client)), url.to_owned()))
     }

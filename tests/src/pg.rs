@@ -59,8 +59,66 @@ pub struct Postgres {
 }
 
 impl Postgres {
+    /// Makes a cluster that takes only TLS connections on its port (`hostssl`, `hostnossl …
+    /// reject`), with a server certificate for `localhost` and `127.0.0.1` issued by a throwaway
+    /// authority; returns it and the authority's certificate (PEM).
+    pub fn start_with_tls() -> (Self, PathBuf) {
+        let pg = Self::init();
+        let dir = pg.dir.path().to_path_buf();
+        let dir = dir.as_path();
+        let sh = |script: &str| {
+            check(
+                "openssl",
+                Command::new("sh")
+                    .arg("-c")
+                    .arg(script)
+                    .current_dir(dir)
+                    .output(),
+            )
+        };
+        sh(
+            "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 2 \
+            -subj /CN=songpei-test-ca 2>/dev/null \
+            && openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr \
+               -subj /CN=localhost 2>/dev/null \
+            && printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > ext \
+            && openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
+               -out server.crt -days 2 -extfile ext 2>/dev/null \
+            && chmod 600 server.key",
+        );
+        if is_root() {
+            check(
+                "chown",
+                Command::new("chown")
+                    .args(["postgres:postgres", "server.key", "server.crt"])
+                    .current_dir(dir)
+                    .output(),
+            );
+        }
+        let conf = pg.data().join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf).expect("postgresql.conf");
+        text.push_str(&format!(
+            "\nssl = on\nssl_cert_file = '{0}/server.crt'\nssl_key_file = '{0}/server.key'\n",
+            dir.display()
+        ));
+        std::fs::write(&conf, text).expect("postgresql.conf");
+        std::fs::write(
+            pg.data().join("pg_hba.conf"),
+            "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostnossl all all 127.0.0.1/32 reject\n",
+        )
+        .expect("pg_hba.conf");
+        pg.start_server();
+        (pg, dir.join("ca.crt"))
+    }
+
     /// Makes a cluster and starts it; panics with PostgreSQL's output if it cannot.
     pub fn start() -> Self {
+        let pg = Self::init();
+        pg.start_server();
+        pg
+    }
+
+    fn init() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         if is_root() {
             check(
@@ -92,7 +150,6 @@ impl Postgres {
                 ])
                 .output(),
         );
-        pg.start_server();
         pg
     }
 
