@@ -58,6 +58,7 @@ const WORDS = {
       '学员否认当天参加培训：该学员当天的全部考勤记录将被驳回，所在培训班暂停计发，整班进入待审核，由区县决定是否恢复。',
     unreachableOnce: '已记录第 {n} 次未接通；三次未接通即记为联系不上。',
     onHold: '回访否认，暂停计发',
+    auditHead: '审计链：共 {n} 条，末条哈希 {hash}',
     closedAsUnreachable: '三次未接通，已记为联系不上。', recorded: '已记录：{o}',
     coordinator: '协管员', villages: '所管村', recordCount: '记录数', districtMedian: '区县中位数',
     allMonths: '全部月份', signalsHint:
@@ -135,6 +136,7 @@ const WORDS = {
       'The trainee says they were not there: every record of that trainee-day is rejected, and the whole class is held (none of its records are paid) until the office decides it in the review queue.',
     unreachableOnce: 'No answer recorded (attempt {n}); the third unanswered attempt closes the call as unreachable.',
     onHold: 'held after a call-back denial',
+    auditHead: 'Audit chain: {n} entries, last hash {hash}',
     closedAsUnreachable: 'Three unanswered attempts: closed as unreachable.', recorded: 'Recorded: {o}',
     coordinator: 'Coordinator', villages: 'Villages', recordCount: 'Records',
     districtMedian: 'District median', allMonths: 'All months', signalsHint:
@@ -564,7 +566,15 @@ async function pageOverview() {
     el('div', { class: 'two' },
       el('div', { class: 'card' }, el('h2', {}, t('todayClasses')), today),
       el('div', { class: 'card' }, el('h2', {}, t('personTimes')),
-        table([t('township'), t('village'), t('thisMonth'), t('thisYear')], places, { id: 'by-place' }))));
+        table([t('township'), t('village'), t('thisMonth'), t('thisYear')], places, { id: 'by-place' }))),
+    auditHeadLine(o.audit_head));
+}
+
+// The audit chain's head, as each monthly report prints it: a history rewritten later no longer
+// ends here.
+function auditHeadLine(h) {
+  return h ? el('p', { class: 'muted audit-head', id: 'audit-head', 'data-hash': h.hash },
+    t('auditHead', { n: num(h.entries), hash: h.hash.slice(0, 16) + '…' })) : null;
 }
 
 function tile(label, value, note, fraction) {
@@ -1146,7 +1156,8 @@ async function pageReport() {
           el('td', {}, x.name_masked), el('td', { class: 'mono' }, x.id_masked), el('td', {}, x.household),
           el('td', {}, x.counted ? t('yes') : t('no')),
           el('td', { class: 'rule' }, code('decision', x.decision), el('br'), el('small', {}, x.rule)),
-          el('td', { class: 'n' }, num(x.payable_days)), el('td', { class: 'n' }, yuan(x.allowance_fen))))))));
+          el('td', { class: 'n' }, num(x.payable_days)), el('td', { class: 'n' }, yuan(x.allowance_fen))))))),
+    auditHeadLine(r.audit_head));
 }
 
 // The month's call-backs: how many trainee-days were drawn, what the calls found, and where.

@@ -427,6 +427,26 @@ test('the monthly report\'s 电话回访 section agrees with the API', async () 
   if (shika) assert.equal(shika.denied, 1);
 });
 
+test('the audit chain\'s head shows on the report and the overview, as the database holds it', async () => {
+  // The report page shows the head the report was made at (making a report is itself audited, so
+  // a report made after it ends later in the chain).
+  const month = demo.CLASS_1_MONTH;
+  await page.goto(SERVER + '/office/#/report?month=' + month);
+  await page.locator('#audit-head').waitFor();
+  const onReport = await page.$eval('#audit-head', (e) => ({ hash: e.dataset.hash, text: e.textContent }));
+  const r = await page.evaluate((q) => fetch('/api/v1/reports/monthly?' + q).then((x) => x.json()),
+    'district=450802&month=' + month);
+  assert.match(onReport.hash, /^[0-9a-f]{64}$/);
+  assert.notEqual(onReport.hash, r.audit_head.hash, 'the later report ends later in the chain');
+  assert.ok(onReport.text.includes('审计链') && onReport.text.includes(onReport.hash.slice(0, 16)), onReport.text);
+  // The overview audits nothing: the head it shows is the API's.
+  await page.goto(SERVER + '/office/#/overview');
+  await page.locator('#audit-head').waitFor();
+  const o = await page.evaluate(() => fetch('/api/v1/overview').then((x) => x.json()));
+  assert.equal(await page.$eval('#audit-head', (e) => e.dataset.hash), o.audit_head.hash);
+  assert.match(o.audit_head.hash, /^[0-9a-f]{64}$/);
+});
+
 test('a trainee is found by ID number, masked; unmasking asks for a reason', async () => {
   await page.click('#nav a[data-page=trainees]');
   await page.fill('#id-number', demo.TRAINEE_ID_NUMBER);
