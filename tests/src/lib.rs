@@ -284,12 +284,18 @@ impl CliPhone {
 
     /// Plans a class of `days` days starting 2026-03-02 in village A; returns its id.
     pub fn class(&self, days: u32, extra: &[&str]) -> String {
+        self.class_titled("大湾村中式烹调师培训班", "2026-03-02", days, extra)
+    }
+
+    /// Plans a class of village A with `title`, from `start` for `days` days, with `extra`
+    /// arguments; returns its id.
+    pub fn class_titled(&self, title: &str, start: &str, days: u32, extra: &[&str]) -> String {
         let days = days.to_string();
         let mut args = vec![
             "class",
             "create",
             "--title",
-            "大湾村中式烹调师培训班",
+            title,
             "--village",
             VILLAGE_A,
             "--occupation",
@@ -299,7 +305,7 @@ impl CliPhone {
             "--type",
             "就业技能培训",
             "--start",
-            "2026-03-02",
+            start,
             "--days",
             &days,
         ];
@@ -461,9 +467,9 @@ impl ServerProcess {
     pub fn sqlite(&self) -> rusqlite::Connection {
         let conn = rusqlite::Connection::open(self.data.join("songpei-server.db"))
             .expect("open the server's database");
-        let key = std::fs::read_to_string(songpei_server::DbKey::default_file(&self.data))
-            .expect("the database's key");
-        conn.execute_batch(&format!("PRAGMA key = \"x'{}'\";", key.trim()))
+        songpei_server::DbKey::resolve(&self.data)
+            .expect("the database's key")
+            .apply(&conn)
             .expect("key the database");
         conn
     }

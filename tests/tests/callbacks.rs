@@ -96,29 +96,12 @@ fn a_denial_holds_the_class_until_the_office_decides_on_every_face(
     let today = local.format("%Y-%m-%d").to_string();
     let yesterday = (local - Duration::days(1)).format("%Y-%m-%d").to_string();
     let start_at = format!("{:02}:00", local.hour().saturating_sub(1));
-    let class = coord.ok(&[
-        "class",
-        "create",
-        "--title",
+    let class = coord.class_titled(
         "大湾村电工培训班",
-        "--village",
-        VILLAGE_A,
-        "--occupation",
-        "电工",
-        "--level",
-        "初级工",
-        "--type",
-        "就业技能培训",
-        "--start",
         &yesterday,
-        "--days",
-        "3",
-        "--hours",
-        "8",
-        "--starts-at",
-        &start_at,
-        "--subsidised",
-    ]);
+        3,
+        &["--hours", "8", "--starts-at", &start_at, "--subsidised"],
+    );
     // 黄伟's number on file is 韦春燕's: a call to it reaches her, not him.
     let phones = ["13800001111", "13800002222", "13800001111"];
     let t: Vec<String> = ["韦春燕", "覃丽", "黄伟"]

@@ -456,7 +456,8 @@ fn both_migration_sets_make_the_same_schema() {
     .expect("sqlite store");
     drop(store);
     let lite = rusqlite::Connection::open(dir.path().join("songpei-server.db")).expect("open");
-    lite.execute_batch(&format!("PRAGMA key = \"x'{}'\";", "07".repeat(32)))
+    songpei_server::DbKey::from_bytes([7; 32])
+        .apply(&lite)
         .expect("key");
     let mut lite_cols: Vec<(String, String, String, bool)> = lite
         .prepare(

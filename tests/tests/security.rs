@@ -25,25 +25,7 @@ fn every_row_of_the_probe_holds(start: &dyn Fn(Option<&str>) -> ServerProcess) {
     // A class whose title is a formula, with a trainee signed in by hand, synced.
     let phone = CliPhone::new();
     server.enroll(&phone, &[VILLAGE_A]);
-    let class = phone.ok(&[
-        "class",
-        "create",
-        "--title",
-        FORMULA,
-        "--village",
-        VILLAGE_A,
-        "--occupation",
-        "电工",
-        "--level",
-        "初级工",
-        "--type",
-        "就业技能培训",
-        "--start",
-        "2026-03-02",
-        "--days",
-        "2",
-        "--subsidised",
-    ]);
+    let class = phone.class_titled(FORMULA, "2026-03-02", 2, &["--subsidised"]);
     let trainee = phone.trainee(
         "韦春燕",
         &id_number("45080219880405002"),
@@ -292,30 +274,13 @@ fn an_instructor_gets_its_classes_with_masked_rosters_and_no_personal_data(
     server.enroll_as(&coord, "li");
     let chen = server.instructor("chen", &[VILLAGE_A]);
     coord.sync(&server.url);
-    let class = |title: &str, extra: &[&str]| -> String {
-        let mut args = vec![
-            "class",
-            "create",
-            "--title",
-            title,
-            "--village",
-            VILLAGE_A,
-            "--occupation",
-            "电工",
-            "--level",
-            "初级工",
-            "--type",
-            "就业技能培训",
-            "--start",
-            "2026-03-02",
-            "--days",
-            "2",
-        ];
-        args.extend_from_slice(extra);
-        coord.ok(&args)
-    };
-    let named = class("陈老师的电工班", &["--instructor-account", "chen"]);
-    let other = class("别的电工班", &[]);
+    let named = coord.class_titled(
+        "陈老师的电工班",
+        "2026-03-02",
+        2,
+        &["--instructor-account", "chen"],
+    );
+    let other = coord.class_titled("别的电工班", "2026-03-02", 2, &[]);
     let id = id_number("45080219880405002");
     let t = coord.trainee(
         "韦春燕",

@@ -22,14 +22,12 @@ use crate::office::openapi::{Limits, Session as SessionRefused, Storage};
 use super::{SESSION_COOKIE, SESSION_SECS, now_ms, with_conn};
 
 /// A signed-in district account.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug)]
 pub(super) struct Session {
     /// Username.
     pub username: String,
     /// Role.
     pub role: String,
-    /// Expiry, seconds since the epoch.
-    pub exp: i64,
 }
 
 /// The session token a request's cookie holds.
@@ -108,11 +106,7 @@ pub(super) fn session(
             args![&hash, now],
         )?;
     }
-    Ok(Session {
-        username,
-        role,
-        exp: (created / 1000) + SESSION_SECS,
-    })
+    Ok(Session { username, role })
 }
 
 pub(super) fn is_district(role: Role) -> bool {
@@ -187,10 +181,8 @@ pub(super) async fn login(
     let Json(req) = body.map_err(|_| ApiError::BadRequest("the body is not a login".into()))?;
     let (me, cookie) = with_conn(&state, move |s, conn| {
         let ok = accounts::check_password(conn, req.username.trim(), &req.password)?;
-        let role = accounts::account_by_username(conn, req.username.trim())
-            .ok()
-            .map(|(_, r)| r);
-        let Some(role) = role.filter(|_| ok) else {
+        let found = accounts::account_by_username(conn, req.username.trim()).ok();
+        let Some((account, role)) = found.filter(|_| ok) else {
             s.refusals
                 .note(&peer.source(), Refusal::BadCredentials, now_ms());
             return Err(ApiError::Unauthorized("bad_credentials"));
@@ -203,9 +195,7 @@ pub(super) async fn login(
         let session = Session {
             username: req.username.trim().to_owned(),
             role: role.code().to_owned(),
-            exp: now_ms() / 1000 + SESSION_SECS,
         };
-        let (account, _) = accounts::account_by_username(conn, &session.username)?;
         let idle_ms = i64::from(s.config.office.session_idle_minutes) * 60_000;
         let token = start_session(conn, &account, now_ms(), idle_ms)?;
         audit::append(
