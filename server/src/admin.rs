@@ -245,6 +245,45 @@ pub fn audit_verify(at: &StoreLocation) -> Result<Outcome, AdminError> {
     }
 }
 
+/// `admin database rekey`: encrypts the database again under the key in `new_key_file` (64 hex
+/// characters), then puts that key where the server reads its key from, keeping the old key
+/// beside it (`….old`) for the backups made under it. Every server on the database must be
+/// stopped first.
+pub fn database_rekey(at: &StoreLocation, new_key_file: &Path) -> Result<Outcome, AdminError> {
+    let new = crate::DbKey::read(new_key_file).map_err(|_| {
+        AdminError::Account(AccountError::Invalid {
+            field: "new-key-file",
+            problem: "cannot be read, or does not hold 64 hex characters",
+        })
+    })?;
+    let mut store = open(at)?;
+    let resealed = store.rekey(&new).map_err(AccountError::from)?;
+    drop(store);
+    let mut out = match at.database_url {
+        Some(_) => {
+            format!("the PostgreSQL database's {resealed} sealed values are under the new key\n")
+        }
+        None => "the database is encrypted under the new key\n".to_owned(),
+    };
+    match crate::DbKey::file_of(&at.data) {
+        Some(file) => {
+            let old = file.with_extension("key.old");
+            std::fs::copy(&file, &old)
+                .and_then(|_| new.write_to(&file))
+                .map_err(|e| {
+                    AdminError::Io(format!("cannot replace the key {}: {e}", file.display()))
+                })?;
+            out.push_str(&format!(
+                "the new key is in {}; the old one, for backups made before, in {}\n",
+                file.display(),
+                old.display()
+            ));
+        }
+        None => out.push_str("set SONGPEI_DB_KEY to the new key before the next start\n"),
+    }
+    Ok(Outcome::ok(out))
+}
+
 /// `admin callbacks verify`: draws the call-back sample again under the key in `key_file` (the
 /// data folder's `callback.key` by default) and compares it with the call list. Exit 0 when every
 /// drawn trainee-day is on the list and every day listed as drawn is drawn, 1 otherwise. The rate

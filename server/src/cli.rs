@@ -132,6 +132,11 @@ enum AdminCommand {
         #[arg(long)]
         reason: String,
     },
+    /// The database's encryption at rest.
+    Database {
+        #[command(subcommand)]
+        command: DatabaseCommand,
+    },
     /// The audit log.
     Audit {
         #[command(subcommand)]
@@ -167,6 +172,18 @@ enum AdminCommand {
         /// A font with Chinese characters [default: the system's].
         #[arg(long, env = "SONGPEI_FONT")]
         font: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DatabaseCommand {
+    /// Encrypts the database again under a new key (64 hex characters in a file, made for
+    /// example by `openssl rand -hex 32`) and puts it where the server reads its key, the old key
+    /// kept beside it as `….old`. Stop every server on the database first.
+    Rekey {
+        /// The new key.
+        #[arg(long)]
+        new_key_file: PathBuf,
     },
 }
 
@@ -313,6 +330,9 @@ fn admin(data: &songpei_server::StoreLocation, command: AdminCommand) -> ExitCod
             command: DeviceCommand::Revoke { device },
         } => a::device_revoke(data, &device),
         AdminCommand::EraseTrainee { trainee, reason } => a::erase_trainee(data, &trainee, &reason),
+        AdminCommand::Database {
+            command: DatabaseCommand::Rekey { new_key_file },
+        } => a::database_rekey(data, &new_key_file),
         AdminCommand::Audit {
             command: AuditCommand::Verify,
         } => a::audit_verify(data),

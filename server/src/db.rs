@@ -340,6 +340,11 @@ pub trait Sql {
     fn query(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>, DbError>;
     /// Runs statements without parameters, separated by semicolons (migrations).
     fn batch(&self, sql: &str) -> Result<(), DbError>;
+    /// What seals the [`Sealed`] columns: on PostgreSQL, under the database key; none on SQLite,
+    /// whose whole file is encrypted.
+    fn sealer(&self) -> Option<&Sealer> {
+        None
+    }
 }
 
 /// A connection that can run a transaction: everything `f` writes is committed together when it
@@ -382,14 +387,48 @@ impl dyn Sql + '_ {
     ) -> Result<Vec<T>, DbError> {
         self.query(sql, params)?.iter().map(f).collect()
     }
+
+    /// `plain` as written to the bytes `column`: sealed where the database seals it.
+    pub fn seal(&self, column: Sealed, plain: &[u8]) -> Value {
+        match self.sealer() {
+            Some(s) => Value::Blob(s.seal(column, plain)),
+            None => Value::Blob(plain.to_vec()),
+        }
+    }
+
+    /// `plain` as written to the text `column`: sealed where the database seals it.
+    pub fn seal_text(&self, column: Sealed, plain: &str) -> Value {
+        match self.sealer() {
+            Some(s) => Value::Text(s.seal_text(column, plain)),
+            None => Value::Text(plain.to_owned()),
+        }
+    }
+
+    /// What the bytes `column` held, as written.
+    pub fn open(&self, column: Sealed, stored: Vec<u8>) -> Result<Vec<u8>, DbError> {
+        match self.sealer() {
+            Some(s) => s.open(column, &stored),
+            None => Ok(stored),
+        }
+    }
+
+    /// What the text `column` held, as written.
+    pub fn open_text(&self, column: Sealed, stored: String) -> Result<String, DbError> {
+        match self.sealer() {
+            Some(s) => s.open_text(column, &stored),
+            None => Ok(stored),
+        }
+    }
 }
 
 mod migrations;
 mod postgres;
+mod seal;
 mod sqlite;
 
 pub use migrations::{POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
 pub use postgres::{Pg, connect as connect_postgres, migrate_postgres, to_postgres};
+pub use seal::{Sealed, Sealer, key_check, reseal, seal_in_place};
 
 /// The server's database: SQLite (the default) or PostgreSQL.
 pub enum Db {
@@ -400,13 +439,6 @@ pub enum Db {
 }
 
 impl Db {
-    /// Connects to PostgreSQL and brings the schema up to date.
-    pub fn postgres(url: &str) -> Result<Self, DbError> {
-        let mut client = postgres::connect(url)?;
-        migrate_postgres(&mut client)?;
-        Ok(Db::Postgres(Box::new(Pg::new(client)), url.to_owned()))
-    }
-
     fn sql(&self) -> &dyn Sql {
         match self {
             Db::Sqlite(c) => c,
@@ -433,6 +465,13 @@ impl Sql for Db {
 
     fn batch(&self, sql: &str) -> Result<(), DbError> {
         self.sql().batch(sql)
+    }
+
+    fn sealer(&self) -> Option<&Sealer> {
+        match self {
+            Db::Sqlite(_) => None,
+            Db::Postgres(c, _) => c.sealer(),
+        }
     }
 }
 

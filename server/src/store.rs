@@ -13,7 +13,7 @@ use songpei_core::doc::DocKind;
 use songpei_core::ids::DocId;
 
 use crate::args;
-use crate::db::{Db, DbError, Sql, Transact};
+use crate::db::{Db, DbError, Sealed, Sql, Transact};
 mod at_rest;
 pub mod erasure;
 pub(crate) mod feed;
@@ -112,8 +112,7 @@ impl StoreLocation {
     /// Opens the store there.
     pub fn open(&self, cache_docs: usize) -> Result<ServerStore, String> {
         match &self.database_url {
-            Some(url) => ServerStore::open_postgres(url, cache_docs)
-                .map_err(|e| format!("cannot open the PostgreSQL database: {e}")),
+            Some(url) => ServerStore::open_postgres(url, cache_docs, &self.data),
             None => {
                 let key = DbKey::resolve(&self.data)?;
                 ServerStore::open(&self.data, cache_docs, &key)
@@ -150,9 +149,37 @@ impl ServerStore {
     }
 
     /// Opens the store in a PostgreSQL database (`postgres://user@host:port/db`), bringing its
-    /// schema up to date.
-    pub fn open_postgres(url: &str, cache_docs: usize) -> Result<Self, DbError> {
-        Ok(Self::with(Db::postgres(url)?, cache_docs))
+    /// schema up to date and sealing its personal data under the database key found for the data
+    /// folder `data` (made there for a database never sealed; ADR 0009).
+    pub fn open_postgres(url: &str, cache_docs: usize, data: &Path) -> Result<Self, String> {
+        let fail = |e: DbError| format!("cannot open the PostgreSQL database: {e}");
+        let mut client = crate::db::connect_postgres(url).map_err(fail)?;
+        crate::db::migrate_postgres(&mut client).map_err(fail)?;
+        let unkeyed = crate::db::Pg::new(client);
+        let sealed = crate::db::key_check(&unkeyed, None)
+            .map_err(fail)?
+            .is_some();
+        let key = DbKey::resolve_for(data, sealed, "the PostgreSQL database")?;
+        Self::open_postgres_with(url, cache_docs, unkeyed.into_inner(), &key)
+    }
+
+    /// Opens the store on a connected, migrated PostgreSQL `client`, sealing under `key`.
+    pub fn open_postgres_with(
+        url: &str,
+        cache_docs: usize,
+        client: ::postgres::Client,
+        key: &DbKey,
+    ) -> Result<Self, String> {
+        let mut pg = crate::db::Pg::sealed(client, key.sealer());
+        let n = crate::db::seal_in_place(&mut pg)
+            .map_err(|e| format!("cannot open the PostgreSQL database: {e}"))?;
+        if n > 0 {
+            tracing::info!(values = n, "sealed the database's personal data in place");
+        }
+        Ok(Self::with(
+            Db::Postgres(Box::new(pg), url.to_owned()),
+            cache_docs,
+        ))
     }
 
     fn with(db: Db, cache_docs: usize) -> Self {
@@ -261,6 +288,21 @@ impl ServerStore {
         &self.db
     }
 
+    /// Encrypts the database again under `new` (key rotation): SQLite's every page by SQLCipher,
+    /// PostgreSQL's sealed columns value by value, old row versions removed. Every server on the
+    /// database must be stopped first. How many values were sealed again (0 on SQLite).
+    pub fn rekey(&mut self, new: &DbKey) -> Result<u64, DbError> {
+        self.cache.clear();
+        match &mut self.db {
+            Db::Sqlite(conn) => {
+                conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
+                DbKey::rekey(conn, new)?;
+                Ok(0)
+            }
+            Db::Postgres(pg, _) => crate::db::reseal(pg, new.sealer()),
+        }
+    }
+
     /// The database connection, for transactions over the account tables.
     pub fn conn_mut(&mut self) -> &mut Db {
         &mut self.db
@@ -312,11 +354,14 @@ impl ServerStore {
         let Some((kind, district, village, snapshot, ops, chunk_count, next_seq)) = row else {
             return Ok(None);
         };
+        let snapshot: Option<Vec<u8>> = snapshot
+            .map(|s| self.conn().open(Sealed::Snapshot, s))
+            .transpose()?;
         let corrupt = || DbError::Corrupt("a stored document does not load");
         let chunks = self.conn().query_map(
             "SELECT data FROM chunks WHERE doc_id = ?1 ORDER BY seq",
             args![id.to_string()],
-            |r| r.get::<Vec<u8>>(0),
+            |r| self.conn().open(Sealed::Chunk, r.get(0)?),
         )?;
         let doc = songpei_core::contain::contained(|| {
             let mut doc = match snapshot {
@@ -508,7 +553,7 @@ impl ServerStore {
                 }
                 tx.execute(
                     "INSERT INTO chunks (doc_id, seq, data) VALUES (?1, ?2, ?3)",
-                    args![&id, seq, &d.chunk],
+                    args![&id, seq, tx.seal(Sealed::Chunk, &d.chunk)],
                 )?;
                 append_feed(tx, &d.village, &id, &heads)?;
                 projection::write(tx, &d.projection, now_ms, &rules, &mut touched)?;
@@ -565,7 +610,7 @@ impl ServerStore {
             let done = self.db.transaction(|tx| -> Result<bool, DbError> {
                 let n = tx.execute(
                     "UPDATE docs SET snapshot = ?2, chunk_count = 0 WHERE id = ?1 AND next_seq = ?3",
-                    args![&id, snapshot, version],
+                    args![&id, tx.seal(Sealed::Snapshot, &snapshot), version],
                 )?;
                 if n == 1 {
                     tx.execute(

@@ -354,7 +354,7 @@ pub fn folder_bytes(dir: &Path) -> Vec<u8> {
 
 /// True if `needle` occurs in `hay`.
 pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+    !needle.is_empty() && memchr::memmem::find(hay, needle).is_some()
 }
 
 /// The real sync server, started from its binary on a free loopback port with its own data folder.
@@ -436,14 +436,38 @@ impl ServerProcess {
         s
     }
 
-    /// A connection to the server's database (SQLite or PostgreSQL), for checking what it stored.
+    /// A connection to the server's database (SQLite or PostgreSQL), for checking what it stored;
+    /// on PostgreSQL it opens sealed columns with the server's key.
     pub fn database(&self) -> Box<dyn songpei_server::db::Sql> {
         match &self.database_url {
-            Some(url) => Box::new(songpei_server::db::Pg::new(
-                postgres::Client::connect(url, postgres::NoTls).expect("connect to PostgreSQL"),
-            )),
+            Some(url) => {
+                let key = songpei_server::DbKey::resolve_for(&self.data, true, "the database")
+                    .expect("the server's key");
+                Box::new(songpei_server::db::Pg::sealed(
+                    postgres::Client::connect(url, postgres::NoTls).expect("connect to PostgreSQL"),
+                    key.sealer(),
+                ))
+            }
             None => Box::new(self.sqlite()),
         }
+    }
+
+    /// The audit log, oldest first: (actor, action, subject, detail), details opened.
+    pub fn audit_log(&self) -> Vec<(String, String, String, String)> {
+        let db = self.database();
+        db.query_map(
+            "SELECT actor, action, subject, detail FROM audit ORDER BY seq",
+            &[],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    db.open_text(songpei_server::db::Sealed::AuditDetail, r.get(3)?)?,
+                ))
+            },
+        )
+        .expect("the audit log")
     }
 
     /// The server's SQLite database decrypted into a plain copy (every row it holds, as bytes), to

@@ -222,6 +222,43 @@ impl Postgres {
             .output();
     }
 
+    /// A `pg_dump` of `database`, as plain SQL.
+    pub fn dump(&self, database: &str) -> Vec<u8> {
+        check(
+            "pg_dump",
+            Command::new(bin("pg_dump"))
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &self.port.to_string(),
+                    "-U",
+                    "postgres",
+                ])
+                .arg(database)
+                .output(),
+        )
+        .stdout
+    }
+
+    /// Every file under the cluster's data folder, or under its folder `sub` (`base`: the tables
+    /// and indexes; `pg_wal`: the write-ahead log), concatenated.
+    pub fn files(&self, sub: &str) -> Vec<u8> {
+        fn walk(dir: &Path, out: &mut Vec<u8>) {
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    walk(&p, out);
+                } else if let Ok(bytes) = std::fs::read(&p) {
+                    out.extend(bytes);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.data().join(sub), &mut out);
+        out
+    }
+
     /// The server's log.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("postgres.log")).unwrap_or_default()

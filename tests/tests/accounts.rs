@@ -187,13 +187,11 @@ fn enroll_sync_keep_villages_apart_revoke_and_audit(start: &dyn Fn(Option<&str>)
     // the server stops.
     server.stop();
     let refused: Vec<(String, String, String)> = server
-        .database()
-        .query_map(
-            "SELECT actor, subject, detail FROM audit WHERE action = 'refused'",
-            &[],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .expect("audit");
+        .audit_log()
+        .into_iter()
+        .filter(|(_, action, _, _)| action == "refused")
+        .map(|(actor, _, subject, detail)| (actor, subject, detail))
+        .collect();
     assert!(
         refused.iter().any(
             |(actor, subject, detail)| *actor == format!("device:{device_a}")

@@ -118,13 +118,10 @@ fn account(server: &ServerProcess, username: &str, role: &str) -> String {
 
 fn audit_actions(server: &ServerProcess) -> Vec<(String, String, String)> {
     server
-        .database()
-        .query_map(
-            "SELECT actor, action, detail FROM audit ORDER BY seq",
-            &[],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .expect("audit rows")
+        .audit_log()
+        .into_iter()
+        .map(|(actor, action, _, detail)| (actor, action, detail))
+        .collect()
 }
 
 fn the_district_office_reviews_pays_and_reports_through_the_api(

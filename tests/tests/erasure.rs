@@ -203,13 +203,10 @@ fn a_trainee_is_erased_from_the_server_and_every_phone(
 
     // The audit keeps who erased what and why, and none of the data.
     let audit: Vec<String> = server
-        .database()
-        .query_map(
-            "SELECT actor || ' ' || action || ' ' || subject || ' ' || detail FROM audit ORDER BY seq",
-            songpei_server::args![],
-            |r| r.get(0),
-        )
-        .expect("audit");
+        .audit_log()
+        .into_iter()
+        .map(|(actor, action, subject, detail)| format!("{actor} {action} {subject} {detail}"))
+        .collect();
     assert!(
         audit
             .iter()

@@ -9,9 +9,11 @@ use songpei_tests::{CliPhone, ServerProcess, VILLAGE_A, pg::Postgres};
 #[test]
 fn the_server_reaches_postgresql_over_tls_when_the_url_asks() {
     let (pg, ca) = Postgres::start_with_tls();
-    let url = pg.create("songpei");
+    // The connection checks open (and seal) a database of their own, under their own key.
+    let url = pg.create("probe");
     let ca = ca.display().to_string();
     let host = url.replace("127.0.0.1", "localhost");
+    let keys = tempfile::tempdir().expect("tempdir");
     // (url, connects)
     for (u, ok) in [
         (url.clone(), false),
@@ -22,9 +24,10 @@ fn the_server_reaches_postgresql_over_tls_when_the_url_asks() {
         (format!("{host}?sslmode=verify-full"), false),
         (format!("{url}?sslmode=sometimes"), false),
     ] {
-        let opened = ServerStore::open_postgres(&u, 1);
+        let opened = ServerStore::open_postgres(&u, 1, &keys.path().join("data"));
         assert_eq!(opened.is_ok(), ok, "{u}: {:?}", opened.err());
     }
+    let url = pg.create("songpei");
     let server = ServerProcess::start_on(Some(&format!("{url}?sslmode=require")), None);
     let phone = CliPhone::new();
     server.enroll(&phone, &[VILLAGE_A]);

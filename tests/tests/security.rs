@@ -237,17 +237,14 @@ fn every_row_of_the_probe_holds(start: &dyn Fn(Option<&str>) -> ServerProcess) {
     }
     server.stop();
     let refused: Vec<(String, String, i64)> = server
-        .database()
-        .query_map(
-            "SELECT actor, subject, detail FROM audit WHERE action = 'refused'",
-            &[],
-            |r| {
-                let detail: String = r.get(2)?;
-                let v: serde_json::Value = serde_json::from_str(&detail).unwrap_or_default();
-                Ok((r.get(0)?, r.get(1)?, v["count"].as_i64().unwrap_or(0)))
-            },
-        )
-        .expect("audit");
+        .audit_log()
+        .into_iter()
+        .filter(|(_, action, _, _)| action == "refused")
+        .map(|(actor, _, subject, detail)| {
+            let v: serde_json::Value = serde_json::from_str(&detail).unwrap_or_default();
+            (actor, subject, v["count"].as_i64().unwrap_or(0))
+        })
+        .collect();
     let count = |kind: &str| -> i64 {
         refused
             .iter()
@@ -318,6 +315,35 @@ fn an_instructor_gets_its_classes_with_masked_rosters_and_no_personal_data(
     // It still witnesses a trainee's phone key in person for its class.
     let trainee_phone = CliPhone::new();
     coord.register_trainee_phone(&chen, &trainee_phone, &named, &t);
+
+    // A phone that received trainee and household documents before (an instructor's from an
+    // earlier release; here, while its account was a coordinator's) loses them at its first sync
+    // as an instructor's, and keeps nothing personal after.
+    let wang = CliPhone::new();
+    server.add_account("wang", "coordinator", &[VILLAGE_A]);
+    server.enroll_as(&wang, "wang");
+    wang.sync(&server.url);
+    let before = wang.documents();
+    assert!(
+        before.contains_key(&t),
+        "a coordinator's phone holds the trainee"
+    );
+    assert!(serde_json::to_string(&before).expect("json").contains(&id));
+    server
+        .database()
+        .execute(
+            "UPDATE accounts SET role = 'instructor' WHERE username = 'wang'",
+            &[],
+        )
+        .expect("the account becomes an instructor's");
+    wang.sync(&server.url);
+    wang.sync(&server.url);
+    let after = wang.documents();
+    assert!(!after.contains_key(&t), "{:?}", after.keys());
+    let all = serde_json::to_string(&after).expect("json");
+    for secret in [id.as_str(), "韦春燕", "13877001234"] {
+        assert!(!all.contains(secret), "{secret} still on the phone");
+    }
 }
 
 /// A login with a password; its status.

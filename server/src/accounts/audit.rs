@@ -6,7 +6,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::args;
-use crate::db::{DbError, Sql};
+use crate::db::{DbError, Sealed, Sql};
 
 /// One entry to append.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,7 +97,13 @@ pub fn append(db: &dyn Sql, at_ms: i64, entries: &[Entry]) -> Result<(), DbError
             "INSERT INTO audit (seq, at_ms, actor, action, subject, detail, hash)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             args![
-                seq, at_ms, &e.actor, &e.action, &e.subject, &e.detail, &hash
+                seq,
+                at_ms,
+                &e.actor,
+                &e.action,
+                &e.subject,
+                db.seal_text(Sealed::AuditDetail, &e.detail),
+                &hash
             ],
         )?;
         prev = hash;
@@ -134,7 +140,7 @@ pub fn verify(db: &dyn Sql) -> Result<Verdict, DbError> {
             actor: r.get(2)?,
             action: r.get(3)?,
             subject: r.get(4)?,
-            detail: r.get(5)?,
+            detail: db.open_text(Sealed::AuditDetail, r.get(5)?)?,
         };
         let hash: Vec<u8> = r.get(6)?;
         if seq != expected_seq || entry_hash(&prev, seq, at_ms, &e) != hash {

@@ -14,6 +14,7 @@ pub const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (9, include_str!("migrations/009_trainee_keys.sql")),
     (10, include_str!("migrations/010_callbacks.sql")),
     (11, include_str!("migrations/011_office_security.sql")),
+    (12, include_str!("migrations/012_instructor_reset.sql")),
 ];
 
 /// The schema on PostgreSQL, version by version: the same tables as SQLite's
@@ -38,5 +39,9 @@ pub const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
         11,
         include_str!("migrations/postgres/011_office_security.sql"),
+    ),
+    (
+        12,
+        include_str!("migrations/postgres/012_instructor_reset.sql"),
     ),
 ];

@@ -9,7 +9,7 @@ use bytes::BytesMut;
 use postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
 
 use super::migrations::POSTGRES_MIGRATIONS;
-use super::{Backend, DbError, Row, Sql, Transact, Value};
+use super::{Backend, DbError, Row, Sealer, Sql, Transact, Value};
 
 impl ToSql for Value {
     fn to_sql(
@@ -170,8 +170,9 @@ type Prepared = std::sync::Arc<std::sync::Mutex<HashMap<String, postgres::Statem
 
 /// A PostgreSQL connection or transaction, behind the [`Sql`] interface.
 pub struct Pg<C> {
-    client: RefCell<C>,
+    pub(super) client: RefCell<C>,
     prepared: Prepared,
+    pub(super) sealer: Option<std::sync::Arc<Sealer>>,
 }
 
 impl<C: postgres::GenericClient> Pg<C> {
@@ -180,6 +181,15 @@ impl<C: postgres::GenericClient> Pg<C> {
         Self {
             client: RefCell::new(client),
             prepared: Prepared::default(),
+            sealer: None,
+        }
+    }
+
+    /// Wraps a client or a transaction that seals the [`Sealed`] columns with `sealer`.
+    pub fn sealed(client: C, sealer: Sealer) -> Self {
+        Self {
+            sealer: Some(std::sync::Arc::new(sealer)),
+            ..Self::new(client)
         }
     }
 
@@ -216,6 +226,7 @@ impl Transact for Pg<postgres::Client> {
         let tx = Pg {
             client: RefCell::new(client.transaction().map_err(DbError::from)?),
             prepared: self.prepared.clone(),
+            sealer: self.sealer.clone(),
         };
         let out = f(&tx)?;
         tx.into_inner().commit().map_err(DbError::from)?;
@@ -255,6 +266,10 @@ impl<C: postgres::GenericClient> Sql for Pg<C> {
     fn batch(&self, sql: &str) -> Result<(), DbError> {
         Ok(self.client.borrow_mut().batch_execute(sql)?)
     }
+
+    fn sealer(&self) -> Option<&Sealer> {
+        self.sealer.as_deref()
+    }
 }
 
 impl Pg<postgres::Client> {
@@ -275,7 +290,7 @@ impl Pg<postgres::Client> {
 }
 
 /// Key of the advisory lock held while migrating, so replicas starting together migrate once.
-const MIGRATION_LOCK: i64 = 0x736f_6e67_7065_6901;
+pub(super) const MIGRATION_LOCK: i64 = 0x736f_6e67_7065_6901;
 
 /// Brings a PostgreSQL database up to the newest schema, each version in its own transaction
 /// (PostgreSQL's DDL is transactional: a version is applied whole or not at all); the version

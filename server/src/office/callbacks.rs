@@ -12,7 +12,7 @@ use crate::AppState;
 use crate::accounts::audit::{self, Entry};
 use crate::args;
 use crate::callbacks::{MAX_ATTEMPTS, NOTE_MAX_CHARS};
-use crate::db::{DbError, Sql, Transact};
+use crate::db::{DbError, Sealed, Sql, Transact};
 use crate::error::{ApiError, ErrorBody};
 use crate::office::openapi::{Limits, Session as SessionRefused, Storage};
 use songpei_core::doc::review::{Decision, Review};
@@ -128,7 +128,13 @@ pub(super) async fn call_list(
                 selected_ms: r.get(9)?,
                 attempts: r.get(10)?,
                 outcome: r.get(11)?,
-                note: if admin { r.get(12)? } else { None },
+                note: if admin {
+                    r.get::<Option<String>>(12)?
+                        .map(|n| conn.open_text(Sealed::CallbackNote, n))
+                        .transpose()?
+                } else {
+                    None
+                },
                 decided_by: r.get(13)?,
                 decided_ms: r.get(14)?,
                 phone_shared_with: r.get(15)?,
@@ -325,7 +331,7 @@ pub(super) async fn audit_log(
              WHERE CAST(?1 AS TEXT) IS NULL OR action = ?1 ORDER BY seq DESC LIMIT ?2",
             args![action, i64::from(limit)],
             |r| {
-                let detail: String = r.get(5)?;
+                let detail = conn.open_text(Sealed::AuditDetail, r.get(5)?)?;
                 Ok(AuditItem {
                     seq: r.get(0)?,
                     at_ms: r.get(1)?,
@@ -451,7 +457,7 @@ fn record(
                 id,
                 attempts,
                 closed_as,
-                &note,
+                tx.seal_text(Sealed::CallbackNote, &note),
                 closed_as.map(|_| account),
                 closed_as.map(|_| now_ms),
                 call.attempts
@@ -463,7 +469,14 @@ fn record(
         tx.execute(
             "INSERT INTO callback_attempts (callback_id, n, outcome, note, account, at_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            args![id, attempts, outcome.code(), &note, account, now_ms],
+            args![
+                id,
+                attempts,
+                outcome.code(),
+                tx.seal_text(Sealed::AttemptNote, &note),
+                account,
+                now_ms
+            ],
         )?;
         if outcome == Outcome::Denied {
             tx.execute(

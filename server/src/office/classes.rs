@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::AppState;
 use crate::args;
 use crate::callbacks::Hold;
-use crate::db::Sql;
+use crate::db::{Sealed, Sql};
 use crate::error::{ApiError, ErrorBody};
 use crate::office::openapi::{Limits, Session as SessionRefused, Storage};
 use crate::report::rule_text;
@@ -256,7 +256,7 @@ pub(super) fn reviews_of(
                     r.get(0)?,
                     ReviewView {
                         decision: r.get(1)?,
-                        reason: r.get(2)?,
+                        reason: conn.open_text(Sealed::ReviewReason, r.get(2)?)?,
                         reviewer: r.get(3)?,
                         at_ms: r.get(4)?,
                     },
@@ -454,7 +454,7 @@ pub(super) async fn class_page(
                         r.get::<String>(0)?,
                         r.get::<String>(1)?,
                         r.get::<String>(2)?,
-                        r.get::<String>(3)?,
+                        conn.open_text(Sealed::ConflictValues, r.get(3)?)?,
                     ))
                 },
             )?

@@ -12,6 +12,7 @@ use songpei_core::ids::DocId;
 use utoipa::ToSchema;
 
 use crate::AppState;
+use crate::db::Sealed;
 use crate::error::{ApiError, ErrorBody};
 use crate::office::openapi::{Limits, Session as SessionRefused, Storage};
 
@@ -147,7 +148,7 @@ pub(super) async fn review_queue(
                     r.get::<String>(2)?,
                     r.get::<String>(3)?,
                     r.get::<String>(4)?,
-                    r.get::<String>(5)?,
+                    conn.open_text(Sealed::ConflictValues, r.get(5)?)?,
                     r.get::<Option<String>>(6)?,
                 ))
             },

@@ -101,6 +101,18 @@ pub(crate) fn handle(
     let device = req.device.to_string();
 
     let mut store = state.store.lock().map_err(|_| ApiError::Internal)?;
+    // An instructor's phone that synced before instructors were kept from personal data (or while
+    // its account was a coordinator's) may hold trainee and household documents: once, its feed is
+    // sent again from the start with each of them marked erased, so they leave the phone.
+    let purge = grant.role == accounts::Role::Instructor
+        && instructor_reset(store.conn(), &device)?
+        && req.cursors.iter().any(|c| c.seq != 0);
+    if purge {
+        for c in &mut cursors {
+            c.seq = 0;
+            c.tag = 0;
+        }
+    }
     let (acks, phone_heads) = match store.request(&device, &req.request_id)? {
         Some((hash, _)) if hash != body_hash => return Err(ApiError::RequestIdReused),
         Some((_, acks)) => (decode_acks(&acks)?, pushed_heads(&req)),
@@ -135,7 +147,10 @@ pub(crate) fn handle(
         &cursors,
         &merged,
         budget,
-        (grant.role == accounts::Role::Instructor).then_some(grant.account.as_str()),
+        (grant.role == accounts::Role::Instructor).then_some(Instructor {
+            account: grant.account.as_str(),
+            purge,
+        }),
     )?;
     let keys = crate::attendance::card_key_set(store.conn())?;
     let card_keys = (keys.version != req.card_keys).then_some(keys);
@@ -526,13 +541,32 @@ fn merged_ack(phone_heads: &[ChangeHash], heads: &[ChangeHash]) -> Ack {
     }
 }
 
+/// Marks an instructor's device as sent its one reset (see [`handle`]); whether it had not been.
+fn instructor_reset(db: &dyn crate::db::Sql, device: &str) -> Result<bool, ApiError> {
+    Ok(db.execute(
+        "UPDATE devices SET instructor_reset_ms = ?2 WHERE id = ?1 AND instructor_reset_ms IS NULL",
+        crate::args![device, chrono::Utc::now().timestamp_millis()],
+    )? == 1)
+}
+
+/// The phone an instructor's account syncs, as a pull sees it.
+struct Instructor<'a> {
+    /// The account: classes that name it are sent.
+    account: &'a str,
+    /// Trainee and household documents are sent as erased (the one reset).
+    purge: bool,
+}
+
+/// Bytes a document marked erased is counted as, against the budget.
+const ERASED_BYTES: usize = 24;
+
 /// Documents new to the phone since its cursors, within `budget` bytes.
 fn pull(
     store: &mut ServerStore,
     cursors: &[Cursor],
     merged: &HashMap<DocId, Vec<ChangeHash>>,
     budget: usize,
-    instructor: Option<&str>,
+    instructor: Option<Instructor<'_>>,
 ) -> Result<PullPage, ApiError> {
     let mut used = 0usize;
     let mut personal = Vec::new();
@@ -585,13 +619,21 @@ fn pull(
             // household document: it checks faces against a masked roster. Which of a class's
             // versions it holds is not known (it may never have had the class), so it gets the
             // whole class.
-            let base = match instructor {
+            let base = match &instructor {
                 None => base,
-                Some(account) => {
+                Some(Instructor { account, purge }) => {
                     let named = is_class
                         && doc::class::read(&loaded.doc, ClassId::from(id.uuid()))
-                            .is_ok_and(|(c, _)| c.instructor_accounts.contains(account));
+                            .is_ok_and(|(c, _)| c.instructor_accounts.iter().any(|a| a == account));
                     if !named {
+                        if *purge && !is_class {
+                            docs.push(DocUpdate {
+                                doc: id.uuid(),
+                                payload: Payload::Erased,
+                                heads: Vec::new(),
+                            });
+                            used += ERASED_BYTES;
+                        }
                         seq = *last;
                         continue;
                     }

@@ -45,6 +45,13 @@ impl DbKey {
     /// The key of the database in `data`: `SONGPEI_DB_KEY`, the file `SONGPEI_DB_KEY_FILE`, or
     /// [`Self::default_file`]; made there when the database is new or plain.
     pub fn resolve(data: &Path) -> Result<Self, String> {
+        let what = format!("the database in {}", data.display());
+        Self::resolve_for(data, is_encrypted(&data.join(DB_FILE)), &what)
+    }
+
+    /// The key of a database (`what`) that is already encrypted or not: looked for in the same
+    /// places as [`Self::resolve`], and made only when the database is not encrypted yet.
+    pub fn resolve_for(data: &Path, encrypted: bool, what: &str) -> Result<Self, String> {
         if let Ok(hex) = std::env::var("SONGPEI_DB_KEY")
             && !hex.trim().is_empty()
         {
@@ -58,11 +65,10 @@ impl DbKey {
                 parse(&text).ok_or_else(|| format!("{} is not 64 hex characters", file.display()))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if is_encrypted(&data.join(DB_FILE)) {
+                if encrypted {
                     return Err(format!(
-                        "the database in {} is encrypted, and its key is not at {}: give it in \
+                        "{what} is encrypted, and its key is not at {}: give it in \
                          SONGPEI_DB_KEY_FILE or SONGPEI_DB_KEY",
-                        data.display(),
                         file.display()
                     ));
                 }
@@ -70,12 +76,52 @@ impl DbKey {
                 match write_private(&file, format!("{}\n", hex::encode(key)).as_bytes()) {
                     Ok(()) => Ok(Self(key)),
                     // Another process (an admin command, a replica) made it first: use theirs.
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Self::resolve(data),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        Self::resolve_for(data, encrypted, what)
+                    }
                     Err(e) => Err(format!("cannot write the key {}: {e}", file.display())),
                 }
             }
             Err(e) => Err(format!("cannot read the key {}: {e}", file.display())),
         }
+    }
+
+    /// Where [`Self::resolve`] takes the key of the data folder `data` from: `None` when it is
+    /// `SONGPEI_DB_KEY`, else the key file.
+    pub fn file_of(data: &Path) -> Option<PathBuf> {
+        if std::env::var("SONGPEI_DB_KEY").is_ok_and(|k| !k.trim().is_empty()) {
+            return None;
+        }
+        Some(
+            std::env::var_os("SONGPEI_DB_KEY_FILE")
+                .filter(|f| !f.is_empty())
+                .map_or_else(|| Self::default_file(data), PathBuf::from),
+        )
+    }
+
+    /// Writes the key to `file` in place of what it held, whole or not at all (mode 0600).
+    pub fn write_to(&self, file: &Path) -> std::io::Result<()> {
+        let tmp = file.with_extension(format!("new{}", std::process::id()));
+        std::fs::remove_file(&tmp).ok();
+        write_private(&tmp, format!("{}\n", hex::encode(self.0)).as_bytes())?;
+        std::fs::rename(&tmp, file)
+    }
+
+    /// Re-encrypts an open SQLite database under `new` (`PRAGMA rekey`).
+    pub(crate) fn rekey(conn: &Connection, new: &DbKey) -> rusqlite::Result<()> {
+        conn.execute_batch(&format!("PRAGMA rekey = {};", new.sql()))
+    }
+
+    /// A key read from a file (64 hex characters), such as a new key for rotation.
+    pub fn read(file: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| format!("cannot read the key {}: {e}", file.display()))?;
+        parse(&text).ok_or_else(|| format!("{} is not 64 hex characters", file.display()))
+    }
+
+    /// What seals the sealed columns on PostgreSQL under this key.
+    pub fn sealer(&self) -> crate::db::Sealer {
+        crate::db::Sealer::new(&self.0)
     }
 
     /// The `PRAGMA key` / `KEY` value: the raw key, no derivation.
@@ -137,8 +183,18 @@ pub(crate) fn privatise(dir: &Path) -> std::io::Result<()> {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
         for entry in std::fs::read_dir(dir)? {
             let entry = entry?;
-            if entry.file_type()?.is_file() {
-                std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o600))?;
+            let done = match entry.file_type() {
+                Ok(t) if t.is_file() => {
+                    std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o600))
+                }
+                Ok(_) => Ok(()),
+                Err(e) => Err(e),
+            };
+            match done {
+                // Another process (a starting server, an admin command) removed it meanwhile:
+                // a WAL checkpointed away, a temporary copy renamed.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                other => other?,
             }
         }
     }

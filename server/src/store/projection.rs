@@ -12,7 +12,7 @@ use songpei_core::rules;
 
 use crate::args;
 use crate::callbacks;
-use crate::db::{DbError, Sql};
+use crate::db::{DbError, Sealed, Sql};
 use crate::error::ApiError;
 
 /// The rows of one document: its own, and the review decisions and conflicts it holds.
@@ -400,7 +400,7 @@ fn write_reviews(tx: &dyn Sql, p: &Projection) -> Result<(), DbError> {
                 &p.doc,
                 subject,
                 r.decision.code(),
-                &r.reason,
+                tx.seal_text(Sealed::ReviewReason, &r.reason),
                 &r.reviewer,
                 r.at_ms
             ],
@@ -420,7 +420,7 @@ fn write_reviews(tx: &dyn Sql, p: &Projection) -> Result<(), DbError> {
                 &p.village,
                 &c.path,
                 &c.winner,
-                values
+                tx.seal_text(Sealed::ConflictValues, &values)
             ],
         )?;
     }
