@@ -128,7 +128,7 @@ impl Sealer {
         let sealed = self
             .cipher
             .encrypt(
-                XNonce::from_slice(&nonce),
+                &XNonce::from(nonce),
                 Payload {
                     msg: plain,
                     aad: column.name().as_bytes(),
@@ -161,9 +161,12 @@ impl Sealer {
                 "a sealed column holds a value that is not sealed",
             ))?;
         let (nonce, ciphertext) = body.split_at(NONCE);
+        let nonce: [u8; NONCE] = nonce
+            .try_into()
+            .map_err(|_| DbError::Corrupt("a sealed column holds a value that is not sealed"))?;
         self.cipher
             .decrypt(
-                XNonce::from_slice(nonce),
+                &XNonce::from(nonce),
                 Payload {
                     msg: ciphertext,
                     aad: column.name().as_bytes(),
