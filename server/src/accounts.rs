@@ -7,19 +7,21 @@ use std::collections::BTreeSet;
 
 use crate::args;
 use crate::db::{DbError, Sql, Transact};
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHasher, SaltString};
 use songpei_core::ids::{DistrictCode, VillageCode};
 
 use audit::Entry;
 
 pub mod audit;
 mod devices;
+pub mod logins;
 pub(crate) mod refusals;
 
 pub use crate::error::CsvProblem;
 pub use devices::{
-    DeviceGrant, DeviceRow, EnrollRefusal, EnrollmentCode, actor_of, device, devices, enroll,
-    issue_enrollment_code, new_challenge, normalise_code, revoke_device, take_challenge,
+    DeviceGrant, DeviceRow, EnrollRefusal, EnrollmentCode, actor_of, challenge_time, device,
+    devices, enroll, issue_enrollment_code, new_challenge, normalise_code, revoke_device,
+    take_challenge,
 };
 
 /// How long an enrollment code stays valid.
@@ -165,20 +167,15 @@ fn hash_password(password: &str) -> Result<String, AccountError> {
         .map_err(|_| invalid("password", "cannot be hashed"))
 }
 
-/// Checks a password against an account's hash.
-pub fn check_password(db: &dyn Sql, username: &str, password: &str) -> Result<bool, DbError> {
+/// An account's password hash (`None` for an unknown username or an account without one); the
+/// check itself is [`logins::Logins::check`], outside any database lock.
+pub fn password_hash(db: &dyn Sql, username: &str) -> Result<Option<String>, DbError> {
     let hash: Option<Option<String>> = db.query_opt(
         "SELECT password_hash FROM accounts WHERE username = ?1",
         args![username],
         |r| r.get(0),
     )?;
-    Ok(hash.flatten().is_some_and(|h| {
-        PasswordHash::new(&h).is_ok_and(|parsed| {
-            argon2::Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok()
-        })
-    }))
+    Ok(hash.flatten())
 }
 
 /// Sets up the district with its admin account; returns the admin's one-time password.

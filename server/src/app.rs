@@ -37,14 +37,50 @@ async fn limit_ip(
     let peer = req
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip());
+        .map(|c| client(c.0.ip(), req.headers(), &state.config.trusted_proxies));
     if let Some(ip) = peer
         && let Err(e) = state.rate.ip(ip)
     {
+        crate::metrics::refused("ip");
         return e.into_response();
     }
     req.extensions_mut().insert(Peer(peer));
     next.run(req).await
+}
+
+/// The client behind a connection from `peer`: `peer` itself, unless it is a trusted proxy, in
+/// which case the nearest address in `X-Forwarded-For` that is not a trusted proxy (proxies append
+/// the address they received from, so addresses to the left of an untrusted one may be forged and
+/// are never read).
+pub(crate) fn client(
+    peer: std::net::IpAddr,
+    headers: &axum::http::HeaderMap,
+    trusted: &[ipnet::IpNet],
+) -> std::net::IpAddr {
+    let is_trusted = |ip: &std::net::IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let forwarded: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .collect();
+    let mut client = peer;
+    for hop in forwarded.iter().rev() {
+        match hop.trim().parse::<std::net::IpAddr>() {
+            Ok(ip) => {
+                client = ip;
+                if !is_trusted(&ip) {
+                    break;
+                }
+            }
+            // A garbled entry: what is left of it cannot be believed.
+            Err(_) => break,
+        }
+    }
+    client
 }
 
 /// The address a request came from, as handlers see it (`None` for a request without one, as in
@@ -108,6 +144,7 @@ async fn same_site(
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(<office::openapi::Base as utoipa::OpenApi>::openapi())
         .routes(routes!(healthz))
+        .routes(routes!(crate::metrics::metrics))
         .merge(phones::routes())
         .merge(office::routes())
         .merge(office::web::routes())
@@ -116,6 +153,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
 /// The HTTP routes of [`routes()`], with the layers every request passes: the body cap, the
 /// per-address rate limit and the request timeout.
 pub fn app(state: AppState) -> Router {
+    // The metrics recorder from the first request on.
+    crate::metrics::handle();
     let limit = state.config.limits.max_body_bytes;
     let timeout = state.config.request_timeout;
     // Built once a process: describing the routes costs far more than routing them, and the
@@ -143,6 +182,7 @@ pub fn app(state: AppState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             timeout,
         ))
+        .route_layer(axum::middleware::from_fn(crate::metrics::track))
         .with_state(state)
 }
 
@@ -289,4 +329,52 @@ async fn serve(
     }
     drop(listener);
     let _ = tokio::time::timeout(drain, graceful.shutdown()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::client;
+
+    #[test]
+    fn the_client_is_read_from_x_forwarded_for_only_through_trusted_proxies() {
+        let trusted: Vec<ipnet::IpNet> = ["127.0.0.1", "10.0.0.0/8"]
+            .iter()
+            .map(|p| crate::config::parse_proxy(p).expect("proxy"))
+            .collect();
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().expect("ip");
+        // (peer, X-Forwarded-For, client)
+        for (peer, forwarded, want) in [
+            // Straight from the client: its header is not believed.
+            ("203.0.113.9", Some("198.51.100.1"), "203.0.113.9"),
+            // Through the proxy.
+            ("127.0.0.1", Some("198.51.100.1"), "198.51.100.1"),
+            // A client forging an address to the left: the proxy appended the real one.
+            ("127.0.0.1", Some("1.2.3.4, 198.51.100.1"), "198.51.100.1"),
+            // Two trusted proxies in a row.
+            ("127.0.0.1", Some("198.51.100.1, 10.1.2.3"), "198.51.100.1"),
+            // No header, or nothing usable: the proxy itself.
+            ("127.0.0.1", None, "127.0.0.1"),
+            ("127.0.0.1", Some("garbage"), "127.0.0.1"),
+            // Garbage left of a good entry is never read.
+            ("127.0.0.1", Some("garbage, 198.51.100.1"), "198.51.100.1"),
+            ("127.0.0.1", Some("2001:db8::1"), "2001:db8::1"),
+        ] {
+            let mut h = axum::http::HeaderMap::new();
+            if let Some(f) = forwarded {
+                h.insert("x-forwarded-for", f.parse().expect("header"));
+            }
+            assert_eq!(
+                client(ip(peer), &h, &trusted),
+                ip(want),
+                "{peer} {forwarded:?}"
+            );
+        }
+        let mut h = axum::http::HeaderMap::new();
+        h.insert("x-forwarded-for", "198.51.100.1".parse().expect("header"));
+        assert_eq!(
+            client(ip("127.0.0.1"), &h, &[]),
+            ip("127.0.0.1"),
+            "no proxy trusted"
+        );
+    }
 }

@@ -190,6 +190,11 @@ pub struct Config {
     pub callbacks: CallbackRules,
     /// The district office's side.
     pub office: OfficeRules,
+    /// Proxies whose `X-Forwarded-For` names the client (nginx in front of the server): a request
+    /// from one of them is counted against the address it forwards for.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// A bearer token that reads `/metrics` from elsewhere than the server's machine.
+    pub metrics_token: Option<String>,
 }
 
 impl Default for Config {
@@ -206,6 +211,8 @@ impl Default for Config {
             signin: SigninRules::default(),
             callbacks: CallbackRules::default(),
             office: OfficeRules::default(),
+            trusted_proxies: Vec::new(),
+            metrics_token: None,
         }
     }
 }
@@ -237,6 +244,21 @@ pub struct FileConfig {
     pub callbacks: Option<CallbacksFile>,
     /// `[office]`: `public_url`, `unmask_per_day`, `session_idle_minutes`, `max_targets_bytes`.
     pub office: Option<OfficeRules>,
+    /// Addresses or networks of the proxies in front of the server (`"127.0.0.1"`,
+    /// `"10.0.0.0/8"`): only their `X-Forwarded-For` is believed.
+    pub trusted_proxies: Option<Vec<String>>,
+    /// A bearer token that reads `/metrics` from elsewhere than the server's machine.
+    pub metrics_token: Option<String>,
+}
+
+/// A proxy's address (`10.0.0.5`) or network (`10.0.0.0/8`, `::1/128`).
+pub(crate) fn parse_proxy(text: &str) -> Result<ipnet::IpNet, String> {
+    let t = text.trim();
+    t.parse::<ipnet::IpNet>()
+        .or_else(|_| t.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| {
+            format!("trusted_proxies: {text} is not an address or a network such as 10.0.0.0/8")
+        })
 }
 
 impl FileConfig {
@@ -247,6 +269,9 @@ impl FileConfig {
         let file: Self = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         if let Some(entries) = &file.policy {
             check_policy(entries).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        for p in file.trusted_proxies.iter().flatten() {
+            parse_proxy(p).map_err(|e| format!("{}: {e}", path.display()))?;
         }
         if let Some(s) = &file.signin
             && s.card_share_percent > 100
@@ -333,6 +358,13 @@ impl Config {
                 .filter(|u| !u.trim().is_empty()),
             signin: file.signin.unwrap_or(d.signin),
             office: file.office.unwrap_or(d.office),
+            trusted_proxies: file
+                .trusted_proxies
+                .iter()
+                .flatten()
+                .filter_map(|p| parse_proxy(p).ok())
+                .collect(),
+            metrics_token: file.metrics_token.filter(|t| !t.trim().is_empty()),
             callbacks: file.callbacks.map_or(d.callbacks, |c| CallbackRules {
                 per_million: (c.rate.clamp(0.0, 1.0) * 1_000_000.0).round() as u32,
             }),
@@ -392,6 +424,42 @@ mod tests {
                 Config::resolve(None, None, None, None, f)
                     .callbacks
                     .per_million
+            });
+            match (got, want) {
+                (Ok(n), Ok(w)) => assert_eq!(n, w, "{text:?}"),
+                (Err(e), Err(w)) => assert!(e.contains(w), "{text:?}: {e}"),
+                (got, want) => panic!("{text:?}: {got:?}, wanted {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_networks_and_anything_else_is_refused_naming_it() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("c.toml");
+        // (file, proxies, or the error's start)
+        for (text, want) in [
+            ("", Ok(0)),
+            ("trusted_proxies = [\"127.0.0.1\"]\n", Ok(1)),
+            (
+                "trusted_proxies = [\"10.0.0.0/8\", \"::1\", \"fd00::/8\"]\n",
+                Ok(3),
+            ),
+            (
+                "trusted_proxies = [\"nginx\"]\n",
+                Err("trusted_proxies: nginx"),
+            ),
+            (
+                "trusted_proxies = [\"10.0.0.0/33\"]\n",
+                Err("trusted_proxies: 10.0.0.0/33"),
+            ),
+            ("trusted_proxies = \"127.0.0.1\"\n", Err("trusted_proxies")),
+        ] {
+            std::fs::write(&path, text).expect("write");
+            let got = FileConfig::read(&path).map(|f| {
+                Config::resolve(None, None, None, None, f)
+                    .trusted_proxies
+                    .len()
             });
             match (got, want) {
                 (Ok(n), Ok(w)) => assert_eq!(n, w, "{text:?}"),

@@ -426,7 +426,7 @@ mod postgres;
 mod seal;
 mod sqlite;
 
-pub use migrations::{POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
+pub use migrations::{POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS, refuse_newer_schema};
 pub use postgres::{Pg, connect as connect_postgres, migrate_postgres, to_postgres};
 pub use seal::{Sealed, Sealer, key_check, reseal, seal_in_place};
 

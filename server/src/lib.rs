@@ -22,6 +22,7 @@ mod config;
 pub mod db;
 mod error;
 mod loopback;
+pub mod metrics;
 mod office;
 mod phones;
 pub mod ratelimit;

@@ -76,7 +76,7 @@ async fn with_conn<T: Send + 'static>(
 ) -> Result<T, ApiError> {
     let s = state.clone();
     tokio::task::spawn_blocking(move || {
-        let store = s.store.lock().map_err(|_| ApiError::Internal)?;
+        let store = s.lock_store()?;
         f(&s, store.conn())
     })
     .await

@@ -61,7 +61,10 @@ impl RateLimits {
                 return Err(ApiError::RateLimited(left.as_secs() + 1));
             }
         }
-        self.devices.check_key(&device.to_owned()).map_err(refused)
+        self.devices.check_key(&device.to_owned()).map_err(|e| {
+            crate::metrics::refused("device");
+            refused(e)
+        })
     }
 
     /// Records a write outside the device's villages.

@@ -40,7 +40,7 @@ pub(crate) struct Decide<'a> {
 pub(crate) fn decide(state: &AppState, d: &Decide<'_>, now_ms: i64) -> Result<(), ApiError> {
     let (reviewer, doc_id, subject, decision) = (d.reviewer, d.doc, d.subject, d.decision);
     let review = Review::new(decision, d.reason, reviewer, now_ms)?;
-    let mut store = state.store.lock().map_err(|_| ApiError::Internal)?;
+    let mut store = state.lock_store()?;
     let id = doc_id.to_string();
     let subjects: Vec<String> = if subject == callbacks::HOLD_ALL {
         let open: Vec<String> = store.conn().query_map(

@@ -26,6 +26,8 @@ pub struct AppState {
     pub rate: Arc<ratelimit::RateLimits>,
     /// Refusals counted per source and minute, audited when their minute is over.
     pub(crate) refusals: Arc<crate::accounts::refusals::Refusals>,
+    /// The dashboard's password checks: throttled, bounded, outside the store's lock.
+    pub(crate) logins: Arc<crate::accounts::logins::Logins>,
     /// The actor of the server's own changes (review decisions): new each start, so two processes
     /// never write under one actor.
     pub actor: automerge::ActorId,
@@ -77,6 +79,15 @@ pub(crate) fn key_file(dir: &Path, name: &str) -> std::io::Result<[u8; 32]> {
 }
 
 impl AppState {
+    /// The store, once no one else holds it; the wait is measured
+    /// (`songpei_store_wait_seconds`).
+    pub fn lock_store(&self) -> Result<std::sync::MutexGuard<'_, ServerStore>, crate::ApiError> {
+        let started = std::time::Instant::now();
+        let guard = self.store.lock().map_err(|_| crate::ApiError::Internal)?;
+        metrics::histogram!("songpei_store_wait_seconds").record(started.elapsed().as_secs_f64());
+        Ok(guard)
+    }
+
     /// Opens the store and keys in the configured data folder.
     pub fn open(config: Config) -> Result<Self, String> {
         std::fs::create_dir_all(&config.data)
@@ -119,6 +130,7 @@ impl AppState {
             store: Arc::new(Mutex::new(store)),
             rate: Arc::new(ratelimit::RateLimits::new(&config.limits)),
             refusals: Arc::default(),
+            logins: Arc::default(),
             config: Arc::new(config),
             blind_key,
             token_key,

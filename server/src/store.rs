@@ -144,6 +144,8 @@ impl ServerStore {
              PRAGMA secure_delete = ON;
              PRAGMA cache_size = -32768;",
         )?;
+        let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        crate::db::refuse_newer_schema(found, crate::db::SQLITE_MIGRATIONS)?;
         songpei_core::store::apply_migrations(&mut conn, crate::db::SQLITE_MIGRATIONS, i64::MAX)?;
         Ok(Self::with(Db::Sqlite(conn), cache_docs))
     }

@@ -153,7 +153,7 @@ pub fn enroll(
     device: &str,
     public_key: &[u8],
     actor: &[u8],
-) -> Result<Result<(DeviceGrant, Vec<u8>), EnrollRefusal>, AccountError> {
+) -> Result<Result<DeviceGrant, EnrollRefusal>, AccountError> {
     // A refusal writes nothing, so committing it is the same as rolling back.
     db.transaction(|tx| {
         let now = now_ms();
@@ -216,33 +216,73 @@ pub fn enroll(
                 )?;
             }
         }
-        let challenge = new_challenge(tx, device, now)?;
         let grant = self::device(tx, device)?.ok_or(AccountError::NotFound("device"))?;
-        Ok(Ok((grant, challenge)))
+        Ok(Ok(grant))
     })
 }
 
-/// Makes and stores the device's next challenge, replacing the one before.
-pub fn new_challenge(db: &dyn Sql, device: &str, now: i64) -> Result<Vec<u8>, DbError> {
-    let challenge: [u8; 32] = rand::random();
-    db.execute(
-        "INSERT INTO device_challenges (device_id, challenge, expires_at) VALUES (?1, ?2, ?3)
-         ON CONFLICT (device_id) DO UPDATE SET challenge = excluded.challenge, expires_at = excluded.expires_at",
-        args![device, &challenge[..], now + CHALLENGE_VALID_MS],
-    )?;
-    Ok(challenge.to_vec())
+/// What a challenge's MAC is computed over, after its domain: the device, then the challenge's
+/// first 16 bytes (when it was made, a random part).
+const CHALLENGE_DOMAIN: &[u8] = b"songpei challenge v1";
+
+fn challenge_mac(key: &[u8; 32], device: &str, head: &[u8]) -> hmac::Hmac<sha2::Sha256> {
+    use hmac::Mac;
+    let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
+    mac.update(CHALLENGE_DOMAIN);
+    mac.update(&(device.len() as u64).to_be_bytes());
+    mac.update(device.as_bytes());
+    mac.update(head);
+    mac
 }
 
-/// Takes the device's current challenge if it is `challenge` and still valid (single use).
+/// A challenge for `device`, made at `made_ms`: the time (8 bytes), 8 random bytes and a MAC
+/// under the server's token key. Nothing is stored: asking for challenges (anyone can, knowing a
+/// device id) evicts none, and every one the device holds stays good until it uses a later one or
+/// it expires. See [`take_challenge`].
+pub fn new_challenge(key: &[u8; 32], device: &str, made_ms: i64) -> Vec<u8> {
+    let mut c = Vec::with_capacity(32);
+    c.extend_from_slice(&made_ms.to_be_bytes());
+    c.extend_from_slice(&rand::random::<[u8; 8]>());
+    let tag = hmac::Mac::finalize(challenge_mac(key, device, &c)).into_bytes();
+    c.extend_from_slice(&tag[..16]);
+    c
+}
+
+/// When a challenge may be made for `device` now: not before the last one it used, so a server
+/// whose clock is behind another's still makes challenges the device can use.
+pub fn challenge_time(db: &dyn Sql, device: &str, now: i64) -> Result<i64, DbError> {
+    let used: Option<Option<i64>> = db.query_opt(
+        "SELECT challenge_used_ms FROM devices WHERE id = ?1",
+        args![device],
+        |r| r.get(0),
+    )?;
+    Ok(used.flatten().map_or(now, |u| now.max(u + 1)))
+}
+
+/// Uses `challenge` for `device` if the server made it for that device, it has not expired, and
+/// it was made after the last challenge the device used (so none is used twice). Whether it was.
 pub fn take_challenge(
     db: &dyn Sql,
+    key: &[u8; 32],
     device: &str,
     challenge: &[u8],
     now: i64,
 ) -> Result<bool, DbError> {
+    let Some((head, tag)) = challenge.split_at_checked(16) else {
+        return Ok(false);
+    };
+    // Compared in constant time.
+    let genuine = tag.len() == 16
+        && hmac::Mac::verify_truncated_left(challenge_mac(key, device, head), tag).is_ok();
+    let made = i64::from_be_bytes(head[..8].try_into().unwrap_or_default());
+    if !genuine || made.saturating_add(CHALLENGE_VALID_MS) < now {
+        return Ok(false);
+    }
     let n = db.execute(
-        "DELETE FROM device_challenges WHERE device_id = ?1 AND challenge = ?2 AND expires_at >= ?3",
-        args![device, challenge, now],
+        "UPDATE devices SET challenge_used_ms = ?2
+         WHERE id = ?1 AND (challenge_used_ms IS NULL OR challenge_used_ms < ?2)",
+        args![device, made],
     )?;
     Ok(n == 1)
 }
@@ -298,10 +338,6 @@ pub fn revoke_device(db: &mut impl Transact, device: &str) -> Result<(), Account
                 AccountError::NotFound("device")
             });
         }
-        tx.execute(
-            "DELETE FROM device_challenges WHERE device_id = ?1",
-            args![device],
-        )?;
         audit::append(
             tx,
             now,

@@ -305,7 +305,11 @@ pub fn migrate_postgres(client: &mut postgres::Client) -> Result<i64, DbError> {
              applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
          )",
     )?;
+    let found: Option<i64> = tx
+        .query_one("SELECT max(version) FROM schema_version", &[])?
+        .get(0);
     tx.commit()?;
+    super::migrations::refuse_newer_schema(found.unwrap_or(0), POSTGRES_MIGRATIONS)?;
     let mut reached = 0;
     for (version, sql) in POSTGRES_MIGRATIONS {
         let mut tx = client.transaction()?;

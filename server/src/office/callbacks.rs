@@ -197,7 +197,7 @@ pub(super) async fn record_outcome(
     let s = state.clone();
     tokio::task::spawn_blocking(move || {
         let session = {
-            let store = s.store.lock().map_err(|_| ApiError::Internal)?;
+            let store = s.lock_store()?;
             session(&s, store.conn(), &headers)?
         };
         admin_only(&session)?;
@@ -248,7 +248,7 @@ pub(super) async fn disclose_phone(
 ) -> Result<Json<CallNumber>, ApiError> {
     let s = state.clone();
     tokio::task::spawn_blocking(move || {
-        let mut store = s.store.lock().map_err(|_| ApiError::Internal)?;
+        let mut store = s.lock_store()?;
         let session = session(&s, store.conn(), &headers)?;
         admin_only(&session)?;
         let row: Option<(String, Option<String>)> = store.conn().query_opt(
@@ -434,7 +434,7 @@ fn record(
             message: format!("is longer than {NOTE_MAX_CHARS} characters"),
         });
     }
-    let mut store = state.store.lock().map_err(|_| ApiError::Internal)?;
+    let mut store = state.lock_store()?;
     let call = open_call(store.conn(), id)?;
     let attempts = call.attempts + 1;
     let closed_as = match outcome {

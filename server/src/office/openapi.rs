@@ -37,6 +37,7 @@ use crate::error::ApiError;
                                          dashboard; a session cookie from `/api/v1/login`."),
         (name = "dashboard", description = "The dashboard's page, script, styles and icon."),
         (name = "meta", description = "Health and this document."),
+        (name = "operations", description = "The server's metrics, for its operators."),
     ),
     components(schemas(crate::error::ErrorBody)),
     modifiers(&Schemes)
@@ -202,6 +203,7 @@ mod tests {
         ("GET", "/office/app.css"),
         ("GET", "/office/icon.svg"),
         ("GET", "/healthz"),
+        ("GET", "/metrics"),
         ("POST", "/v1/sync"),
         ("POST", "/v1/enroll"),
         ("POST", "/v1/auth/challenge"),

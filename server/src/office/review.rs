@@ -283,7 +283,7 @@ pub(super) async fn review_decide(
     let s = state.clone();
     tokio::task::spawn_blocking(move || {
         let session = {
-            let store = s.store.lock().map_err(|_| ApiError::Internal)?;
+            let store = s.lock_store()?;
             session(&s, store.conn(), &headers)?
         };
         admin_only(&session)?;

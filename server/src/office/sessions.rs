@@ -179,12 +179,38 @@ pub(super) async fn login(
 ) -> Result<Response, ApiError> {
     let peer = peer.map_or(crate::app::Peer(None), |p| p.0);
     let Json(req) = body.map_err(|_| ApiError::BadRequest("the body is not a login".into()))?;
+    let username = req.username.trim().to_owned();
+    let source = peer.source();
+    // Throttled before any hashing; the hash read under the store's lock, checked outside it.
+    if let Some(wait_s) = state.logins.throttled(&username, &source) {
+        crate::metrics::refused("login");
+        metrics::counter!("songpei_logins_total", "outcome" => "throttled").increment(1);
+        state
+            .refusals
+            .note(&source, Refusal::BadCredentials, now_ms());
+        return Err(ApiError::RateLimited(wait_s));
+    }
+    let hash = {
+        let username = username.clone();
+        with_conn(&state, move |_, conn| {
+            Ok(accounts::password_hash(conn, &username)?)
+        })
+        .await?
+    };
+    if !state
+        .logins
+        .check(&username, &source, hash, req.password)
+        .await
+    {
+        metrics::counter!("songpei_logins_total", "outcome" => "refused").increment(1);
+        state
+            .refusals
+            .note(&source, Refusal::BadCredentials, now_ms());
+        return Err(ApiError::Unauthorized("bad_credentials"));
+    }
+    metrics::counter!("songpei_logins_total", "outcome" => "ok").increment(1);
     let (me, cookie) = with_conn(&state, move |s, conn| {
-        let ok = accounts::check_password(conn, req.username.trim(), &req.password)?;
-        let found = accounts::account_by_username(conn, req.username.trim()).ok();
-        let Some((account, role)) = found.filter(|_| ok) else {
-            s.refusals
-                .note(&peer.source(), Refusal::BadCredentials, now_ms());
+        let Ok((account, role)) = accounts::account_by_username(conn, &username) else {
             return Err(ApiError::Unauthorized("bad_credentials"));
         };
         if !is_district(role) {
@@ -193,7 +219,7 @@ pub(super) async fn login(
             ));
         }
         let session = Session {
-            username: req.username.trim().to_owned(),
+            username: username.clone(),
             role: role.code().to_owned(),
         };
         let idle_ms = i64::from(s.config.office.session_idle_minutes) * 60_000;

@@ -102,7 +102,7 @@ pub(super) async fn import_targets(
     }
     let s = state.clone();
     tokio::task::spawn_blocking(move || {
-        let mut store = s.store.lock().map_err(|_| ApiError::Internal)?;
+        let mut store = s.lock_store()?;
         let session = session(&s, store.conn(), &headers)?;
         admin_only(&session)?;
         let rows = parse_targets(&body)?;

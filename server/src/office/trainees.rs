@@ -179,7 +179,7 @@ pub(super) async fn unmask(
     let Json(req) = body.map_err(|_| ApiError::BadRequest("the body is not a reason".into()))?;
     let s = state.clone();
     tokio::task::spawn_blocking(move || {
-        let mut store = s.store.lock().map_err(|_| ApiError::Internal)?;
+        let mut store = s.lock_store()?;
         let session = session(&s, store.conn(), &headers)?;
         // Ad-hoc unmasking is for district admins, a few times a day.
         admin_only(&session)?;
@@ -265,7 +265,7 @@ pub(super) async fn erase(
     let Json(req) = body.map_err(|_| ApiError::BadRequest("the body is not a reason".into()))?;
     let s = state.clone();
     tokio::task::spawn_blocking(move || {
-        let mut store = s.store.lock().map_err(|_| ApiError::Internal)?;
+        let mut store = s.lock_store()?;
         let session = session(&s, store.conn(), &headers)?;
         admin_only(&session)?;
         let ids = crate::store::erasure::erase_trainee(

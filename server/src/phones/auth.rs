@@ -97,7 +97,7 @@ pub(crate) fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Devi
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or(ApiError::Unauthorized("missing_token"))?;
-    let store = state.store.lock().map_err(|_| ApiError::Internal)?;
+    let store = state.lock_store()?;
     let conn = store.conn();
     let district = accounts::district(conn)?
         .ok_or(ApiError::Unauthorized("invalid_token"))?
@@ -175,17 +175,21 @@ pub(crate) async fn enroll_handler(
     let s = state.clone();
     let device = req.device.to_string();
     tokio::task::spawn_blocking(move || {
-        let mut store = s.store.lock().map_err(|_| ApiError::Internal)?;
+        let mut store = s.lock_store()?;
         let district =
             accounts::district(store.conn())?.ok_or(ApiError::Unauthorized("bad_code"))?;
         match accounts::enroll(store.conn_mut(), &code, &device, &public_key, &actor)? {
-            Ok((grant, challenge)) => Ok(Json(EnrollResponse {
+            Ok(grant) => Ok(Json(EnrollResponse {
                 device: req.device,
                 district: district.code,
                 district_name: district.name,
                 role: grant.role.code().to_owned(),
                 villages: grant.villages.into_iter().collect(),
-                challenge: b64(&challenge),
+                challenge: b64(&accounts::new_challenge(
+                    &s.token_key,
+                    &device,
+                    accounts::challenge_time(store.conn(), &device, now_ms())?,
+                )),
             })),
             Err(EnrollRefusal::BadCode) => {
                 s.refusals.note(&peer.source(), Refusal::BadCode, now_ms());
@@ -220,12 +224,13 @@ pub(crate) async fn challenge_handler(
     let Json(req) =
         body.map_err(|_| ApiError::BadRequest("the body is not a challenge request".into()))?;
     tokio::task::spawn_blocking(move || {
-        let store = state.store.lock().map_err(|_| ApiError::Internal)?;
+        let store = state.lock_store()?;
         let device = req.device.to_string();
         let grant = accounts::device(store.conn(), &device)?
             .ok_or(ApiError::Unauthorized("unknown_device"))?;
         refuse_if_revoked(&state, &grant)?;
-        let challenge = accounts::new_challenge(store.conn(), &device, now_ms())?;
+        let made = accounts::challenge_time(store.conn(), &device, now_ms())?;
+        let challenge = accounts::new_challenge(&state.token_key, &device, made);
         Ok(Json(ChallengeResponse {
             challenge: b64(&challenge),
         }))
@@ -270,7 +275,7 @@ fn token(
     challenge: &[u8],
     signature: &[u8],
 ) -> Result<Json<TokenResponse>, ApiError> {
-    let store = state.store.lock().map_err(|_| ApiError::Internal)?;
+    let store = state.lock_store()?;
     let conn = store.conn();
     let grant = accounts::device(conn, device)?.ok_or(ApiError::Unauthorized("unknown_device"))?;
     let now = now_ms();
@@ -283,10 +288,14 @@ fn token(
     ) {
         return Err(ApiError::Unauthorized("bad_signature"));
     }
-    if !accounts::take_challenge(conn, device, challenge, now)? {
+    if !accounts::take_challenge(conn, &state.token_key, device, challenge, now)? {
         return Err(ApiError::Unauthorized("bad_challenge"));
     }
-    let next = accounts::new_challenge(conn, device, now)?;
+    let next = accounts::new_challenge(
+        &state.token_key,
+        device,
+        accounts::challenge_time(conn, device, now)?,
+    );
     let token = mint(
         &state.token_key,
         device,

@@ -51,7 +51,7 @@ fn cards(
     grant: &accounts::DeviceGrant,
     class: uuid::Uuid,
 ) -> Result<songpei_core::sync::protocol::CardsResponse, ApiError> {
-    let store = state.store.lock().map_err(|_| ApiError::Internal)?;
+    let store = state.lock_store()?;
     let conn = store.conn();
     let class = class.to_string();
     let village = attendance::class_village(conn, &class)?.ok_or_else(|| {

@@ -43,6 +43,7 @@ pub(crate) fn handle(
     grant: &DeviceGrant,
     body: &[u8],
 ) -> Result<Vec<u8>, ApiError> {
+    let started = std::time::Instant::now();
     let limits = &state.config.limits;
     let req: SyncRequest = decode(body, limits.max_decompressed_bytes)?;
     if req.device.to_string() != grant.device {
@@ -100,7 +101,7 @@ pub(crate) fn handle(
     let body_hash: [u8; 32] = Sha256::digest(body).into();
     let device = req.device.to_string();
 
-    let mut store = state.store.lock().map_err(|_| ApiError::Internal)?;
+    let mut store = state.lock_store()?;
     // An instructor's phone that synced before instructors were kept from personal data (or while
     // its account was a coordinator's) may hold trainee and household documents: once, its feed is
     // sent again from the start with each of them marked erased, so they leave the phone.
@@ -172,7 +173,11 @@ pub(crate) fn handle(
         )?;
     }
     drop(store);
-    Ok(encode(&SyncResponse {
+    let merged_docs = acks
+        .iter()
+        .filter(|a| a.outcome == AckOutcome::Merged)
+        .count();
+    let out = encode(&SyncResponse {
         version: PROTOCOL_VERSION,
         request_id: req.request_id,
         server_time_ms: chrono::Utc::now().timestamp_millis(),
@@ -185,7 +190,12 @@ pub(crate) fn handle(
         policy,
         instructors,
         settlements,
-    }))
+    });
+    metrics::counter!("songpei_docs_merged_total").increment(merged_docs as u64);
+    metrics::counter!("songpei_sync_bytes_in_total").increment(body.len() as u64);
+    metrics::counter!("songpei_sync_bytes_out_total").increment(out.len() as u64);
+    metrics::histogram!("songpei_sync_seconds").record(started.elapsed().as_secs_f64());
+    Ok(out)
 }
 
 /// A pushed document of a village outside the device's. When the phone still follows that village

@@ -1,0 +1,269 @@
+//! Password checks for the dashboard's logins, kept from hurting anyone else: Argon2 runs outside
+//! every database lock, at most one per core at a time; failed logins are throttled per account and
+//! per source before any hashing; an unknown username costs the same as a known one.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use argon2::{PasswordHash, PasswordVerifier};
+
+/// Failures counted in one window.
+const WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Failures one account may have in a window; past them, one attempt a minute.
+pub const ACCOUNT_FAILURES: u32 = 10;
+/// Failures one source may have in a window; past them, none until the window ends.
+pub const SOURCE_FAILURES: u32 = 20;
+/// After an account's failures, the time between attempts.
+const ACCOUNT_SPACING: Duration = Duration::from_secs(60);
+/// Keys kept per table; the oldest windows go first past it.
+const MAX_KEYS: usize = 100_000;
+
+/// Failures per key in the current window.
+#[derive(Debug, Default)]
+struct Failures(HashMap<String, (Instant, u32, Option<Instant>)>);
+
+impl Failures {
+    /// How long `key` must wait before trying again, if it must.
+    fn wait(
+        &self,
+        key: &str,
+        max: u32,
+        spacing: Option<Duration>,
+        now: Instant,
+    ) -> Option<Duration> {
+        let (since, n, last) = self.0.get(key)?;
+        let window_left = WINDOW
+            .checked_sub(now.duration_since(*since))
+            .filter(|d| !d.is_zero())?;
+        if *n < max {
+            return None;
+        }
+        match spacing {
+            None => Some(window_left),
+            Some(s) => {
+                let next = last.map_or(now, |l| l + s);
+                next.checked_duration_since(now).filter(|d| !d.is_zero())
+            }
+        }
+    }
+
+    fn fail(&mut self, key: &str, now: Instant) {
+        if self.0.len() >= MAX_KEYS && !self.0.contains_key(key) {
+            self.0
+                .retain(|_, (since, _, _)| now.duration_since(*since) < WINDOW);
+            if self.0.len() >= MAX_KEYS {
+                return;
+            }
+        }
+        let e = self.0.entry(key.to_owned()).or_insert((now, 0, None));
+        if now.duration_since(e.0) >= WINDOW {
+            *e = (now, 0, None);
+        }
+        e.1 = e.1.saturating_add(1);
+        e.2 = Some(now);
+    }
+
+    fn clear(&mut self, key: &str) {
+        self.0.remove(key);
+    }
+}
+
+/// The gate every dashboard login passes.
+#[derive(Debug)]
+pub struct Logins {
+    /// Argon2 checks running at once: one per core.
+    hashing: tokio::sync::Semaphore,
+    accounts: Mutex<Failures>,
+    sources: Mutex<Failures>,
+    /// (account, source) pairs that signed in since the server started: an account's throttle
+    /// does not apply to a source it signed in from, so a stranger failing on purpose cannot keep
+    /// the office out.
+    known: Mutex<std::collections::HashSet<(String, String)>>,
+    /// Checked when the username is unknown, so that costs what a known one does.
+    dummy: String,
+}
+
+impl Default for Logins {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        Self {
+            hashing: tokio::sync::Semaphore::new(cores),
+            accounts: Mutex::default(),
+            sources: Mutex::default(),
+            known: Mutex::default(),
+            dummy: super::hash_password(&super::random_secret(16)).unwrap_or_default(),
+        }
+    }
+}
+
+impl Logins {
+    /// Refused for now (`Some(seconds to wait)`) when the source or the account has failed too
+    /// often; no password is hashed for a refused attempt.
+    pub fn throttled(&self, username: &str, source: &str) -> Option<u64> {
+        let now = Instant::now();
+        let by_source = self
+            .sources
+            .lock()
+            .ok()
+            .and_then(|f| f.wait(source, SOURCE_FAILURES, None, now));
+        let known = self
+            .known
+            .lock()
+            .is_ok_and(|k| k.contains(&(username.to_owned(), source.to_owned())));
+        let by_account = if known {
+            None
+        } else {
+            self.accounts
+                .lock()
+                .ok()
+                .and_then(|f| f.wait(username, ACCOUNT_FAILURES, Some(ACCOUNT_SPACING), now))
+        };
+        by_source
+            .into_iter()
+            .chain(by_account)
+            .max()
+            .map(|d| d.as_secs() + 1)
+    }
+
+    /// Checks `password` against `hash` (the account's, or `None` for an unknown username, which
+    /// is checked against a hash of nothing anyone knows, for the same cost), on the blocking pool
+    /// and at most one check per core at a time. Counts a failure against the account and the
+    /// source; a success clears the account's.
+    pub async fn check(
+        &self,
+        username: &str,
+        source: &str,
+        hash: Option<String>,
+        password: String,
+    ) -> bool {
+        let known = hash.is_some();
+        let hash = hash.unwrap_or_else(|| self.dummy.clone());
+        let ok = match self.hashing.acquire().await {
+            Ok(_permit) => tokio::task::spawn_blocking(move || {
+                PasswordHash::new(&hash).is_ok_and(|parsed| {
+                    argon2::Argon2::default()
+                        .verify_password(password.as_bytes(), &parsed)
+                        .is_ok()
+                })
+            })
+            .await
+            .unwrap_or(false),
+            Err(_) => false,
+        } && known;
+        let now = Instant::now();
+        if ok {
+            if let Ok(mut f) = self.accounts.lock() {
+                f.clear(username);
+            }
+            if let Ok(mut k) = self.known.lock()
+                && k.len() < MAX_KEYS
+            {
+                k.insert((username.to_owned(), source.to_owned()));
+            }
+        } else {
+            if let Ok(mut f) = self.accounts.lock() {
+                f.fail(username, now);
+            }
+            if let Ok(mut f) = self.sources.lock() {
+                f.fail(source, now);
+            }
+        }
+        ok
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_source_is_stopped_for_the_window_and_an_account_slowed_to_one_attempt_a_minute() {
+        let t0 = Instant::now();
+        let mut sources = Failures::default();
+        for i in 0..SOURCE_FAILURES {
+            assert_eq!(
+                sources.wait("a", SOURCE_FAILURES, None, t0),
+                None,
+                "failure {i}"
+            );
+            sources.fail("a", t0);
+        }
+        let wait = sources
+            .wait("a", SOURCE_FAILURES, None, t0)
+            .expect("stopped");
+        assert!(wait > Duration::from_secs(14 * 60), "{wait:?}");
+        assert_eq!(
+            sources.wait("b", SOURCE_FAILURES, None, t0),
+            None,
+            "another source"
+        );
+        assert_eq!(
+            sources.wait("a", SOURCE_FAILURES, None, t0 + WINDOW),
+            None,
+            "a new window"
+        );
+
+        let mut accounts = Failures::default();
+        for _ in 0..ACCOUNT_FAILURES {
+            accounts.fail("admin", t0);
+        }
+        let spacing = Some(ACCOUNT_SPACING);
+        assert!(
+            accounts
+                .wait("admin", ACCOUNT_FAILURES, spacing, t0)
+                .is_some()
+        );
+        let later = t0 + ACCOUNT_SPACING;
+        assert_eq!(
+            accounts.wait("admin", ACCOUNT_FAILURES, spacing, later),
+            None,
+            "one attempt a minute"
+        );
+        accounts.fail("admin", later);
+        assert!(
+            accounts
+                .wait("admin", ACCOUNT_FAILURES, spacing, later)
+                .is_some()
+        );
+        accounts.clear("admin");
+        assert_eq!(
+            accounts.wait("admin", ACCOUNT_FAILURES, spacing, later),
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unknown_username_is_checked_like_a_known_one_and_never_passes() {
+        let logins = Logins::default();
+        let hash = crate::accounts::hash_password("right horse").expect("hash");
+        assert!(
+            logins
+                .check("admin", "s", Some(hash.clone()), "right horse".into())
+                .await
+        );
+        assert!(!logins.check("admin", "s", Some(hash), "wrong".into()).await);
+        let started = Instant::now();
+        assert!(
+            !logins
+                .check("nobody", "s", None, "right horse".into())
+                .await
+        );
+        assert!(!logins.check("nobody", "s", None, String::new()).await);
+        // The account's throttle spares a source it signed in from.
+        for _ in 0..ACCOUNT_FAILURES {
+            let _ = logins
+                .check("admin", "stranger", Some("x".into()), String::new())
+                .await;
+        }
+        assert!(logins.throttled("admin", "stranger").is_some());
+        assert!(logins.throttled("admin", "elsewhere").is_some());
+        assert_eq!(
+            logins.throttled("admin", "s"),
+            None,
+            "where admin signed in before"
+        );
+        // The dummy hash is a real Argon2 hash: checking it takes real time.
+        assert!(started.elapsed() > Duration::from_millis(1));
+    }
+}
