@@ -83,6 +83,25 @@ async fn with_conn<T: Send + 'static>(
     .map_err(|_| ApiError::Internal)?
 }
 
+/// Runs `f` with a connection that reads without waiting for a merge (a reader of the SQLite
+/// database; on PostgreSQL, the store's connection), on the blocking pool. `f` may write single
+/// statements only (a session seen again); anything else writes through [`with_conn`].
+async fn with_reader<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&AppState, &dyn Sql) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let s = state.clone();
+    tokio::task::spawn_blocking(move || match s.readers.clone() {
+        Some(readers) => readers.with(|conn| f(&s, conn))?,
+        None => {
+            let store = s.lock_store()?;
+            f(&s, store.conn())
+        }
+    })
+    .await
+    .map_err(|_| ApiError::Internal)?
+}
+
 /// Villages and townships by code, with their names.
 pub(super) struct Places {
     villages: BTreeMap<String, (String, String)>,

@@ -26,12 +26,18 @@ pub struct AppState {
     pub rate: Arc<ratelimit::RateLimits>,
     /// Refusals counted per source and minute, audited when their minute is over.
     pub(crate) refusals: Arc<crate::accounts::refusals::Refusals>,
+    /// Readers of the server's SQLite beside the store's writer (none on PostgreSQL): the office's
+    /// pages read through them, never waiting for a merge.
+    pub(crate) readers: Option<Arc<crate::store::Readers>>,
     /// The dashboard's password checks: throttled, bounded, outside the store's lock.
     pub(crate) logins: Arc<crate::accounts::logins::Logins>,
     /// The actor of the server's own changes (review decisions): new each start, so two processes
     /// never write under one actor.
     pub actor: automerge::ActorId,
 }
+
+/// Connections reading the server's SQLite beside its writer.
+const READERS: usize = 4;
 
 /// The call-back sampling key's file in the data folder: an auditor given a copy recomputes the
 /// sample (`songpei-server admin callbacks verify`).
@@ -126,8 +132,19 @@ impl AppState {
         store
             .draw_callbacks(chrono::Utc::now().timestamp_millis())
             .map_err(|e| format!("cannot draw the call-backs: {e}"))?;
+        let readers = match &config.database_url {
+            Some(_) => None,
+            None => {
+                let key = crate::DbKey::resolve(&config.data)?;
+                Some(Arc::new(
+                    crate::store::Readers::open(&config.data, &key, READERS)
+                        .map_err(|e| format!("cannot open the database's readers: {e}"))?,
+                ))
+            }
+        };
         Ok(Self {
             store: Arc::new(Mutex::new(store)),
+            readers,
             rate: Arc::new(ratelimit::RateLimits::new(&config.limits)),
             refusals: Arc::default(),
             logins: Arc::default(),

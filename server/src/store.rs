@@ -15,6 +15,8 @@ use songpei_core::ids::DocId;
 use crate::args;
 use crate::db::{Db, DbError, Sealed, Sql, Transact};
 mod at_rest;
+mod readers;
+pub(crate) use readers::Readers;
 pub mod erasure;
 pub(crate) mod feed;
 pub(crate) mod projection;

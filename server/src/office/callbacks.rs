@@ -17,7 +17,7 @@ use crate::error::{ApiError, ErrorBody};
 use crate::office::openapi::{Limits, Session as SessionRefused, Storage};
 use songpei_core::doc::review::{Decision, Review};
 
-use super::{Places, admin_only, now_ms, session, with_conn};
+use super::{Places, admin_only, now_ms, session, with_reader};
 
 /// Which calls.
 #[derive(Deserialize, IntoParams)]
@@ -81,7 +81,7 @@ pub(super) async fn call_list(
     headers: HeaderMap,
     Query(q): Query<CallQuery>,
 ) -> Result<Json<CallList>, ApiError> {
-    with_conn(&state, move |s, conn| {
+    with_reader(&state, move |s, conn| {
         // What a trainee told the clerk is for the office's admins.
         let admin = admin_only(&session(s, conn, &headers)?).is_ok();
         let open = match q.status.as_deref().unwrap_or("open") {
@@ -321,7 +321,7 @@ pub(super) async fn audit_log(
     headers: HeaderMap,
     Query(q): Query<AuditQuery>,
 ) -> Result<Json<Vec<AuditItem>>, ApiError> {
-    with_conn(&state, move |s, conn| {
+    with_reader(&state, move |s, conn| {
         let session = session(s, conn, &headers)?;
         admin_only(&session)?;
         let limit = q.limit.unwrap_or(100).clamp(1, 1_000);

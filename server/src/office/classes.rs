@@ -18,7 +18,7 @@ use crate::office::openapi::{Limits, Session as SessionRefused, Storage};
 use crate::report::rule_text;
 use songpei_core::doc::review::Decision;
 
-use super::{Places, parse_day, session, with_conn};
+use super::{Places, parse_day, session, with_reader};
 
 /// Filters of the class list.
 #[derive(Deserialize, IntoParams)]
@@ -68,7 +68,7 @@ pub(super) async fn classes(
     headers: HeaderMap,
     Query(q): Query<ClassQuery>,
 ) -> Result<Json<Vec<ClassSummary>>, ApiError> {
-    with_conn(&state, move |s, conn| {
+    with_reader(&state, move |s, conn| {
         session(s, conn, &headers)?;
         let from = q
             .from
@@ -289,7 +289,7 @@ pub(super) async fn class_page(
     Path(id): Path<String>,
 ) -> Result<Json<ClassPage>, ApiError> {
     use songpei_core::catalog::{ClassStatus, Level, TrainingType};
-    with_conn(&state, move |s, conn| {
+    with_reader(&state, move |s, conn| {
         session(s, conn, &headers)?;
         let places = Places::load(conn)?;
         let row = conn

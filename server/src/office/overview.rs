@@ -18,7 +18,7 @@ use crate::office::openapi::{Limits, Session as SessionRefused, Storage};
 use crate::report::target_for;
 
 use super::sessions::DistrictInfo;
-use super::{Places, district_info, now_ms, session, with_conn};
+use super::{Places, district_info, now_ms, session, with_reader};
 
 /// Query of the overview.
 #[derive(Deserialize, IntoParams)]
@@ -154,7 +154,7 @@ pub(super) async fn overview(
     headers: HeaderMap,
     Query(q): Query<OverviewQuery>,
 ) -> Result<Json<Overview>, ApiError> {
-    with_conn(&state, move |s, conn| {
+    with_reader(&state, move |s, conn| {
         session(s, conn, &headers)?;
         let date = match &q.date {
             Some(d) => parse_day("date", d)?,

@@ -17,7 +17,7 @@ use crate::error::{ApiError, ErrorBody};
 use crate::office::openapi::{Limits, Session as SessionRefused, Storage};
 
 use super::classes::FlagView;
-use super::{Places, admin_only, now_ms, session, with_conn};
+use super::{Places, admin_only, now_ms, session, with_reader};
 
 /// Something waiting for review.
 #[derive(Serialize, ToSchema)]
@@ -73,7 +73,7 @@ pub(super) async fn review_queue(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Json<ReviewQueue>, ApiError> {
-    with_conn(&state, move |s, conn| {
+    with_reader(&state, move |s, conn| {
         let admin = admin_only(&session(s, conn, &headers)?).is_ok();
         let places = Places::load(conn)?;
         let mut items: Vec<ReviewItem> = Vec::new();

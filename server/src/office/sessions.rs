@@ -19,7 +19,7 @@ use crate::db::Sql;
 use crate::error::{ApiError, ErrorBody};
 use crate::office::openapi::{Limits, Session as SessionRefused, Storage};
 
-use super::{SESSION_COOKIE, SESSION_SECS, now_ms, with_conn};
+use super::{SESSION_COOKIE, SESSION_SECS, now_ms, with_conn, with_reader};
 
 /// A signed-in district account.
 #[derive(Clone, Debug)]
@@ -192,7 +192,7 @@ pub(super) async fn login(
     }
     let hash = {
         let username = username.clone();
-        with_conn(&state, move |_, conn| {
+        with_reader(&state, move |_, conn| {
             Ok(accounts::password_hash(conn, &username)?)
         })
         .await?
@@ -310,7 +310,7 @@ pub(super) async fn me(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Json<Me>, ApiError> {
-    with_conn(&state, move |s, conn| {
+    with_reader(&state, move |s, conn| {
         let session = session(s, conn, &headers)?;
         Ok(Json(Me {
             username: session.username,

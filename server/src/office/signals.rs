@@ -17,7 +17,7 @@ use crate::error::{ApiError, ErrorBody};
 use crate::office::openapi::{Limits, Session as SessionRefused, Storage};
 use crate::report::Month;
 
-use super::{Places, session, with_conn};
+use super::{Places, session, with_reader};
 
 /// The signals, in the order the dashboard shows them: code, label, what it counts.
 pub(crate) const SIGNALS: &[(&str, &str, &str)] = &[
@@ -135,7 +135,7 @@ pub(super) async fn signals(
     headers: HeaderMap,
     Query(q): Query<SignalQuery>,
 ) -> Result<Json<Signals>, ApiError> {
-    with_conn(&state, move |s, conn| {
+    with_reader(&state, move |s, conn| {
         session(s, conn, &headers)?;
         let month = q
             .month

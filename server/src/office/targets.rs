@@ -15,7 +15,7 @@ use crate::db::Transact;
 use crate::error::{ApiError, ErrorBody};
 use crate::office::openapi::{Limits, Session as SessionRefused, Storage};
 
-use super::{admin_only, now_ms, session, with_conn};
+use super::{admin_only, now_ms, session, with_reader};
 
 /// One target.
 #[derive(Serialize, ToSchema)]
@@ -33,7 +33,7 @@ pub(super) async fn targets(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Json<Vec<Target>>, ApiError> {
-    with_conn(&state, move |s, conn| {
+    with_reader(&state, move |s, conn| {
         session(s, conn, &headers)?;
         Ok(Json(
             conn.query_map(

@@ -251,3 +251,34 @@ fn a_restored_server_that_reuses_feed_numbers_does_not_hide_new_changes() {
     assert_eq!(view(&mut a, c), view(&mut x, c));
     assert_eq!(view(&mut y, c), view(&mut x, c));
 }
+
+/// An office read in progress (a reader inside a read transaction, as a long report holds one)
+/// does not hold up a phone's merge: the sync completes while the read is still open, the read
+/// keeps the state it started from, and a read after it sees the merged documents.
+#[test]
+fn a_sync_merges_while_an_office_read_is_in_progress() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = state(dir.path());
+    let mut p = phone(&s);
+    setup(&mut p);
+    let readers = s.readers.clone().expect("readers on SQLite");
+    let count = |conn: &dyn crate::db::Sql| -> i64 {
+        conn.query_row("SELECT COUNT(*) FROM docs", &[], |r| r.get(0))
+            .expect("count")
+    };
+    readers
+        .with(|conn| {
+            conn.batch("BEGIN").expect("begin");
+            let before = count(conn);
+            let s2 = s.clone();
+            let report = std::thread::spawn(move || sync(&mut p, &s2))
+                .join()
+                .expect("the sync ends while the read is open");
+            assert!(report.docs_pushed >= 2, "{report:?}");
+            assert_eq!(count(conn), before, "the read keeps its state");
+            conn.batch("COMMIT").expect("end");
+        })
+        .expect("a reader");
+    let after = readers.with(count).expect("a reader");
+    assert!(after >= 2, "the class and the trainee: {after}");
+}
