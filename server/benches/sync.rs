@@ -442,7 +442,7 @@ fn throughput(
     on_pg: bool,
     replicas: usize,
     n: usize,
-) -> Row {
+) -> (Row, f64, Option<f64>) {
     const PUSHERS: usize = 4;
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("server");
@@ -485,22 +485,26 @@ fn throughput(
     let wall = t.elapsed().as_secs_f64();
     let merged = (n / PUSHERS * PUSHERS) as f64;
     let server_ms = (cpu(&servers) - server0) / merged;
-    let pg_ms = if on_pg {
-        format!(
-            ", PostgreSQL {:.2} ms CPU/doc",
-            (postgres_cpu_ms() - pg0) / merged
-        )
-    } else {
-        String::new()
-    };
-    Row(
-        format!("(f) {PUSHERS} phones pushing {merged} class documents at once: {name}"),
-        format!(
-            "{:.0} docs/s; servers {server_ms:.2} ms CPU/doc{pg_ms}",
-            merged / wall
+    let pg_cpu = on_pg.then(|| (postgres_cpu_ms() - pg0) / merged);
+    let pg_ms = pg_cpu.map_or_else(String::new, |ms| format!(", PostgreSQL {ms:.2} ms CPU/doc"));
+    let per_s = merged / wall;
+    (
+        Row(
+            format!("(f) {PUSHERS} phones pushing {merged} class documents at once: {name}"),
+            format!("{per_s:.0} docs/s; servers {server_ms:.2} ms CPU/doc{pg_ms}"),
+            "sizing".into(),
         ),
-        "sizing".into(),
+        per_s,
+        pg_cpu,
     )
+}
+
+/// Where the figures go: `target/bench/sync.json` (or under `CARGO_TARGET_DIR`).
+fn figures_file() -> std::path::PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
+        .join("bench/sync.json")
 }
 
 fn main() {
@@ -510,6 +514,14 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1000);
     let mut rows: Vec<Row> = Vec::new();
+    // The same figures for machines: target/bench/sync.json. Those not measured stay null.
+    let mut figures = serde_json::json!({
+        "docs": n_docs,
+        "samod_cpu_ms_per_doc": null,
+        "samod_rss_kib_per_doc": null,
+        "reference_cpu_ms_per_doc": null,
+        "reference_rss_kib_per_doc": null,
+    });
     let dir = tempfile::tempdir().expect("tempdir");
     let server = start_server(&dir.path().join("server"));
 
@@ -524,6 +536,8 @@ fn main() {
     let docs_held = a.store().documents().expect("docs").len();
     sync(&mut a, &server.url);
     let idle = sync(&mut a, &server.url);
+    figures["idle_sync_round_trips"] = idle.round_trips.into();
+    figures["idle_sync_bytes"] = (idle.bytes_sent + idle.bytes_received).into();
     rows.push(Row(
         format!("(a) idle sync, phone holding {docs_held} documents"),
         format!(
@@ -560,6 +574,9 @@ fn main() {
         serde_json::to_vec(&json.iter().map(|d| &d.content).collect::<Vec<_>>()).expect("json");
     let gz = gzip(&json_bytes);
     let day_sync = sync(&mut b, &server.url);
+    figures["day_upload_round_trips"] = day_sync.round_trips.into();
+    figures["day_upload_bytes"] = day_sync.bytes_sent.into();
+    figures["day_upload_gzip_json_bytes"] = gz.into();
     rows.push(Row(
         format!(
             "(b) a day's upload ({} documents: 1 class, 50 trainees, their households)",
@@ -594,6 +611,8 @@ fn main() {
     let t = Instant::now();
     let pull = sync(&mut fresh, &server.url);
     let took = t.elapsed();
+    figures["fresh_pull_bytes"] = pull.bytes_received.into();
+    figures["fresh_pull_round_trips"] = pull.round_trips.into();
     rows.push(Row(
         format!(
             "(c) fresh phone pulls a village ({} documents)",
@@ -629,6 +648,8 @@ fn main() {
     let (cpu1, rss1) = settled(server.pid);
     let ours_cpu = (cpu1 - cpu0) / n_docs as f64;
     let ours_mem = (rss1 - rss0) / n_docs as f64;
+    figures["server_cpu_ms_per_doc"] = ours_cpu.into();
+    figures["server_rss_kib_per_doc"] = ours_mem.into();
     rows.push(Row(
         format!("(d) songpei-server: {n_docs} realistic class documents ({bytes_per_doc} B of changes each)"),
         format!(
@@ -659,6 +680,8 @@ fn main() {
                 let their_mem = v["server_rss_growth_kib_per_doc"]
                     .as_f64()
                     .unwrap_or(f64::NAN);
+                figures["reference_cpu_ms_per_doc"] = their_cpu.into();
+                figures["reference_rss_kib_per_doc"] = their_mem.into();
                 rows.push(Row(
                     format!("(e) automerge-repo 2.5 sync server (Node): {n_docs} documents"),
                     format!("{their_cpu:.2} ms CPU/doc, {their_mem:.1} KiB RSS growth/doc"),
@@ -697,14 +720,25 @@ fn main() {
 
     // (f) Merge throughput on each database: phones pushing at once, through one server or two.
     let pg = songpei_tests::pg::Postgres::start();
-    for (name, on_pg, replicas) in [
-        ("SQLite, 1 server", false, 1),
-        ("PostgreSQL, 1 server", true, 1),
-        ("PostgreSQL, 2 servers", true, 2),
+    for (name, key, on_pg, replicas) in [
+        ("SQLite, 1 server", "sqlite", false, 1),
+        ("PostgreSQL, 1 server", "pg1", true, 1),
+        ("PostgreSQL, 2 servers", "pg2", true, 2),
     ] {
-        rows.push(throughput(name, &pg, on_pg, replicas, n_docs));
+        let (row, per_s, pg_ms) = throughput(name, &pg, on_pg, replicas, n_docs);
+        rows.push(row);
+        figures[format!("{key}_docs_per_s")] = per_s.into();
+        if key == "pg1" {
+            figures["pg_cpu_ms_per_doc"] = pg_ms.into();
+        }
     }
     drop(pg);
+    let file = figures_file();
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir).expect("target/bench");
+    }
+    std::fs::write(&file, serde_json::to_vec_pretty(&figures).expect("figures"))
+        .expect("write the figures");
 
     let w0 = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(10);
     let w1 = rows.iter().map(|r| r.1.chars().count()).max().unwrap_or(10);
