@@ -91,7 +91,12 @@ fn start_server_on(data: &Path, database_url: Option<&str>, init: bool) -> Serve
     }
     // One bench phone pushes a thousand documents in a minute: above a field phone's rate.
     let config = data.join("bench.toml");
-    std::fs::write(&config, "[limits]\ndevice_requests_per_minute = 100000\n").expect("config");
+    // The login flood of (g) comes through "the proxy" on this machine, from 100 addresses.
+    std::fs::write(
+        &config,
+        "trusted_proxies = [\"127.0.0.1\"]\n[limits]\ndevice_requests_per_minute = 100000\n",
+    )
+    .expect("config");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_songpei-server"));
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(data)
@@ -499,6 +504,79 @@ fn throughput(
     )
 }
 
+/// The 99th percentile of `ms`.
+fn p99(mut ms: Vec<f64>) -> f64 {
+    ms.sort_by(f64::total_cmp);
+    let i = ((ms.len() as f64) * 0.99).ceil() as usize;
+    ms.get(i.saturating_sub(1)).copied().unwrap_or(f64::NAN)
+}
+
+/// Milliseconds of each of `n` syncs of `p`, each pushing one new trainee.
+fn timed_syncs(p: &mut Phone<MemoryDocStore>, url: &str, n: usize, from: usize) -> Vec<f64> {
+    (0..n)
+        .map(|i| {
+            new_trainee(p, VILLAGE_A, from + i);
+            let t = Instant::now();
+            sync(p, url);
+            t.elapsed().as_secs_f64() * 1000.0
+        })
+        .collect()
+}
+
+/// (g) Sync latency, quiet and while strangers flood the dashboard's login: wrong passwords for
+/// the district's admin and for unknown usernames, from 100 addresses behind the trusted proxy,
+/// `per_s` a second. The p99 of each, and the flood's achieved rate.
+fn latency_under_flood(server: &Server, per_s: usize) -> (f64, f64, f64) {
+    const SYNCS: usize = 100;
+    const FLOODERS: usize = 4;
+    let mut p = phone(server, &[VILLAGE_A]);
+    sync(&mut p, &server.url);
+    let quiet = p99(timed_syncs(&mut p, &server.url, SYNCS, 50_000));
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let sent = std::sync::atomic::AtomicUsize::new(0);
+    let started = Instant::now();
+    let flood = std::thread::scope(|scope| {
+        for f in 0..FLOODERS {
+            let (stop, sent, url) = (&stop, &sent, &server.url);
+            scope.spawn(move || {
+                let agent: ureq::Agent = ureq::Agent::config_builder()
+                    .http_status_as_error(false)
+                    .build()
+                    .into();
+                let every = Duration::from_secs_f64(FLOODERS as f64 / per_s as f64);
+                let mut next = Instant::now();
+                let mut i = f;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let user = if i % 2 == 0 {
+                        "admin".to_owned()
+                    } else {
+                        format!("u{i}")
+                    };
+                    let _ = agent
+                        .post(format!("{url}/api/v1/login"))
+                        .header("Content-Type", "application/json")
+                        .header("X-Forwarded-For", format!("198.51.100.{}", i % 100 + 1))
+                        .send(format!(r#"{{"username":"{user}","password":"guess"}}"#));
+                    sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    i += FLOODERS;
+                    next += every;
+                    if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait);
+                    }
+                }
+            });
+        }
+        // Let the flood reach its rate, then sync under it.
+        std::thread::sleep(Duration::from_secs(1));
+        let ms = timed_syncs(&mut p, &server.url, SYNCS, 60_000);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        ms
+    });
+    let rate =
+        sent.load(std::sync::atomic::Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
+    (quiet, p99(flood), rate)
+}
+
 /// Where the figures go: `target/bench/sync.json` (or under `CARGO_TARGET_DIR`).
 fn figures_file() -> std::path::PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
@@ -627,6 +705,19 @@ fn main() {
         ),
         "report".into(),
     ));
+    // (g) Sync latency under a login flood.
+    let (quiet, flood, rate) = latency_under_flood(&server, 100);
+    rows.push(Row(
+        "(g) sync p99 (100 syncs, each pushing a trainee), quiet / under a login flood".into(),
+        format!(
+            "{quiet:.1} ms / {flood:.1} ms ({:.2}×); flood {rate:.0} wrong logins/s from 100 addresses",
+            flood / quiet
+        ),
+        "under the flood ≤ 1.5× quiet".into(),
+    ));
+    figures["sync_p99_quiet_ms"] = quiet.into();
+    figures["sync_p99_flood_ms"] = flood.into();
+    figures["login_flood_per_s"] = rate.into();
     drop(server);
 
     // (d) Server CPU and memory per uploaded realistic class document.

@@ -58,6 +58,7 @@ pub(crate) fn client(
     trusted: &[ipnet::IpNet],
 ) -> std::net::IpAddr {
     let is_trusted = |ip: &std::net::IpAddr| trusted.iter().any(|n| n.contains(ip));
+    let peer = peer.to_canonical();
     if !is_trusted(&peer) {
         return peer;
     }
@@ -69,7 +70,13 @@ pub(crate) fn client(
         .collect();
     let mut client = peer;
     for hop in forwarded.iter().rev() {
-        match hop.trim().parse::<std::net::IpAddr>() {
+        // An address, or one with a port (`1.2.3.4:5678`, `[2001:db8::1]:80`).
+        let hop = hop.trim();
+        let parsed = hop
+            .parse::<std::net::IpAddr>()
+            .or_else(|_| hop.parse::<std::net::SocketAddr>().map(|a| a.ip()))
+            .map(|ip| ip.to_canonical());
+        match parsed {
             Ok(ip) => {
                 client = ip;
                 if !is_trusted(&ip) {
@@ -89,6 +96,19 @@ pub(crate) fn client(
 pub(crate) struct Peer(pub Option<std::net::IpAddr>);
 
 impl Peer {
+    /// The source a login throttle counts against: the address, or for IPv6 its /64 (one
+    /// household's or one host's whole range, which a stranger can spread requests over).
+    pub(crate) fn throttle_key(self) -> String {
+        match self.0.map(|ip| ip.to_canonical()) {
+            Some(std::net::IpAddr::V6(v6)) => {
+                let s = v6.segments();
+                format!("net:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+            Some(ip) => format!("address:{ip}"),
+            None => "address:unknown".to_owned(),
+        }
+    }
+
     /// The source of a refusal: `address:<ip>`.
     pub(crate) fn source(self) -> String {
         self.0.map_or_else(
@@ -358,6 +378,11 @@ mod tests {
             // Garbage left of a good entry is never read.
             ("127.0.0.1", Some("garbage, 198.51.100.1"), "198.51.100.1"),
             ("127.0.0.1", Some("2001:db8::1"), "2001:db8::1"),
+            // Ports, brackets, an IPv4-mapped proxy.
+            ("127.0.0.1", Some("198.51.100.1:5678"), "198.51.100.1"),
+            ("127.0.0.1", Some("[2001:db8::1]:80"), "2001:db8::1"),
+            ("::ffff:127.0.0.1", Some("198.51.100.1"), "198.51.100.1"),
+            ("::ffff:203.0.113.9", Some("198.51.100.1"), "203.0.113.9"),
         ] {
             let mut h = axum::http::HeaderMap::new();
             if let Some(f) = forwarded {

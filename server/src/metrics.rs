@@ -48,7 +48,17 @@ pub(crate) async fn track(req: axum::extract::Request, next: axum::middleware::N
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = req.method().as_str().to_owned();
+    // A made-up method is one label, not one series each.
+    let method = match *req.method() {
+        axum::http::Method::GET => "GET",
+        axum::http::Method::POST => "POST",
+        axum::http::Method::PUT => "PUT",
+        axum::http::Method::DELETE => "DELETE",
+        axum::http::Method::PATCH => "PATCH",
+        axum::http::Method::HEAD => "HEAD",
+        axum::http::Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    };
     let started = std::time::Instant::now();
     let resp = next.run(req).await;
     let status = resp.status().as_u16().to_string();
@@ -75,12 +85,15 @@ pub(crate) fn refused(limit: &'static str) {
     ))]
 pub(crate) async fn metrics(
     State(state): State<AppState>,
-    peer: Option<axum::Extension<crate::app::Peer>>,
+    connection: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     headers: HeaderMap,
 ) -> Response {
-    // From this machine, and not through a proxy on it.
-    let local = peer.is_some_and(|p| p.0.0.is_some_and(|ip| ip.is_loopback()))
-        && !headers.contains_key("x-forwarded-for")
+    // From this machine, and not through a proxy on it: the connection's own address, never one
+    // a trusted proxy forwards for, and no forwarding header at all.
+    let local = connection.is_some_and(|c| {
+        let ip = c.0.0.ip().to_canonical();
+        ip.is_loopback() && !state.config.trusted_proxies.iter().any(|n| n.contains(&ip))
+    }) && !headers.contains_key("x-forwarded-for")
         && !headers.contains_key(header::FORWARDED);
     let bearer = headers
         .get(header::AUTHORIZATION)

@@ -1,5 +1,5 @@
 //! Password checks for the dashboard's logins, kept from hurting anyone else: Argon2 runs outside
-//! every database lock, at most one per core at a time; failed logins are throttled per account and
+//! every database lock, on at most half the cores at a time; failed logins are throttled per account and
 //! per source before any hashing; an unknown username costs the same as a known one.
 
 use std::collections::HashMap;
@@ -52,8 +52,15 @@ impl Failures {
         if self.0.len() >= MAX_KEYS && !self.0.contains_key(key) {
             self.0
                 .retain(|_, (since, _, _)| now.duration_since(*since) < WINDOW);
-            if self.0.len() >= MAX_KEYS {
-                return;
+            // Still full of live windows: the oldest goes, so a new key is always counted.
+            if self.0.len() >= MAX_KEYS
+                && let Some(oldest) = self
+                    .0
+                    .iter()
+                    .min_by_key(|(_, (since, _, _))| *since)
+                    .map(|(k, _)| k.clone())
+            {
+                self.0.remove(&oldest);
             }
         }
         let e = self.0.entry(key.to_owned()).or_insert((now, 0, None));
@@ -67,12 +74,19 @@ impl Failures {
     fn clear(&mut self, key: &str) {
         self.0.remove(key);
     }
+
+    /// Takes back one attempt counted in advance (it succeeded).
+    fn refund(&mut self, key: &str) {
+        if let Some(e) = self.0.get_mut(key) {
+            e.1 = e.1.saturating_sub(1);
+        }
+    }
 }
 
 /// The gate every dashboard login passes.
 #[derive(Debug)]
 pub struct Logins {
-    /// Argon2 checks running at once: one per core.
+    /// Argon2 checks running at once: half the cores.
     hashing: tokio::sync::Semaphore,
     accounts: Mutex<Failures>,
     sources: Mutex<Failures>,
@@ -86,9 +100,10 @@ pub struct Logins {
 
 impl Default for Logins {
     fn default() -> Self {
+        // Half the cores at most: a flood of logins leaves the rest to the phones' syncs.
         let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
         Self {
-            hashing: tokio::sync::Semaphore::new(cores),
+            hashing: tokio::sync::Semaphore::new((cores / 2).max(1)),
             accounts: Mutex::default(),
             sources: Mutex::default(),
             known: Mutex::default(),
@@ -99,37 +114,42 @@ impl Default for Logins {
 
 impl Logins {
     /// Refused for now (`Some(seconds to wait)`) when the source or the account has failed too
-    /// often; no password is hashed for a refused attempt.
+    /// often; no password is hashed for a refused attempt. An admitted attempt is counted as a
+    /// failure at once, under the same lock, so attempts arriving together cannot all pass before
+    /// any is counted; [`Self::check`] takes it back if it succeeds. A source the account signed
+    /// in from is held by neither throttle: a stranger failing on purpose cannot keep it out.
     pub fn throttled(&self, username: &str, source: &str) -> Option<u64> {
         let now = Instant::now();
-        let by_source = self
-            .sources
-            .lock()
-            .ok()
-            .and_then(|f| f.wait(source, SOURCE_FAILURES, None, now));
         let known = self
             .known
             .lock()
             .is_ok_and(|k| k.contains(&(username.to_owned(), source.to_owned())));
-        let by_account = if known {
-            None
-        } else {
-            self.accounts
-                .lock()
-                .ok()
-                .and_then(|f| f.wait(username, ACCOUNT_FAILURES, Some(ACCOUNT_SPACING), now))
+        if known {
+            return None;
+        }
+        let (Ok(mut sources), Ok(mut accounts)) = (self.sources.lock(), self.accounts.lock())
+        else {
+            return Some(1);
         };
-        by_source
+        let wait = sources
+            .wait(source, SOURCE_FAILURES, None, now)
             .into_iter()
-            .chain(by_account)
-            .max()
-            .map(|d| d.as_secs() + 1)
+            .chain(accounts.wait(username, ACCOUNT_FAILURES, Some(ACCOUNT_SPACING), now))
+            .max();
+        match wait {
+            Some(d) => Some(d.as_secs() + 1),
+            None => {
+                sources.fail(source, now);
+                accounts.fail(username, now);
+                None
+            }
+        }
     }
 
     /// Checks `password` against `hash` (the account's, or `None` for an unknown username, which
     /// is checked against a hash of nothing anyone knows, for the same cost), on the blocking pool
-    /// and at most one check per core at a time. Counts a failure against the account and the
-    /// source; a success clears the account's.
+    /// and on at most half the cores at a time. The attempt was counted as a failure when it was
+    /// admitted; a success takes it back, clears the account's failures and remembers the source.
     pub async fn check(
         &self,
         username: &str,
@@ -151,22 +171,17 @@ impl Logins {
             .unwrap_or(false),
             Err(_) => false,
         } && known;
-        let now = Instant::now();
         if ok {
             if let Ok(mut f) = self.accounts.lock() {
                 f.clear(username);
+            }
+            if let Ok(mut f) = self.sources.lock() {
+                f.refund(source);
             }
             if let Ok(mut k) = self.known.lock()
                 && k.len() < MAX_KEYS
             {
                 k.insert((username.to_owned(), source.to_owned()));
-            }
-        } else {
-            if let Ok(mut f) = self.accounts.lock() {
-                f.fail(username, now);
-            }
-            if let Ok(mut f) = self.sources.lock() {
-                f.fail(source, now);
             }
         }
         ok
@@ -233,28 +248,56 @@ mod tests {
         );
     }
 
+    /// One login as the handler runs it: throttled, or checked.
+    async fn attempt(
+        l: &Logins,
+        user: &str,
+        source: &str,
+        hash: Option<String>,
+        password: &str,
+    ) -> Option<bool> {
+        if l.throttled(user, source).is_some() {
+            return None;
+        }
+        Some(l.check(user, source, hash, password.into()).await)
+    }
+
+    #[test]
+    fn attempts_arriving_together_are_counted_as_they_are_admitted() {
+        let logins = Logins::default();
+        // No check has finished yet: only the account's allowance is let through.
+        let admitted = (0..30)
+            .filter(|i| logins.throttled("clerk", &format!("s{i}")).is_none())
+            .count();
+        assert_eq!(admitted, ACCOUNT_FAILURES as usize);
+        let from_one = (0..30)
+            .filter(|i| logins.throttled(&format!("u{i}"), "one").is_none())
+            .count();
+        assert_eq!(from_one, SOURCE_FAILURES as usize);
+    }
+
     #[tokio::test]
     async fn an_unknown_username_is_checked_like_a_known_one_and_never_passes() {
         let logins = Logins::default();
         let hash = crate::accounts::hash_password("right horse").expect("hash");
-        assert!(
-            logins
-                .check("admin", "s", Some(hash.clone()), "right horse".into())
-                .await
+        let right = Some(hash.clone());
+        assert_eq!(
+            attempt(&logins, "admin", "s", right, "right horse").await,
+            Some(true)
         );
-        assert!(!logins.check("admin", "s", Some(hash), "wrong".into()).await);
+        assert_eq!(
+            attempt(&logins, "admin", "s", Some(hash), "wrong").await,
+            Some(false)
+        );
         let started = Instant::now();
-        assert!(
-            !logins
-                .check("nobody", "s", None, "right horse".into())
-                .await
+        assert_eq!(
+            attempt(&logins, "nobody", "s", None, "right horse").await,
+            Some(false)
         );
-        assert!(!logins.check("nobody", "s", None, String::new()).await);
+        assert_eq!(attempt(&logins, "nobody", "s", None, "").await, Some(false));
         // The account's throttle spares a source it signed in from.
         for _ in 0..ACCOUNT_FAILURES {
-            let _ = logins
-                .check("admin", "stranger", Some("x".into()), String::new())
-                .await;
+            let _ = attempt(&logins, "admin", "stranger", Some("x".into()), "").await;
         }
         assert!(logins.throttled("admin", "stranger").is_some());
         assert!(logins.throttled("admin", "elsewhere").is_some());

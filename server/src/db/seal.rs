@@ -290,7 +290,42 @@ fn rewrite_all(
             sealer.seal_text(Sealed::KeyCheck, KEY_CHECK_TEXT)
         ],
     )?;
+    // The old row versions are still in the tables' files: vacuumed after the commit, and again
+    // at the next start if that is cut short.
+    tx.execute(
+        "INSERT INTO server_settings (key, value) VALUES (?1, '1')
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        args![VACUUM_PENDING],
+    )?;
     Ok(rewritten)
+}
+
+/// Set while the sealed columns' tables still hold old row versions to vacuum.
+const VACUUM_PENDING: &str = "sealed_vacuum_pending";
+
+/// Vacuums the sealed columns' tables if a rewrite left them to vacuum. A failure is reported and
+/// left for the next start: the values are sealed already, only old row versions remain.
+fn vacuum_if_pending(client: &mut postgres::Client) {
+    let pending = client
+        .query_opt(
+            "SELECT 1 FROM server_settings WHERE key = $1",
+            &[&VACUUM_PENDING],
+        )
+        .map(|r| r.is_some());
+    let done = match pending {
+        Ok(false) => return,
+        Ok(true) => vacuum_full(client).and_then(|()| {
+            client.execute(
+                "DELETE FROM server_settings WHERE key = $1",
+                &[&VACUUM_PENDING],
+            )?;
+            Ok(())
+        }),
+        Err(e) => Err(e.into()),
+    };
+    if let Err(e) = done {
+        tracing::warn!(error = %e, "old row versions of sealed columns are left to vacuum at the next start");
+    }
 }
 
 /// The tables of the sealed columns, for `VACUUM FULL`: rewritten rows leave their old versions
@@ -337,9 +372,7 @@ pub fn seal_in_place(pg: &mut Pg<postgres::Client>) -> Result<u64, DbError> {
             }),
         }
     })?;
-    if sealed > 0 {
-        vacuum_full(pg.client.get_mut())?;
-    }
+    vacuum_if_pending(pg.client.get_mut());
     Ok(sealed)
 }
 
@@ -371,7 +404,7 @@ pub fn reseal(pg: &mut Pg<postgres::Client>, new: Sealer) -> Result<u64, DbError
         })
     })?;
     pg.sealer = Some(std::sync::Arc::new(new));
-    vacuum_full(pg.client.get_mut())?;
+    vacuum_if_pending(pg.client.get_mut());
     Ok(n)
 }
 

@@ -90,21 +90,24 @@ pub(super) fn session(
     let now = now_ms();
     let idle_ms = i64::from(state.config.office.session_idle_minutes) * 60_000;
     if now >= created + SESSION_SECS * 1000 || now >= last_seen + idle_ms {
-        conn.execute(
+        // Ended whether or not the row goes now (a reader may find the database busy): it is
+        // refused at every use from here on, and removed at the next chance.
+        let _ = conn.execute(
             "DELETE FROM office_sessions WHERE token_hash = ?1",
             args![&hash],
-        )?;
+        );
         return Err(ApiError::Unauthorized("session_expired"));
     }
     if !Role::parse(&role).is_some_and(is_district) {
         return Err(ApiError::Unauthorized("unauthorized"));
     }
-    // Seen again: written at most once a minute.
+    // Seen again: written at most once a minute, and best effort (a reader may find the
+    // database busy with a merge; the next request writes it).
     if now - last_seen > 60_000 {
-        conn.execute(
+        let _ = conn.execute(
             "UPDATE office_sessions SET last_seen_ms = ?2 WHERE token_hash = ?1",
             args![&hash, now],
-        )?;
+        );
     }
     Ok(Session { username, role })
 }
@@ -181,8 +184,9 @@ pub(super) async fn login(
     let Json(req) = body.map_err(|_| ApiError::BadRequest("the body is not a login".into()))?;
     let username = req.username.trim().to_owned();
     let source = peer.source();
+    let throttle_key = peer.throttle_key();
     // Throttled before any hashing; the hash read under the store's lock, checked outside it.
-    if let Some(wait_s) = state.logins.throttled(&username, &source) {
+    if let Some(wait_s) = state.logins.throttled(&username, &throttle_key) {
         crate::metrics::refused("login");
         metrics::counter!("songpei_logins_total", "outcome" => "throttled").increment(1);
         state
@@ -199,7 +203,7 @@ pub(super) async fn login(
     };
     if !state
         .logins
-        .check(&username, &source, hash, req.password)
+        .check(&username, &throttle_key, hash, req.password)
         .await
     {
         metrics::counter!("songpei_logins_total", "outcome" => "refused").increment(1);

@@ -103,22 +103,15 @@ pub(crate) fn handle(
 
     let mut store = state.lock_store()?;
     // An instructor's phone that synced before instructors were kept from personal data (or while
-    // its account was a coordinator's) may hold trainee and household documents: once, its feed is
-    // sent again from the start with each of them marked erased, so they leave the phone.
-    let purge = grant.role == accounts::Role::Instructor
-        && instructor_reset(store.conn(), &device)?
-        && req.cursors.iter().any(|c| c.seq != 0);
-    if purge {
-        for c in &mut cursors {
-            c.seq = 0;
-            c.tag = 0;
-        }
-    }
-    let (acks, phone_heads) = match store.request(&device, &req.request_id)? {
+    // its account was a coordinator's) may hold trainee and household documents: each of them is
+    // sent marked erased, so they leave the phone, until the phone shows it has the answer.
+    let purge =
+        grant.role == accounts::Role::Instructor && instructor_purge(store.conn(), &device, &req)?;
+    let (acks, phone_heads, fresh) = match store.request(&device, &req.request_id)? {
         Some((hash, _)) if hash != body_hash => return Err(ApiError::RequestIdReused),
-        Some((_, acks)) => (decode_acks(&acks)?, pushed_heads(&req)),
+        Some((_, acks)) => (decode_acks(&acks)?, pushed_heads(&req), false),
         None => match merge_pushes(state, &mut store, grant, &req, &asked, body_hash) {
-            Ok(m) => m,
+            Ok((acks, heads)) => (acks, heads, true),
             Err(e) => {
                 refused(state, &store, grant, &e);
                 return Err(e);
@@ -138,7 +131,7 @@ pub(crate) fn handle(
         .collect();
     let budget = req.max_response_bytes.min(limits.max_response_bytes) as usize;
     let PullPage {
-        docs,
+        mut docs,
         settlements,
         cursors,
         more,
@@ -148,11 +141,25 @@ pub(crate) fn handle(
         &cursors,
         &merged,
         budget,
-        (grant.role == accounts::Role::Instructor).then_some(Instructor {
-            account: grant.account.as_str(),
-            purge,
-        }),
+        (grant.role == accounts::Role::Instructor).then_some(grant.account.as_str()),
     )?;
+    if purge {
+        docs.extend(
+            personal_docs(store.conn(), villages)?
+                .into_iter()
+                .map(|id| DocUpdate {
+                    doc: id,
+                    payload: Payload::Erased,
+                    heads: Vec::new(),
+                }),
+        );
+        // The phone has the answer once a request with another id arrives (a lost answer is asked
+        // for again under the same id).
+        store.conn().execute(
+            "UPDATE devices SET instructor_purge_request = ?2 WHERE id = ?1",
+            crate::args![&device, &req.request_id[..]],
+        )?;
+    }
     let keys = crate::attendance::card_key_set(store.conn())?;
     let card_keys = (keys.version != req.card_keys).then_some(keys);
     let policy = (store.policy().version() != req.policy).then(|| PolicySet::of(store.policy()));
@@ -173,10 +180,14 @@ pub(crate) fn handle(
         )?;
     }
     drop(store);
-    let merged_docs = acks
-        .iter()
-        .filter(|a| a.outcome == AckOutcome::Merged)
-        .count();
+    // A retry's stored acks were counted when they were merged.
+    let merged_docs = if fresh {
+        acks.iter()
+            .filter(|a| a.outcome == AckOutcome::Merged)
+            .count()
+    } else {
+        0
+    };
     let out = encode(&SyncResponse {
         version: PROTOCOL_VERSION,
         request_id: req.request_id,
@@ -551,24 +562,51 @@ fn merged_ack(phone_heads: &[ChangeHash], heads: &[ChangeHash]) -> Ack {
     }
 }
 
-/// Marks an instructor's device as sent its one reset (see [`handle`]); whether it had not been.
-fn instructor_reset(db: &dyn crate::db::Sql, device: &str) -> Result<bool, ApiError> {
-    Ok(db.execute(
-        "UPDATE devices SET instructor_reset_ms = ?2 WHERE id = ?1 AND instructor_reset_ms IS NULL",
-        crate::args![device, chrono::Utc::now().timestamp_millis()],
-    )? == 1)
+/// Whether this sync of an instructor's device is sent every trainee and household document of
+/// its villages marked erased. Until the device shows it received that answer (a later request
+/// under another id), it is; a device that never synced (every cursor at 0) holds none, and is
+/// done at once.
+fn instructor_purge(
+    db: &dyn crate::db::Sql,
+    device: &str,
+    req: &SyncRequest,
+) -> Result<bool, ApiError> {
+    let row: Option<(Option<i64>, Option<Vec<u8>>)> = db.query_opt(
+        "SELECT instructor_reset_ms, instructor_purge_request FROM devices WHERE id = ?1",
+        crate::args![device],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let Some((None, sent)) = row else {
+        return Ok(false);
+    };
+    let never_synced = sent.is_none() && req.cursors.iter().all(|c| c.seq == 0);
+    let received = sent.is_some_and(|id| id != req.request_id);
+    if never_synced || received {
+        db.execute(
+            "UPDATE devices SET instructor_reset_ms = ?2 WHERE id = ?1",
+            crate::args![device, chrono::Utc::now().timestamp_millis()],
+        )?;
+        return Ok(false);
+    }
+    Ok(true)
 }
 
-/// The phone an instructor's account syncs, as a pull sees it.
-struct Instructor<'a> {
-    /// The account: classes that name it are sent.
-    account: &'a str,
-    /// Trainee and household documents are sent as erased (the one reset).
-    purge: bool,
+/// Every trainee and household document of `villages`.
+fn personal_docs(
+    db: &dyn crate::db::Sql,
+    villages: &BTreeSet<String>,
+) -> Result<Vec<uuid::Uuid>, ApiError> {
+    let mut out = Vec::new();
+    for v in villages {
+        let ids: Vec<String> = db.query_map(
+            "SELECT id FROM docs WHERE village = ?1 AND kind IN ('trainee', 'household')",
+            crate::args![v],
+            |r| r.get(0),
+        )?;
+        out.extend(ids.iter().filter_map(|id| id.parse::<uuid::Uuid>().ok()));
+    }
+    Ok(out)
 }
-
-/// Bytes a document marked erased is counted as, against the budget.
-const ERASED_BYTES: usize = 24;
 
 /// Documents new to the phone since its cursors, within `budget` bytes.
 fn pull(
@@ -576,7 +614,7 @@ fn pull(
     cursors: &[Cursor],
     merged: &HashMap<DocId, Vec<ChangeHash>>,
     budget: usize,
-    instructor: Option<Instructor<'_>>,
+    instructor: Option<&str>,
 ) -> Result<PullPage, ApiError> {
     let mut used = 0usize;
     let mut personal = Vec::new();
@@ -629,21 +667,13 @@ fn pull(
             // household document: it checks faces against a masked roster. Which of a class's
             // versions it holds is not known (it may never have had the class), so it gets the
             // whole class.
-            let base = match &instructor {
+            let base = match instructor {
                 None => base,
-                Some(Instructor { account, purge }) => {
+                Some(account) => {
                     let named = is_class
                         && doc::class::read(&loaded.doc, ClassId::from(id.uuid()))
                             .is_ok_and(|(c, _)| c.instructor_accounts.iter().any(|a| a == account));
                     if !named {
-                        if *purge && !is_class {
-                            docs.push(DocUpdate {
-                                doc: id.uuid(),
-                                payload: Payload::Erased,
-                                heads: Vec::new(),
-                            });
-                            used += ERASED_BYTES;
-                        }
                         seq = *last;
                         continue;
                     }

@@ -80,6 +80,10 @@ impl Readers {
         impl Drop for Back<'_> {
             fn drop(&mut self) {
                 if let (Some(c), Ok(mut idle)) = (self.1.take(), self.0.idle.lock()) {
+                    // Never back inside a transaction (a closure that failed or panicked in one).
+                    if !c.is_autocommit() {
+                        let _ = c.execute_batch("ROLLBACK");
+                    }
                     idle.push(c);
                     self.0.freed.notify_one();
                 }

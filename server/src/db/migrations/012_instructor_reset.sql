@@ -1,4 +1,6 @@
--- When an instructor's phone was last sent its villages' feed again from the start, with every
--- trainee and household document in it marked erased: a phone that received them before
--- instructors were kept from them (or while its account was a coordinator's) loses them.
+-- An instructor's phone that received trainee and household documents before (an earlier
+-- release, or while its account was a coordinator's) is sent each of them marked erased: the id of
+-- the request answered so, until a request under another id shows the phone has the answer; then
+-- when it was done.
+ALTER TABLE devices ADD COLUMN instructor_purge_request BLOB;
 ALTER TABLE devices ADD COLUMN instructor_reset_ms INTEGER;
