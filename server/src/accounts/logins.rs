@@ -1,6 +1,7 @@
 //! Password checks for the dashboard's logins, kept from hurting anyone else: Argon2 runs outside
-//! every database lock, on at most half the cores at a time; failed logins are throttled per account and
-//! per source before any hashing; an unknown username costs the same as a known one.
+//! every database lock, on half the cores' threads of the lowest scheduling class; failed logins
+//! are throttled per account and per source before any hashing; an unknown username costs the same
+//! as a known one.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -83,11 +84,73 @@ impl Failures {
     }
 }
 
+/// A password to check against a hash, and where to say whether it matched.
+struct Job {
+    hash: String,
+    password: String,
+    done: tokio::sync::oneshot::Sender<bool>,
+}
+
+/// Threads that check passwords, half the cores, at the lowest scheduling class the system
+/// offers an unprivileged process (`SCHED_IDLE` on Linux): they run when the phones' syncs leave a
+/// core free, so a flood of logins takes only idle time.
+fn hashers(n: usize) -> std::sync::mpsc::Sender<Job> {
+    let (tx, rx) = std::sync::mpsc::channel::<Job>();
+    let rx = std::sync::Arc::new(Mutex::new(rx));
+    for i in 0..n {
+        let rx = rx.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("argon2-{i}"))
+            .spawn(move || {
+                if let Err(e) = lowest_priority() {
+                    tracing::debug!(error = ?e, "password checks keep the normal priority");
+                }
+                loop {
+                    // The lock is held only while waiting for the next job.
+                    let job = match rx.lock() {
+                        Ok(r) => r.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok(job) = job else {
+                        return;
+                    };
+                    let ok = PasswordHash::new(&job.hash).is_ok_and(|parsed| {
+                        argon2::Argon2::default()
+                            .verify_password(job.password.as_bytes(), &parsed)
+                            .is_ok()
+                    });
+                    let _ = job.done.send(ok);
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start a password-checking thread");
+        }
+    }
+    tx
+}
+
+#[cfg(unix)]
+fn lowest_priority() -> Result<(), thread_priority::Error> {
+    use thread_priority::unix::{
+        NormalThreadSchedulePolicy, ThreadSchedulePolicy, set_thread_priority_and_policy,
+        thread_native_id,
+    };
+    set_thread_priority_and_policy(
+        thread_native_id(),
+        thread_priority::ThreadPriority::Min,
+        ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle),
+    )
+}
+
+#[cfg(not(unix))]
+fn lowest_priority() -> Result<(), thread_priority::Error> {
+    thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min)
+}
+
 /// The gate every dashboard login passes.
-#[derive(Debug)]
 pub struct Logins {
-    /// Argon2 checks running at once: half the cores.
-    hashing: tokio::sync::Semaphore,
+    /// The password-checking threads' queue.
+    hashing: Mutex<std::sync::mpsc::Sender<Job>>,
     accounts: Mutex<Failures>,
     sources: Mutex<Failures>,
     /// (account, source) pairs that signed in since the server started: an account's throttle
@@ -98,12 +161,18 @@ pub struct Logins {
     dummy: String,
 }
 
+impl std::fmt::Debug for Logins {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Logins(…)")
+    }
+}
+
 impl Default for Logins {
     fn default() -> Self {
         // Half the cores at most: a flood of logins leaves the rest to the phones' syncs.
         let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
         Self {
-            hashing: tokio::sync::Semaphore::new((cores / 2).max(1)),
+            hashing: Mutex::new(hashers((cores / 2).max(1))),
             accounts: Mutex::default(),
             sources: Mutex::default(),
             known: Mutex::default(),
@@ -148,7 +217,7 @@ impl Logins {
 
     /// Checks `password` against `hash` (the account's, or `None` for an unknown username, which
     /// is checked against a hash of nothing anyone knows, for the same cost), on the blocking pool
-    /// and on at most half the cores at a time. The attempt was counted as a failure when it was
+    /// and on the password-checking threads (see [`hashers`]). The attempt was counted as a failure when it was
     /// admitted; a success takes it back, clears the account's failures and remembers the source.
     pub async fn check(
         &self,
@@ -159,18 +228,16 @@ impl Logins {
     ) -> bool {
         let known = hash.is_some();
         let hash = hash.unwrap_or_else(|| self.dummy.clone());
-        let ok = match self.hashing.acquire().await {
-            Ok(_permit) => tokio::task::spawn_blocking(move || {
-                PasswordHash::new(&hash).is_ok_and(|parsed| {
-                    argon2::Argon2::default()
-                        .verify_password(password.as_bytes(), &parsed)
-                        .is_ok()
-                })
+        let (done, answer) = tokio::sync::oneshot::channel();
+        let queued = self.hashing.lock().is_ok_and(|q| {
+            q.send(Job {
+                hash,
+                password,
+                done,
             })
-            .await
-            .unwrap_or(false),
-            Err(_) => false,
-        } && known;
+            .is_ok()
+        });
+        let ok = queued && answer.await.unwrap_or(false) && known;
         if ok {
             if let Ok(mut f) = self.accounts.lock() {
                 f.clear(username);
