@@ -132,16 +132,10 @@ impl AppState {
         store
             .draw_callbacks(chrono::Utc::now().timestamp_millis())
             .map_err(|e| format!("cannot draw the call-backs: {e}"))?;
-        let readers = match &config.database_url {
-            Some(_) => None,
-            None => {
-                let key = crate::DbKey::resolve(&config.data)?;
-                Some(Arc::new(
-                    crate::store::Readers::open(&config.data, &key, READERS)
-                        .map_err(|e| format!("cannot open the database's readers: {e}"))?,
-                ))
-            }
-        };
+        let readers = store
+            .readers(READERS)
+            .map_err(|e| format!("cannot open the database's readers: {e}"))?
+            .map(Arc::new);
         Ok(Self {
             store: Arc::new(Mutex::new(store)),
             readers,

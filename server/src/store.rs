@@ -82,6 +82,8 @@ pub struct ServerStore {
     policy: songpei_core::rules::PolicyTable,
     signin: crate::config::SigninRules,
     sampler: crate::callbacks::Sampler,
+    /// The SQLite database's folder and key, for readers beside this writer (none on PostgreSQL).
+    sqlite_at: Option<(std::path::PathBuf, DbKey)>,
 }
 
 impl std::fmt::Debug for ServerStore {
@@ -149,7 +151,10 @@ impl ServerStore {
         let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         crate::db::refuse_newer_schema(found, crate::db::SQLITE_MIGRATIONS)?;
         songpei_core::store::apply_migrations(&mut conn, crate::db::SQLITE_MIGRATIONS, i64::MAX)?;
-        Ok(Self::with(Db::Sqlite(conn), cache_docs))
+        Ok(Self {
+            sqlite_at: Some((dir.to_path_buf(), key.clone())),
+            ..Self::with(Db::Sqlite(conn), cache_docs)
+        })
     }
 
     /// Opens the store in a PostgreSQL database (`postgres://user@host:port/db`), bringing its
@@ -193,7 +198,16 @@ impl ServerStore {
             policy: songpei_core::rules::PolicyTable::default(),
             signin: crate::config::SigninRules::default(),
             sampler: crate::callbacks::Sampler::default(),
+            sqlite_at: None,
         }
+    }
+
+    /// `n` connections reading the SQLite database beside this writer; none on PostgreSQL.
+    pub(crate) fn readers(&self, n: usize) -> Result<Option<Readers>, DbError> {
+        self.sqlite_at
+            .as_ref()
+            .map(|(dir, key)| Readers::open(dir, key, n))
+            .transpose()
     }
 
     /// Sets the policy table that subsidy decisions are made by from now on.

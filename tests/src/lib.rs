@@ -561,6 +561,16 @@ impl ServerProcess {
         out
     }
 
+    /// Adds a district account (`district_admin` or `district_viewer`); its one-time password.
+    pub fn add_district_account(&self, username: &str, role: &str) -> String {
+        let out = self.admin_ok(&["account", "add", "--username", username, "--role", role]);
+        out.lines()
+            .find_map(|l| l.strip_prefix("password (shown once): "))
+            .expect("password")
+            .trim()
+            .to_owned()
+    }
+
     /// Runs an admin command that must succeed; returns its stdout.
     pub fn admin_ok(&self, args: &[&str]) -> String {
         let out = self.admin(args);
@@ -1018,13 +1028,7 @@ impl Office {
 
     /// Adds a district account of `role` and signs it in.
     pub fn sign_in_as(server: &ServerProcess, username: &str, role: &str) -> Self {
-        let out = server.admin_ok(&["account", "add", "--username", username, "--role", role]);
-        let password = out
-            .lines()
-            .find_map(|l| l.strip_prefix("password (shown once): "))
-            .expect("password")
-            .trim()
-            .to_owned();
+        let password = server.add_district_account(username, role);
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .build()

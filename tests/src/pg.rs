@@ -188,22 +188,23 @@ impl Postgres {
         format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
     }
 
+    /// One of PostgreSQL's client programs, pointed at this server as `postgres`.
+    fn client(&self, program: &str) -> Command {
+        let mut c = Command::new(bin(program));
+        c.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "-U",
+            "postgres",
+        ]);
+        c
+    }
+
     /// Creates a database and gives its URL.
     pub fn create(&self, database: &str) -> String {
-        check(
-            "createdb",
-            Command::new(bin("createdb"))
-                .args([
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    &self.port.to_string(),
-                    "-U",
-                    "postgres",
-                ])
-                .arg(database)
-                .output(),
-        );
+        check("createdb", self.client("createdb").arg(database).output());
         self.url(database)
     }
 
@@ -224,21 +225,7 @@ impl Postgres {
 
     /// A `pg_dump` of `database`, as plain SQL.
     pub fn dump(&self, database: &str) -> Vec<u8> {
-        check(
-            "pg_dump",
-            Command::new(bin("pg_dump"))
-                .args([
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    &self.port.to_string(),
-                    "-U",
-                    "postgres",
-                ])
-                .arg(database)
-                .output(),
-        )
-        .stdout
+        check("pg_dump", self.client("pg_dump").arg(database).output()).stdout
     }
 
     /// Every file under the cluster's data folder, or under its folder `sub` (`base`: the tables

@@ -25,6 +25,39 @@ fn people() -> Vec<(&'static str, String, &'static str)> {
     ]
 }
 
+/// `admin database rekey` of the stopped `server` to `key`: the key file holds it afterwards.
+fn rekey(server: &ServerProcess, key: [u8; 32]) {
+    let new_key = server.data.with_extension("new-key");
+    std::fs::write(&new_key, songpei_tests::hex_key(key)).expect("new key");
+    let out = server.admin_ok(&[
+        "database",
+        "rekey",
+        "--new-key-file",
+        &new_key.to_string_lossy(),
+    ]);
+    assert!(out.contains("under the new key"), "{out}");
+    let key_file = songpei_server::DbKey::default_file(&server.data);
+    assert_eq!(
+        std::fs::read_to_string(&key_file).expect("key").trim(),
+        songpei_tests::hex_key(key)
+    );
+}
+
+/// An admin command on `server`'s database (PostgreSQL at `url`, else SQLite) under the key the
+/// last rekey kept as `….key.old`.
+fn with_old_key(server: &ServerProcess, url: Option<&str>) -> std::process::Output {
+    let old_key = songpei_server::DbKey::default_file(&server.data).with_extension("key.old");
+    let mut cmd = std::process::Command::new(songpei_tests::binary("songpei-server"));
+    cmd.args(["admin", "device", "list", "--data"])
+        .arg(&server.data)
+        .env("SONGPEI_DB_KEY_FILE", &old_key);
+    match url {
+        Some(u) => cmd.env("SONGPEI_DATABASE_URL", u),
+        None => cmd.env_remove("SONGPEI_DATABASE_URL"),
+    };
+    cmd.output().expect("run")
+}
+
 /// Every (what, value) of the people found in `bytes`.
 fn found(bytes: &[u8]) -> Vec<String> {
     let mut out = Vec::new();
@@ -125,22 +158,8 @@ fn the_data_folder_holds_no_personal_data_and_a_plain_database_is_encrypted_in_p
     assert_eq!(found(&folder_bytes(&data)), Vec::<String>::new());
 
     // Key rotation: the database opens under the new key only.
-    let new_key = data.with_extension("new-key");
-    std::fs::write(&new_key, songpei_tests::hex_key([9; 32])).expect("new key");
-    let out = server.admin_ok(&[
-        "database",
-        "rekey",
-        "--new-key-file",
-        &new_key.to_string_lossy(),
-    ]);
-    assert!(out.contains("under the new key"), "{out}");
-    let old_key = key_file.with_extension("key.old");
-    let with_old = std::process::Command::new(songpei_tests::binary("songpei-server"))
-        .args(["admin", "device", "list", "--data"])
-        .arg(&data)
-        .env("SONGPEI_DB_KEY_FILE", &old_key)
-        .output()
-        .expect("run");
+    rekey(&server, [9; 32]);
+    let with_old = with_old_key(&server, None);
     assert!(!with_old.status.success(), "the old key opens nothing");
     server.restart();
     other.sync(&server.url);
@@ -305,27 +324,8 @@ fn postgresql_holds_no_personal_data_and_a_plain_database_is_sealed_in_place() {
 
     // Key rotation: the new key opens everything, the old one nothing.
     server.stop();
-    let new_key = server.data.with_extension("new-key");
-    std::fs::write(&new_key, songpei_tests::hex_key([42; 32])).expect("new key");
-    let out = server.admin_ok(&[
-        "database",
-        "rekey",
-        "--new-key-file",
-        &new_key.to_string_lossy(),
-    ]);
-    assert!(out.contains("under the new key"), "{out}");
-    assert_eq!(
-        std::fs::read_to_string(&key_file).expect("key").trim(),
-        songpei_tests::hex_key([42; 32])
-    );
-    let old_key = key_file.with_extension("key.old");
-    let refused = std::process::Command::new(songpei_tests::binary("songpei-server"))
-        .args(["admin", "device", "list", "--data"])
-        .arg(&server.data)
-        .env("SONGPEI_DATABASE_URL", &url)
-        .env("SONGPEI_DB_KEY_FILE", &old_key)
-        .output()
-        .expect("run");
+    rekey(&server, [42; 32]);
+    let refused = with_old_key(&server, Some(&url));
     assert!(!refused.status.success());
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(err.contains("another key"), "{err}");

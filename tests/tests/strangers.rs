@@ -136,20 +136,7 @@ fn login(server: &ServerProcess, username: &str, password: &str, client: Option<
 #[test]
 fn syncs_during_a_login_flood_all_succeed_and_the_office_still_signs_in() {
     let server = ServerProcess::start_with_config(Some("trusted_proxies = [\"127.0.0.1\"]\n"));
-    let out = server.admin_ok(&[
-        "account",
-        "add",
-        "--username",
-        "clerk",
-        "--role",
-        "district_admin",
-    ]);
-    let password = out
-        .lines()
-        .find_map(|l| l.strip_prefix("password (shown once): "))
-        .expect("password")
-        .trim()
-        .to_owned();
+    let password = server.add_district_account("clerk", "district_admin");
     assert_eq!(login(&server, "clerk", &password, None), 200);
     let phone = songpei_tests::CliPhone::new();
     server.enroll(&phone, &[VILLAGE_A]);

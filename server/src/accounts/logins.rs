@@ -1,7 +1,6 @@
 //! Password checks for the dashboard's logins, kept from hurting anyone else: Argon2 runs outside
-//! every database lock, on half the cores' threads of the lowest scheduling class; failed logins
-//! are throttled per account and per source before any hashing; an unknown username costs the same
-//! as a known one.
+//! every database lock, on threads for half the cores; failed logins are throttled per account and
+//! per source before any hashing; an unknown username costs the same as a known one.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -91,9 +90,9 @@ struct Job {
     done: tokio::sync::oneshot::Sender<bool>,
 }
 
-/// Threads that check passwords, half the cores, at the lowest scheduling class the system
-/// offers an unprivileged process (`SCHED_IDLE` on Linux): they run when the phones' syncs leave a
-/// core free, so a flood of logins takes only idle time.
+/// Threads that check passwords, half the cores: a flood of logins leaves the other half to the
+/// phones' syncs. (They keep the normal scheduling class: at an idle class, a machine kept busy by
+/// anything else would never check a password.)
 fn hashers(n: usize) -> std::sync::mpsc::Sender<Job> {
     let (tx, rx) = std::sync::mpsc::channel::<Job>();
     let rx = std::sync::Arc::new(Mutex::new(rx));
@@ -102,9 +101,6 @@ fn hashers(n: usize) -> std::sync::mpsc::Sender<Job> {
         let spawned = std::thread::Builder::new()
             .name(format!("argon2-{i}"))
             .spawn(move || {
-                if let Err(e) = lowest_priority() {
-                    tracing::debug!(error = ?e, "password checks keep the normal priority");
-                }
                 loop {
                     // The lock is held only while waiting for the next job.
                     let job = match rx.lock() {
@@ -127,24 +123,6 @@ fn hashers(n: usize) -> std::sync::mpsc::Sender<Job> {
         }
     }
     tx
-}
-
-#[cfg(unix)]
-fn lowest_priority() -> Result<(), thread_priority::Error> {
-    use thread_priority::unix::{
-        NormalThreadSchedulePolicy, ThreadSchedulePolicy, set_thread_priority_and_policy,
-        thread_native_id,
-    };
-    set_thread_priority_and_policy(
-        thread_native_id(),
-        thread_priority::ThreadPriority::Min,
-        ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle),
-    )
-}
-
-#[cfg(not(unix))]
-fn lowest_priority() -> Result<(), thread_priority::Error> {
-    thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min)
 }
 
 /// The gate every dashboard login passes.

@@ -193,16 +193,6 @@ impl Sealer {
         String::from_utf8(self.open(column, &bytes)?)
             .map_err(|_| DbError::Corrupt("a sealed text is not UTF-8"))
     }
-
-    /// Whether `value` opens under this key for `column` (a value written before the column was
-    /// sealed does not).
-    pub fn opens(&self, column: Sealed, value: &super::Value) -> bool {
-        match value {
-            super::Value::Blob(b) => self.open(column, b).is_ok(),
-            super::Value::Text(t) => self.open_text(column, t).is_ok(),
-            _ => true,
-        }
-    }
 }
 
 /// The key check's row in `server_settings`.
@@ -450,6 +440,5 @@ mod tests {
             "核实：韦春燕本人到场"
         );
         assert!(s.open_text(Sealed::ReviewReason, "核实").is_err());
-        assert!(s.opens(Sealed::ReviewReason, &super::super::Value::Text(sealed)));
     }
 }

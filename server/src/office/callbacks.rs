@@ -128,13 +128,7 @@ pub(super) async fn call_list(
                 selected_ms: r.get(9)?,
                 attempts: r.get(10)?,
                 outcome: r.get(11)?,
-                note: if admin {
-                    r.get::<Option<String>>(12)?
-                        .map(|n| conn.open_text(Sealed::CallbackNote, n))
-                        .transpose()?
-                } else {
-                    None
-                },
+                note: admin_note(conn, admin, r.get(12)?)?,
                 decided_by: r.get(13)?,
                 decided_ms: r.get(14)?,
                 phone_shared_with: r.get(15)?,
@@ -345,6 +339,18 @@ pub(super) async fn audit_log(
         Ok(Json(items))
     })
     .await
+}
+
+/// A call's note as `admin` may read it: opened for a district admin, left out for anyone else.
+pub(super) fn admin_note(
+    conn: &dyn Sql,
+    admin: bool,
+    stored: Option<String>,
+) -> Result<Option<String>, DbError> {
+    match stored {
+        Some(n) if admin => conn.open_text(Sealed::CallbackNote, n).map(Some),
+        _ => Ok(None),
+    }
 }
 
 /// What a clerk found on a call.

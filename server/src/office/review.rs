@@ -193,13 +193,7 @@ pub(super) async fn review_queue(
                         trainee_id: r.get(4)?,
                         name_masked: r.get(5)?,
                         day: r.get(6)?,
-                        note: if admin {
-                            r.get::<Option<String>>(7)?
-                                .map(|n| conn.open_text(Sealed::CallbackNote, n))
-                                .transpose()?
-                        } else {
-                            None
-                        },
+                        note: super::callbacks::admin_note(conn, admin, r.get(7)?)?,
                         decided_by: r.get(8)?,
                         held_ms: r.get(9)?,
                     },
